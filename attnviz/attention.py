@@ -1,0 +1,223 @@
+"""Attention as the seed article describes it, in the standard row-softmax form.
+
+    s(i, j) = sim(x_i, x_j)                 raw scores                  (..., n, m)
+    a(i, :) = softmax(s(i, :) / T)          over the valid keys j       (..., n, m)
+    y_i     = sum_j a(i, j) v_j             weighted sum                (..., n, d_v)
+
+Masks are boolean with True = a real element. Masked keys get exactly 0 weight; a query row with no
+valid key (or a padded query) is all 0 and its output is 0 — never NaN.
+
+Long inputs: :func:`attend_blocked`, :func:`attention_row` and :func:`attention_received` never hold
+more than one block of ``block_size x m`` scores. With the default budget of
+``BLOCK_ELEMENTS = 2**24`` scores per block, the extra memory of a call is at most about
+``3 x 2**24 x itemsize`` (~192 MiB in float32) on top of the inputs and the ``(n, d_v)`` output,
+whatever n is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .errors import InvalidParameter, ShapeMismatch
+from .similarity import Similarity, get_similarity
+
+#: scores held at once by the blocked paths (see the module docstring for the memory bound).
+BLOCK_ELEMENTS = 1 << 24
+
+
+@dataclass
+class AttentionResult:
+    """Scores, weights and output of one attention call; shapes in the docstring of :func:`attend`."""
+
+    scores: torch.Tensor
+    weights: torch.Tensor
+    output: torch.Tensor
+    similarity: str
+    temperature: float
+
+
+@dataclass
+class BlockedResult:
+    """What the blocked path returns: outputs ``(..., n, d_v)`` and attention received ``(..., m)``."""
+
+    output: torch.Tensor | None
+    received: torch.Tensor | None
+    similarity: str
+    temperature: float
+    block_size: int
+
+
+def _as_bool_mask(mask, shape: tuple[int, ...], what: str, device) -> torch.Tensor | None:
+    if mask is None:
+        return None
+    mask = torch.as_tensor(mask, device=device)
+    if mask.dtype != torch.bool:
+        raise InvalidParameter(f"{what} must be a bool tensor (True = real element), got {mask.dtype}.")
+    if tuple(mask.shape) != tuple(shape):
+        raise ShapeMismatch(f"{what} must have shape {tuple(shape)}, got {tuple(mask.shape)}.")
+    return mask
+
+
+def check_temperature(temperature) -> float:
+    try:
+        t = float(temperature)
+    except (TypeError, ValueError):
+        raise InvalidParameter(f"The temperature must be a number, got {temperature!r}.") from None
+    if not (t > 0 and math.isfinite(t)):
+        raise InvalidParameter(f"The temperature must be a positive number, got {temperature!r}.")
+    return t
+
+
+def _check_finite(t: torch.Tensor, what: str) -> None:
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        raise InvalidParameter(f"The {what} contain NaN or infinite values; clean the input first.")
+
+
+def scores(q: torch.Tensor, k: torch.Tensor, similarity: str | Similarity = "cosine", **params) -> torch.Tensor:
+    """Raw similarity scores: ``(..., n, d) x (..., m, d) -> (..., n, m)``."""
+    return get_similarity(similarity)(q, k, **params)
+
+
+def masked_softmax(s: torch.Tensor, key_mask: torch.Tensor | None = None, dim: int = -1) -> torch.Tensor:
+    """Stable softmax over ``dim`` (max-subtracted, as torch.softmax does).
+
+    ``key_mask`` (``(..., m)``, True = valid, broadcast over queries) gives masked keys exactly 0;
+    a row without a valid key becomes all 0 instead of NaN.
+    """
+    if key_mask is None:
+        return torch.softmax(s, dim=dim)
+    if dim not in (-1, s.dim() - 1):
+        raise InvalidParameter("masked_softmax masks the last axis; move the key axis last.")
+    km = key_mask.unsqueeze(-2)
+    w = torch.softmax(s.masked_fill(~km, float("-inf")), dim=-1)
+    return w.masked_fill(~km.any(dim=-1, keepdim=True), 0.0)
+
+
+def _prepare(x, keys, values, mask, key_mask):
+    if not isinstance(x, torch.Tensor):
+        raise InvalidParameter("x must be a torch tensor of shape (n, d) or (b, n, d).")
+    if x.dim() not in (2, 3):
+        raise ShapeMismatch(f"x must be (n, d) or (b, n, d), got shape {tuple(x.shape)}.")
+    if not x.is_floating_point():
+        x = x.float()
+    self_attention = keys is None
+    k = x if keys is None else keys.to(device=x.device, dtype=x.dtype)
+    v = k if values is None else values.to(device=x.device, dtype=x.dtype)
+    if k.dim() != x.dim() or v.dim() != x.dim():
+        raise ShapeMismatch("x, keys and values must all be unbatched (n, d) or all batched (b, n, d).")
+    if v.shape[-2] != k.shape[-2]:
+        raise ShapeMismatch(f"values must have one row per key: {v.shape[-2]} values for {k.shape[-2]} keys.")
+    for t, what in ((x, "inputs"), (k, "keys"), (v, "values")):
+        _check_finite(t, what)
+    qmask = _as_bool_mask(mask, x.shape[:-1], "mask", x.device)
+    if key_mask is None and self_attention:
+        kmask = qmask
+    else:
+        kmask = _as_bool_mask(key_mask, k.shape[:-1], "key_mask", x.device)
+    return x, k, v, qmask, kmask
+
+
+def attend(x: torch.Tensor, similarity: str | Similarity = "cosine", temperature: float = 1.0,
+           mask: torch.Tensor | None = None, keys: torch.Tensor | None = None,
+           values: torch.Tensor | None = None, key_mask: torch.Tensor | None = None, **params) -> AttentionResult:
+    """Attend from every element of ``x`` to every key.
+
+    x: ``(n, d)`` or ``(b, n, d)``; mask: bool ``(n,)`` / ``(b, n)``, True = real element (ragged
+    batches). ``keys``/``values`` default to ``x`` (self-attention); given, it is cross-attention and
+    ``key_mask`` masks the keys (in self-attention ``mask`` masks both).
+    Returns scores and weights ``(..., n, m)`` and output ``(..., n, d_v)``.
+    """
+    sim = get_similarity(similarity)
+    t = check_temperature(temperature)
+    x, k, v, qmask, kmask = _prepare(x, keys, values, mask, key_mask)
+    s = sim(x, k, **params)
+    w = masked_softmax(s if t == 1.0 else s / t, kmask)
+    if qmask is not None:
+        w = w.masked_fill(~qmask.unsqueeze(-1), 0.0)
+    return AttentionResult(scores=s, weights=w, output=w @ v, similarity=sim.name, temperature=t)
+
+
+def block_size_for(m: int, batch: int = 1, budget: int = BLOCK_ELEMENTS) -> int:
+    """Queries per block so that one block holds at most ``budget`` scores."""
+    return max(1, budget // max(1, m * batch))
+
+
+def attend_blocked(x: torch.Tensor, similarity: str | Similarity = "cosine", temperature: float = 1.0,
+                   mask: torch.Tensor | None = None, keys: torch.Tensor | None = None,
+                   values: torch.Tensor | None = None, key_mask: torch.Tensor | None = None,
+                   block_size: int | None = None, need_output: bool = True, need_received: bool = True,
+                   **params) -> BlockedResult:
+    """Outputs and attention received, computed ``block_size`` queries at a time (never ``n x m``).
+
+    ``received[..., j]`` is the weight key j receives, averaged over the valid queries.
+    """
+    sim = get_similarity(similarity)
+    t = check_temperature(temperature)
+    x, k, v, qmask, kmask = _prepare(x, keys, values, mask, key_mask)
+    n, m = x.shape[-2], k.shape[-2]
+    batch = x.shape[0] if x.dim() == 3 else 1
+    bs = block_size or block_size_for(m, batch)
+    if bs < 1:
+        raise InvalidParameter(f"block_size must be at least 1, got {bs}.")
+    out = torch.zeros(*x.shape[:-1], v.shape[-1], device=x.device, dtype=x.dtype) if need_output else None
+    received = torch.zeros(*k.shape[:-1], device=x.device, dtype=x.dtype) if need_received else None
+    for i in range(0, n, bs):
+        s = sim(x[..., i:i + bs, :], k, **params)
+        w = masked_softmax(s if t == 1.0 else s.div_(t), kmask)
+        del s
+        if qmask is not None:
+            w.masked_fill_(~qmask[..., i:i + bs].unsqueeze(-1), 0.0)
+        if out is not None:
+            out[..., i:i + bs, :] = w @ v
+        if received is not None:
+            received += w.sum(dim=-2)
+        del w
+    if received is not None:
+        nq = qmask.sum(dim=-1, keepdim=True).clamp_min(1).to(x.dtype) if qmask is not None else n
+        received = received / nq
+    return BlockedResult(output=out, received=received, similarity=sim.name, temperature=t, block_size=bs)
+
+
+def attention_row(query: torch.Tensor, keys: torch.Tensor, similarity: str | Similarity = "cosine",
+                  temperature: float = 1.0, key_mask: torch.Tensor | None = None, **params) -> torch.Tensor:
+    """Weights of one query (``(d,) -> (m,)``) or a few (``(r, d) -> (r, m)``) over ``keys (m, d)``; O(m) memory."""
+    single = query.dim() == 1
+    q = query.unsqueeze(0) if single else query
+    res = attend(q, similarity, temperature, keys=keys, values=keys[..., :1], key_mask=key_mask, **params)
+    return res.weights[0] if single else res.weights
+
+
+def attention_received(x: torch.Tensor, similarity: str | Similarity = "cosine", temperature: float = 1.0,
+                       mask: torch.Tensor | None = None, keys: torch.Tensor | None = None,
+                       key_mask: torch.Tensor | None = None, block_size: int | None = None, **params) -> torch.Tensor:
+    """Attention each key receives, averaged over the valid queries: ``(..., m)``, blocked."""
+    return attend_blocked(x, similarity, temperature, mask=mask, keys=keys, key_mask=key_mask,
+                          block_size=block_size, need_output=False, **params).received
+
+
+def row_entropy(weights: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy of each row in nats, ``(..., n, m) -> (..., n)``; 0·log 0 = 0."""
+    return -torch.special.xlogy(weights, weights).sum(dim=-1)
+
+
+def effective_tokens(weights: torch.Tensor) -> torch.Tensor:
+    """exp(entropy): how many keys a row attends to 'in effect' (1 = one key, m = uniform)."""
+    return row_entropy(weights).exp()
+
+
+def top_pairs(weights: torch.Tensor, k: int = 10, exclude_diagonal: bool = False) -> list[tuple[int, int, float]]:
+    """The ``k`` strongest (query, key, weight) pairs of an ``(n, m)`` weight matrix, strongest first."""
+    if weights.dim() != 2:
+        raise ShapeMismatch(f"top_pairs takes an (n, m) matrix, got {tuple(weights.shape)}.")
+    w = weights
+    if exclude_diagonal:
+        w = w.clone()
+        d = min(w.shape)
+        w[torch.arange(d), torch.arange(d)] = float("-inf")
+    k = max(0, min(int(k), w.numel()))
+    vals, idx = torch.topk(w.reshape(-1), k)
+    m = w.shape[1]
+    return [(int(i) // m, int(i) % m, float(v)) for v, i in zip(vals.tolist(), idx.tolist()) if math.isfinite(v)]

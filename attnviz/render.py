@@ -1,0 +1,205 @@
+"""Rendering shared by the text and image views: colour maps, legends, matrix figures, PNG, CSV, JSON.
+
+Pure functions: numbers in, HTML strings / figures / bytes out. Every label that may come from a user
+is escaped (``html.escape``) before it reaches HTML or plotly (which reads a subset of HTML in labels);
+inline styles are built from numbers only. No CDN, no JavaScript.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .errors import InvalidParameter
+
+# colour-blind-safe, perceptually uniform maps first; cividis is the default (it is designed to read the
+# same for red-green colour-blind viewers)
+COLORMAPS = ("cividis", "viridis", "inferno", "magma", "plasma")
+DEFAULT_COLORMAP = "cividis"
+
+
+def _hex_to_rgb(h: str) -> tuple[int, int, int]:
+    h = h.strip()
+    if h.startswith("rgb"):
+        return tuple(int(float(v)) for v in h[h.index("(") + 1:h.index(")")].split(",")[:3])  # type: ignore[return-value]
+    h = h.lstrip("#")
+    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+
+
+@dataclass(frozen=True)
+class ColorMap:
+    """A 256-entry lookup table; ``cmap(values in [0, 1]) -> (..., 3) uint8``."""
+
+    name: str
+    lut: np.ndarray  # (256, 3) uint8
+
+    def __call__(self, values) -> np.ndarray:
+        v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
+        idx = np.clip(np.rint(v * 255.0), 0, 255).astype(np.intp)
+        return self.lut[idx]
+
+    def hex(self, value: float) -> str:
+        r, g, b = (int(c) for c in self(np.float64(value)))
+        return f"#{r:02x}{g:02x}{b:02x}"
+
+    def plotly_scale(self, stops: int = 11) -> list[list]:
+        return [[i / (stops - 1), self.hex(i / (stops - 1))] for i in range(stops)]
+
+
+@lru_cache(maxsize=None)
+def colormap(name: str = DEFAULT_COLORMAP) -> ColorMap:
+    """A colour map by name (see :data:`COLORMAPS`), interpolated from plotly's published stops."""
+    if name not in COLORMAPS:
+        raise InvalidParameter(f"Unknown colour map {name!r}: choose one of {', '.join(COLORMAPS)}.")
+    import plotly.colors as pc
+
+    stops = np.array([_hex_to_rgb(c) for c in getattr(pc.sequential, name.capitalize())], dtype=np.float64)
+    xs = np.linspace(0.0, 1.0, len(stops))
+    grid = np.linspace(0.0, 1.0, 256)
+    lut = np.stack([np.interp(grid, xs, stops[:, c]) for c in range(3)], axis=1)
+    return ColorMap(name, np.rint(lut).astype(np.uint8))
+
+
+def relative_luminance(rgb) -> float:
+    """WCAG relative luminance of an sRGB colour (0 = black, 1 = white)."""
+    c = np.asarray(rgb, dtype=np.float64) / 255.0
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return float(0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2])
+
+
+def text_color_for(rgb) -> str:
+    """Black or white, whichever contrasts more with the background ``rgb`` (WCAG contrast ratio)."""
+    lum = relative_luminance(rgb)
+    return "#000000" if (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) else "#ffffff"
+
+
+def normalise(values, vmin: float | None = None, vmax: float | None = None) -> tuple[np.ndarray, float, float]:
+    """Scale to [0, 1] for a colour map; a constant input maps to 0. Returns (scaled, vmin, vmax)."""
+    v = np.asarray(values, dtype=np.float64)
+    finite = v[np.isfinite(v)]
+    lo = float(finite.min()) if vmin is None and finite.size else float(vmin or 0.0)
+    hi = float(finite.max()) if vmax is None and finite.size else float(vmax if vmax is not None else 1.0)
+    span = hi - lo
+    scaled = np.zeros_like(v) if span <= 0 else np.clip((v - lo) / span, 0.0, 1.0)
+    return np.nan_to_num(scaled), lo, hi
+
+
+def format_number(x: float) -> str:
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}"
+    return f"{x:.3g}" if abs(x) >= 1e-3 else f"{x:.2e}"
+
+
+def legend_html(vmin: float, vmax: float, cmap_name: str = DEFAULT_COLORMAP, label: str = "attention weight",
+                ticks: int = 5) -> str:
+    """A horizontal colour bar with its numeric scale, as inline-styled HTML (no JS, no CDN)."""
+    cmap = colormap(cmap_name)
+    stops = ", ".join(f"{cmap.hex(i / 10)} {i * 10}%" for i in range(11))
+    tick_html = "".join(
+        f'<span style="position:absolute;left:{100 * i / (ticks - 1):.1f}%;transform:translateX(-50%)">'
+        f"{html.escape(format_number(vmin + (vmax - vmin) * i / (ticks - 1)))}</span>"
+        for i in range(ticks)
+    )
+    return (
+        '<div class="attnviz-legend" style="margin:0.5em 0 1.2em 0;max-width:420px;font-size:0.8em">'
+        f'<div>{html.escape(label)}</div>'
+        f'<div style="height:12px;border:1px solid #888;background:linear-gradient(to right, {stops})"></div>'
+        f'<div style="position:relative;height:1.2em">{tick_html}</div></div>'
+    )
+
+
+def escape_label(label: str) -> str:
+    """Escape a user label for plotly, which interprets a subset of HTML (<a>, <b>, <br>) in text."""
+    return html.escape(str(label), quote=True)
+
+
+def unique_labels(labels: list[str]) -> list[str]:
+    """``"i·token"`` labels: unique (plotly merges equal category labels) and escaped."""
+    return [f"{i}·{escape_label(t)}" for i, t in enumerate(labels)]
+
+
+def matrix_figure(weights, x_labels: list[str], y_labels: list[str] | None = None, title: str = "",
+                  cmap_name: str = DEFAULT_COLORMAP, x_title: str = "key (attended to)",
+                  y_title: str = "query (attending)", colorbar_title: str = "weight"):
+    """A plotly heatmap of an ``(n, m)`` matrix with token labels; stays light at 512 x 512.
+
+    The matrix travels as float32 binary (plotly encodes numpy arrays), labels as escaped text; tick
+    labels are thinned above ~60 rows, while hover always shows the exact pair and value.
+    """
+    import plotly.graph_objects as go
+
+    z = np.asarray(weights, dtype=np.float32)
+    if z.ndim != 2:
+        raise InvalidParameter(f"matrix_figure takes an (n, m) matrix, got shape {z.shape}.")
+    y_labels = x_labels if y_labels is None else y_labels
+    xs, ys = unique_labels(x_labels), unique_labels(y_labels)
+    fig = go.Figure(go.Heatmap(
+        z=z, x=xs, y=ys, colorscale=colormap(cmap_name).plotly_scale(),
+        colorbar=dict(title=dict(text=colorbar_title)),
+        hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>",
+    ))
+    n, m = z.shape
+    fig.update_layout(
+        title=dict(text=escape_label(title)), xaxis_title=x_title, yaxis_title=y_title,
+        margin=dict(l=10, r=10, t=40 if title else 10, b=10), height=min(900, max(360, 18 * n + 120)),
+    )
+    fig.update_yaxes(autorange="reversed", nticks=min(n, 60), tickfont=dict(size=10 if n <= 40 else 8))
+    fig.update_xaxes(nticks=min(m, 60), tickangle=-60, tickfont=dict(size=10 if m <= 40 else 8))
+    return fig
+
+
+def matrix_png(weights, cmap_name: str = DEFAULT_COLORMAP, cell: int | None = None, max_side: int = 2048) -> bytes:
+    """The matrix as a PNG (one square per cell, scaled so the longer side is <= ``max_side``)."""
+    from PIL import Image
+
+    z = np.asarray(weights, dtype=np.float64)
+    if z.ndim != 2 or z.size == 0:
+        raise InvalidParameter(f"matrix_png takes a non-empty (n, m) matrix, got shape {z.shape}.")
+    scaled, _, _ = normalise(z)
+    rgb = colormap(cmap_name)(scaled)
+    cell = cell or max(1, min(32, max_side // max(z.shape)))
+    img = Image.fromarray(rgb, "RGB").resize((z.shape[1] * cell, z.shape[0] * cell), Image.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def _csv_safe(value: str) -> str:
+    # spreadsheet apps execute cells that start with these characters (CSV injection)
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def weights_csv(weights, row_labels: list[str], col_labels: list[str] | None = None, corner: str = "query \\ key") -> str:
+    """A labelled CSV of an ``(n, m)`` matrix (or a ``(m,)`` row); labels guarded against CSV injection."""
+    z = np.asarray(weights, dtype=np.float64)
+    if z.ndim == 1:
+        z = z[None, :]
+    col_labels = row_labels if col_labels is None else col_labels
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([corner] + [_csv_safe(str(c)) for c in col_labels])
+    for label, row in zip(row_labels, z):
+        w.writerow([_csv_safe(str(label))] + [f"{v:.6g}" for v in row])
+    return buf.getvalue()
+
+
+def to_json(obj, **kw) -> str:
+    """JSON with numpy/torch arrays turned into lists and non-finite floats refused."""
+
+    def default(o):
+        if hasattr(o, "detach"):
+            o = o.detach().cpu().numpy()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, (np.floating, np.integer)):
+            return o.item()
+        raise TypeError(f"cannot serialise {type(o).__name__}")
+
+    return json.dumps(obj, default=default, ensure_ascii=False, allow_nan=False, **kw)
