@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from ui.shell import shell
 from ui.widgets import device_picker
 
 st.set_page_config(page_title="attnviz — see where attention goes", page_icon="🔎", layout="wide")
@@ -24,4 +25,5 @@ pages = [st.Page(str(HERE / path), title=title, icon=icon, default=(path == "pag
 nav = st.navigation(pages)
 with st.sidebar:
     device_picker(st.sidebar)
-nav.run()
+with shell():
+    nav.run()

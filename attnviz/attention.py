@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import InvalidParameter, ShapeMismatch
-from .similarity import Similarity, get_similarity
+from .similarity import Similarity, block_scorer, get_similarity
 
 #: scores held at once by the blocked paths (see the module docstring for the memory bound).
 BLOCK_ELEMENTS = 1 << 24
@@ -72,7 +72,13 @@ def check_temperature(temperature) -> float:
 
 
 def _check_finite(t: torch.Tensor, what: str) -> None:
-    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+    if not t.is_floating_point():
+        return
+    # one reduction, no n x d mask: NaN and inf propagate through a sum, so a finite sum proves every
+    # element finite; only a non-finite sum (NaN, inf, or an overflow of large values) looks closer
+    if bool(torch.isfinite(t.sum())):
+        return
+    if not bool(torch.isfinite(t).all()):
         raise InvalidParameter(f"The {what} contain NaN or infinite values; clean the input first.")
 
 
@@ -91,9 +97,31 @@ def masked_softmax(s: torch.Tensor, key_mask: torch.Tensor | None = None, dim: i
         return torch.softmax(s, dim=dim)
     if dim not in (-1, s.dim() - 1):
         raise InvalidParameter("masked_softmax masks the last axis; move the key axis last.")
-    km = key_mask.unsqueeze(-2)
-    w = torch.softmax(s.masked_fill(~km, float("-inf")), dim=-1)
-    return w.masked_fill(~km.any(dim=-1, keepdim=True), 0.0)
+    return _softmax_rows(s, key_mask, inplace=False)
+
+
+def _can_write(t: torch.Tensor) -> bool:
+    """In-place work on ``t`` is safe: nothing records it for a backward pass."""
+    return not (torch.is_grad_enabled() and t.requires_grad)
+
+
+def _softmax_rows(z: torch.Tensor, key_mask: torch.Tensor | None, inplace: bool) -> torch.Tensor:
+    """``masked_softmax(z, key_mask)`` over the last axis; ``inplace``: ``z`` is a private buffer that
+    may be overwritten (one ``n x m`` buffer instead of three)."""
+    inplace = inplace and _can_write(z)
+    if key_mask is not None:
+        km = key_mask.unsqueeze(-2)
+        z = z.masked_fill_(~km, float("-inf")) if inplace else z.masked_fill(~km, float("-inf"))
+        inplace = _can_write(z)  # a fresh copy now, unless autograd records it
+    if inplace and z.device.type == "cpu" and z.is_contiguous():
+        w = torch.softmax(z, dim=-1, out=z)  # the CPU kernel reads each row before it writes it
+    else:
+        w = torch.softmax(z, dim=-1)
+    if key_mask is not None:
+        empty = ~key_mask.any(dim=-1, keepdim=True).unsqueeze(-1)  # rows without a valid key: NaN -> 0
+        if bool(empty.any()):
+            w = w.masked_fill_(empty, 0.0) if _can_write(w) else w.masked_fill(empty, 0.0)
+    return w
 
 
 def _prepare(x, keys, values, mask, key_mask):
@@ -110,8 +138,11 @@ def _prepare(x, keys, values, mask, key_mask):
         raise ShapeMismatch("x, keys and values must all be unbatched (n, d) or all batched (b, n, d).")
     if v.shape[-2] != k.shape[-2]:
         raise ShapeMismatch(f"values must have one row per key: {v.shape[-2]} values for {k.shape[-2]} keys.")
-    for t, what in ((x, "inputs"), (k, "keys"), (v, "values")):
-        _check_finite(t, what)
+    _check_finite(x, "inputs")
+    if k is not x:
+        _check_finite(k, "keys")
+    if v is not k and v is not x:
+        _check_finite(v, "values")
     qmask = _as_bool_mask(mask, x.shape[:-1], "mask", x.device)
     if key_mask is None and self_attention:
         kmask = qmask
@@ -134,9 +165,12 @@ def attend(x: torch.Tensor, similarity: str | Similarity = "cosine", temperature
     t = check_temperature(temperature)
     x, k, v, qmask, kmask = _prepare(x, keys, values, mask, key_mask)
     s = sim(x, k, **params)
-    w = masked_softmax(s if t == 1.0 else s / t, kmask)
-    if qmask is not None:
-        w = w.masked_fill(~qmask.unsqueeze(-1), 0.0)
+    # the scores are returned as they are, so the weights need one buffer of their own: s / T when
+    # T != 1, a masked copy, or the softmax's output; the softmax then runs in place in it
+    w = _softmax_rows(s if t == 1.0 else s / t, kmask, inplace=t != 1.0)
+    if qmask is not None:  # padded queries attend to nothing
+        pad = ~qmask.unsqueeze(-1)
+        w = w.masked_fill_(pad, 0.0) if _can_write(w) else w.masked_fill(pad, 0.0)
     return AttentionResult(scores=s, weights=w, output=w @ v, similarity=sim.name, temperature=t)
 
 
@@ -164,10 +198,9 @@ def attend_blocked(x: torch.Tensor, similarity: str | Similarity = "cosine", tem
         raise InvalidParameter(f"block_size must be at least 1, got {bs}.")
     out = torch.zeros(*x.shape[:-1], v.shape[-1], device=x.device, dtype=x.dtype) if need_output else None
     received = torch.zeros(*k.shape[:-1], device=x.device, dtype=x.dtype) if need_received else None
+    score = block_scorer(sim, k, 1.0 / t, **params)  # per-key work once; 1 / T inside the GEMM
     for i in range(0, n, bs):
-        s = sim(x[..., i:i + bs, :], k, **params)
-        w = masked_softmax(s if t == 1.0 else s.div_(t), kmask)
-        del s
+        w = _softmax_rows(score(x[..., i:i + bs, :]), kmask, inplace=True)  # one block buffer
         if qmask is not None:
             w.masked_fill_(~qmask[..., i:i + bs].unsqueeze(-1), 0.0)
         if out is not None:

@@ -88,11 +88,13 @@ def run(args) -> int:
     get_similarity(args.similarity)  # a bad name fails before any input is read or the model loads
     if args.top < 0:
         raise InvalidParameter(f"--top must be 0 or more, got {args.top}.")
+    if args.query is not None and not args.query.strip():
+        raise EmptyText("The query is empty: give --query a word or a phrase.")
     text = read_input(args.text, args.file)
     analysis = analyze_text(
         text, similarity=args.similarity, temperature=args.temperature, encoder=args.encoder, query=args.query,
         device=args.device, model_path=args.model, merge_words=args.merge_words,
-        token=None if args.query else args.token, include_matrix=False if args.no_matrix else "auto",
+        token=None if args.query is not None else args.token, include_matrix=False if args.no_matrix else "auto",
         row_stats=False,  # entropies come with the matrix; the blocked pass is not worth it here
     )
     if args.html:

@@ -63,20 +63,17 @@ import struct
 import threading
 import warnings
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-# register exactly the plugins we accept (MPO is not among Pillow's pre-loaded ones)
-from PIL import BmpImagePlugin, GifImagePlugin, JpegImagePlugin, MpoImagePlugin, PngImagePlugin  # noqa: F401
-from PIL import TiffImagePlugin, WebPImagePlugin  # noqa: F401
 
 from .errors import CorruptImage, ImageTooLarge, ImageTooSmall, InvalidParameter, ModelNotFound, NotAnImage
 
-#: formats Pillow may parse (MPO = multi-picture JPEG, as many phones write)
-SUPPORTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+#: the only formats Pillow may parse (the JPEG reader also opens phones' multi-picture MPO files)
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 #: what the file chooser accepts
 UPLOAD_TYPES = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
 #: decompression-bomb guard: at most 40 megapixels (e.g. 8000 x 5000); Pillow's own limit is 89.5 MP
@@ -214,7 +211,7 @@ def _open_bytes(data: bytes, what: str, max_pixels: int) -> Image.Image:
         raise NotAnImage(f"{_cap(what)} is not an image this app can read: choose a {_FORMATS_TEXT} file."
                          + _unsupported_hint(head)) from None
     except _DECODE_ERRORS as err:
-        raise CorruptImage(f"{_cap(what)} is damaged and cannot be opened ({type(err).__name__}): "
+        raise CorruptImage(f"{_cap(what)} is damaged or cut short and cannot be opened ({type(err).__name__}): "
                            "re-export or re-download it.") from None
     _check_pixels(im.width, im.height, max_pixels, _cap(what))
     try:
@@ -333,10 +330,7 @@ def _from_array(a: np.ndarray, max_pixels: int) -> Image.Image:
         raise ImageTooSmall(f"The image array has no pixels (shape {a.shape}).")
     _check_pixels(a.shape[1], a.shape[0], max_pixels, "The image array")
     if a.dtype != np.uint8:
-        if a.ndim == 3:  # scale all channels together so colours keep their balance
-            a = _scale_to_uint8(a)
-        else:
-            a = _scale_to_uint8(a)
+        a = _scale_to_uint8(a)  # all channels together, so colours keep their balance
     a = np.ascontiguousarray(a)
     if a.ndim == 2:
         return Image.fromarray(a, "L").convert("RGB")
@@ -379,7 +373,8 @@ def image_digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def compute_size(width: int, height: int, rows: int = 1, cols: int = 1, max_side: int = MAX_COMPUTE_SIDE) -> tuple[int, int]:
+def compute_size(width: int, height: int, rows: int = 1, cols: int = 1,
+                 max_side: int = MAX_COMPUTE_SIDE) -> tuple[int, int]:
     """``(w, h)`` of the copy features are computed on: long side <= ``max_side``, but at least
     :data:`MIN_COMPUTE_CELL` pixels per patch (never more than the original)."""
     scale = min(1.0, max_side / max(width, height))
@@ -539,7 +534,7 @@ def patch_grid(image, patch: int | None = None, grid: int | tuple[int, int] | No
             rows, cols = math.floor(height / side + 0.5), math.floor(width / side + 0.5)
     g = PatchGrid.of(width, height, max(1, rows), max(1, cols))
     if g.n > max_patches:
-        smallest = math.ceil(math.sqrt(width * height / max_patches))
+        smallest = smallest_patch(width, height, max_patches)
         raise InvalidParameter(f"{g.rows} x {g.cols} = {g.n} patches is more than the {max_patches} allowed for a "
                                f"{width} x {height} image: use patches of {smallest} pixels or more.")
     return g
@@ -548,9 +543,12 @@ def patch_grid(image, patch: int | None = None, grid: int | tuple[int, int] | No
 def smallest_patch(width: int, height: int, max_patches: int = MAX_PATCHES) -> int:
     """The smallest patch size (pixels) that keeps a ``width x height`` grid within ``max_patches``."""
     p = max(1, math.ceil(math.sqrt(width * height / max_patches)))
-    while patch_grid((width, height), patch=p, max_patches=10**12).n > max_patches:
+    while True:
+        rows = min(height, max(1, math.floor(height / p + 0.5)))
+        cols = min(width, max(1, math.floor(width / p + 0.5)))
+        if rows * cols <= max_patches:
+            return p
         p += 1
-    return p
 
 
 # ------------------------------------------------------------------------------------------- features
@@ -604,10 +602,13 @@ def handcrafted_features(image, grid: PatchGrid) -> np.ndarray:
     if (w, h) != (grid.width, grid.height):
         raise InvalidParameter(f"The grid is for a {grid.width} x {grid.height} image, not {w} x {h}.")
     lab = rgb_to_lab(rgb)
+    centre = lab.mean(axis=(0, 1))
+    lab_c = lab - centre  # centred first: E[x^2] - E[x]^2 then cancels far less
     count = _cell_counts(grid)[..., None]
-    mean = _cell_sums(lab, grid) / count
-    sq = _cell_sums(lab * lab, grid) / count
-    std = np.sqrt(np.clip(sq - mean * mean, 0.0, None))
+    mean_c = _cell_sums(lab_c, grid) / count
+    sq = _cell_sums(lab_c * lab_c, grid) / count
+    std = np.sqrt(np.clip(sq - mean_c * mean_c, 0.0, None))
+    mean = mean_c + centre
     light = lab[..., 0]
     gy = np.gradient(light, axis=0) if h > 1 else np.zeros_like(light)
     gx = np.gradient(light, axis=1) if w > 1 else np.zeros_like(light)
@@ -699,14 +700,21 @@ class FeatureExtractor:
         if self.input_size is not None:
             x = torch.nn.functional.interpolate(x, size=tuple(self.input_size), mode="bilinear", align_corners=False,
                                                 antialias=True)
-        dev = torch.device("cpu") if device is None else torch.device(str(device))
-        with self._lock, torch.inference_mode():
-            try:
+        from .devices import run_with_fallback
+        from .errors import AttnvizError
+
+        def forward(dev):
+            with self._lock, torch.inference_mode():  # one call at a time: .to() moves the shared module
                 mod = self.module.to(dev) if hasattr(self.module, "to") else self.module
-                y = mod(x.to(dev))
-            except Exception as err:
-                raise InvalidParameter(f"The feature model {self.name!r} failed on a {tuple(x.shape)} input "
-                                       f"({type(err).__name__}: {str(err)[:200]}).") from None
+                return mod(x.to(dev))
+
+        try:  # a GPU that runs out of memory falls back to the CPU
+            y, _, _ = run_with_fallback(forward, "cpu" if device is None else device)
+        except AttnvizError:
+            raise
+        except Exception as err:
+            raise InvalidParameter(f"The feature model {self.name!r} failed on a {tuple(x.shape)} input "
+                                   f"({type(err).__name__}: {str(err)[:200]}).") from None
         if isinstance(y, (tuple, list)):
             y = y[0]
         if isinstance(y, dict):
@@ -867,7 +875,6 @@ class ImageAnalysis:
     cmap: str = "cividis"
     opacity: float = 0.5
     show_grid: bool = False
-    _png_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def width(self) -> int:
@@ -1015,6 +1022,8 @@ def attend_patches(image: Image.Image, features: PatchFeatures, similarity: str 
 
     sim = get_similarity(similarity)
     t = check_temperature(sim.default_temperature if temperature is None else temperature)
+    if not isinstance(image, Image.Image):
+        image = load_image(image)
     grid = features.grid
     if (image.width, image.height) != (grid.width, grid.height):
         raise InvalidParameter(f"The features are for a {grid.width} x {grid.height} image, not "
@@ -1058,9 +1067,12 @@ def analyze_image(image_or_path, similarity: str = "cosine", temperature: float 
 
 #: the sample photos shipped in attnviz/assets (credits in attnviz/assets/LICENSES.md)
 SAMPLES = {
-    "Summer Palace, Beijing (photo)": ("china.jpg", "Sky, a temple, trees and a lake: click the sky and see it attend to sky."),
-    "Dahlia (photo)": ("flower.jpg", "An orange flower on dark leaves: click the flower and see it attend to the flower."),
-    "Shapes (synthetic)": ("shapes.png", "Red discs and yellow squares on sky and grass, drawn by attnviz.image.synthetic_scene."),
+    "Summer Palace, Beijing (photo)": (
+        "china.jpg", "Sky, a temple, trees and a lake: click the sky and see it attend to sky."),
+    "Dahlia (photo)": (
+        "flower.jpg", "An orange flower on dark leaves: click the flower and see it attend to the flower."),
+    "Shapes (synthetic)": (
+        "shapes.png", "Red discs and yellow squares on sky and grass, drawn by attnviz.image.synthetic_scene."),
 }
 
 

@@ -15,7 +15,7 @@ Like pytorch-grad-cam's ``show_cam_on_image``, nothing here knows about the UI::
 from __future__ import annotations
 
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -140,16 +140,39 @@ def outline_box(image, box: tuple[int, int, int, int], width: int | None = None,
     if right <= left or bottom <= top:
         raise InvalidParameter(f"The box {box} lies outside the {w} x {h} image.")
     for inset, col in ((0, border), (lw, color), (2 * lw, border)):
-        l, t, r, b = left + inset, top + inset, right - inset, bottom - inset
-        if r - l < 1 or b - t < 1:
+        x0, y0, x1, y1 = left + inset, top + inset, right - inset, bottom - inset
+        if x1 - x0 < 1 or y1 - y0 < 1:
             break
         k = lw if inset < 2 * lw else max(1, lw // 2)
         c = np.asarray(col, dtype=np.uint8)
-        out[t:min(b, t + k), l:r] = c
-        out[max(t, b - k):b, l:r] = c
-        out[t:b, l:min(r, l + k)] = c
-        out[t:b, max(l, r - k):r] = c
+        out[y0:min(y1, y0 + k), x0:x1] = c
+        out[max(y0, y1 - k):y1, x0:x1] = c
+        out[y0:y1, x0:min(x1, x0 + k)] = c
+        out[y0:y1, max(x0, x1 - k):x1] = c
     return out
+
+
+def heat_image(values01, height: int, width: int, cmap=DEFAULT_COLORMAP, method: str = "bicubic") -> Image.Image:
+    """Values in [0, 1] ``(rows, cols)`` -> an RGB PIL heatmap of ``width x height``, all in Pillow's C code.
+
+    The same result as ``colorize(upsample(values01 * 255 ...))`` up to rounding, but ~5x faster on a
+    12-megapixel photo: the map is scaled to 0..255 first (interpolation is linear, so the order does not
+    matter), upsampled as a float image, clipped and rounded to 8 bits by Pillow, then coloured through
+    the 256-entry palette.
+    """
+    # +0.5: Pillow's float -> 8-bit conversion truncates; interpolation weights sum to 1, so the shift survives
+    v = np.clip(_as_map(values01), 0.0, 1.0) * np.float32(255.0) + np.float32(0.5)
+    if method not in UPSAMPLING:
+        raise InvalidParameter(f"Unknown upsampling {method!r}: choose one of {', '.join(UPSAMPLING)}.")
+    f = Image.fromarray(np.ascontiguousarray(v, dtype=np.float32), mode="F")
+    if f.size != (width, height):
+        f = f.resize((int(width), int(height)), UPSAMPLING[method])
+    idx = f.convert("L")  # clips to 0..255: no bicubic overshoot past the map's range
+    lut = colormap(cmap).lut if isinstance(cmap, str) else np.asarray(getattr(cmap, "lut", cmap), dtype=np.uint8)
+    if lut.shape != (256, 3):
+        raise InvalidParameter("A colour map must be a name or a (256, 3) uint8 lookup table.")
+    idx.putpalette(lut.astype(np.uint8).tobytes())  # L -> P
+    return idx.convert("RGB")
 
 
 def show_attention_on_image(image, values, *, cmap=DEFAULT_COLORMAP, opacity: float = 0.5,
@@ -161,12 +184,18 @@ def show_attention_on_image(image, values, *, cmap=DEFAULT_COLORMAP, opacity: fl
     ``vmin``/``vmax`` fix the colour scale (default: the map's min and max); ``grid_lines`` =
     ``(row_edges, col_edges)`` in pixels; ``outline`` = a patch box to frame (the query patch).
     """
-    img = as_rgb_array(image)
-    h, w = img.shape[:2]
+    a = check_opacity(opacity)
+    if isinstance(image, Image.Image):
+        base = image if image.mode == "RGB" else image.convert("RGB")
+    else:
+        base = Image.fromarray(as_rgb_array(image), "RGB")
     v = _as_map(values)
     scaled, _, _ = normalise(v, vmin, vmax)
-    big = upsample(scaled.astype(np.float32), h, w, method)
-    out = blend(img, colorize(big, cmap), opacity)
+    if a == 0.0:
+        out = np.array(base)
+    else:
+        heat = heat_image(scaled, base.height, base.width, cmap, method)
+        out = np.array(heat if a == 1.0 else Image.blend(base, heat, a))
     if grid_lines is not None:
         out = draw_grid_lines(out, grid_lines[0], grid_lines[1])
     if outline is not None:
@@ -183,47 +212,58 @@ def _font(size: int):
 
 def colorbar(vmin: float, vmax: float, cmap=DEFAULT_COLORMAP, *, length: int = 256, thickness: int = 18,
              ticks: int = 5, label: str | None = None, vertical: bool = True, font_size: int = 12) -> np.ndarray:
-    """A colour bar with numeric tick labels as an RGB array (white background).
+    """A colour bar with numeric tick labels as an RGB array (white background, grey frame).
 
     Vertical: low values at the bottom, labels on the right. Horizontal: low values on the left,
-    labels below.
+    labels below (fewer ticks when the labels would not fit).
     """
     if length < 8 or thickness < 2:
         raise InvalidParameter("A colour bar needs length >= 8 and thickness >= 2.")
-    ramp = np.linspace(0.0, 1.0, length, dtype=np.float32)
     font = _font(font_size)
-    labels = [format_number(vmin + (vmax - vmin) * i / max(1, ticks - 1)) for i in range(max(2, ticks))]
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+
+    def labels_for(n: int) -> list[str]:
+        tiny = 1e-4 * max(abs(vmin), abs(vmax))  # 8.7e-11 next to 0.017 is a zero to the eye
+        values = (vmin + (vmax - vmin) * i / (n - 1) for i in range(n))
+        return [format_number(0.0 if abs(v) < tiny else v) for v in values]
+
+    ticks = max(2, int(ticks))
+    labels = labels_for(ticks)
     text_w = max(int(probe.textlength(t, font=font)) for t in labels)
-    pad = font_size // 2 + 2
+    if not vertical:
+        while ticks > 2 and (length / (ticks - 1)) < text_w + 6:
+            ticks -= 1
+        labels = labels_for(ticks)
+        text_w = max(int(probe.textlength(t, font=font)) for t in labels)
+    label_w = int(probe.textlength(label, font=font)) + 4 if label else 0
     title_h = font_size + 6 if label else 0
+    pad = font_size // 2 + 2
+    ramp = np.linspace(0.0, 1.0, length, dtype=np.float32)
     if vertical:
         bar = colorize(ramp[::-1, None].repeat(thickness, axis=1), cmap)
-        W, H = thickness + 6 + text_w + 4, length + 2 * pad + title_h
-        canvas = Image.new("RGB", (max(W, int(probe.textlength(label or "", font=font)) + 4), H), "white")
-        canvas.paste(Image.fromarray(bar), (0, pad + title_h))
-        d = ImageDraw.Draw(canvas)
-        d.rectangle([0, pad + title_h, thickness - 1, pad + title_h + length - 1], outline=(96, 96, 96))
-        for i, t in enumerate(labels):
-            y = pad + title_h + round((length - 1) * (1 - i / (len(labels) - 1)))
-            d.line([thickness, y, thickness + 4, y], fill=(0, 0, 0))
-            d.text((thickness + 6, y), t, fill=(0, 0, 0), font=font, anchor="lm")
-        if label:
-            d.text((0, 1), label, fill=(0, 0, 0), font=font)
+        x0, y0 = 1, pad + title_h
+        size = (max(x0 + thickness + 7 + text_w + 4, label_w), y0 + length + pad)
     else:
         bar = colorize(ramp[None, :].repeat(thickness, axis=0), cmap)
-        W, H = length + 2 * pad + text_w, thickness + 6 + font_size + 6 + title_h
-        canvas = Image.new("RGB", (W, H), "white")
-        x0 = pad + text_w // 2
-        canvas.paste(Image.fromarray(bar), (x0, title_h))
-        d = ImageDraw.Draw(canvas)
-        d.rectangle([x0, title_h, x0 + length - 1, title_h + thickness - 1], outline=(96, 96, 96))
-        for i, t in enumerate(labels):
-            x = x0 + round((length - 1) * i / (len(labels) - 1))
-            d.line([x, title_h + thickness, x, title_h + thickness + 4], fill=(0, 0, 0))
-            d.text((x, title_h + thickness + 6), t, fill=(0, 0, 0), font=font, anchor="mt")
-        if label:
-            d.text((x0, 1), label, fill=(0, 0, 0), font=font)
+        x0, y0 = max(1, text_w // 2 + 2), title_h + 1
+        size = (max(x0 + length + text_w // 2 + 4, label_w + x0), y0 + thickness + 6 + font_size + 6)
+    canvas = Image.new("RGB", size, "white")
+    canvas.paste(Image.fromarray(bar), (x0, y0))
+    d = ImageDraw.Draw(canvas)
+    bw, bh = bar.shape[1], bar.shape[0]
+    d.rectangle([x0 - 1, y0 - 1, x0 + bw, y0 + bh], outline=(96, 96, 96))  # frame outside the colours
+    for i, t in enumerate(labels):
+        f = i / (len(labels) - 1)
+        if vertical:
+            y = y0 + round((length - 1) * (1 - f))
+            d.line([x0 + bw + 1, y, x0 + bw + 5, y], fill=(0, 0, 0))
+            d.text((x0 + bw + 7, y), t, fill=(0, 0, 0), font=font, anchor="lm")
+        else:
+            x = x0 + round((length - 1) * f)
+            d.line([x, y0 + bh + 1, x, y0 + bh + 5], fill=(0, 0, 0))
+            d.text((x, y0 + bh + 6), t, fill=(0, 0, 0), font=font, anchor="mt")
+    if label:
+        d.text((x0 if not vertical else 0, 1), label, fill=(0, 0, 0), font=font)
     return np.asarray(canvas)
 
 
@@ -236,4 +276,4 @@ def png_bytes(image, compress_level: int = 1) -> bytes:
 
 
 __all__ = ["UPSAMPLING", "as_rgb_array", "upsample", "colorize", "blend", "check_opacity", "draw_grid_lines",
-           "outline_box", "show_attention_on_image", "colorbar", "png_bytes", "line_width"]
+           "outline_box", "heat_image", "show_attention_on_image", "colorbar", "png_bytes", "line_width"]

@@ -30,6 +30,8 @@ UNTRAINED_SEED = 0
 ADDITIVE_HIDDEN = 64
 #: at most this many (query, key, hidden) products live at once in ``additive``.
 ADDITIVE_BLOCK_ELEMENTS = 1 << 24
+#: on the CPU, blocks of at most this many (they fit in a cache: speed, not memory)
+ADDITIVE_CACHE_ELEMENTS = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,19 @@ def _check(q: torch.Tensor, k: torch.Tensor, same_dim: bool, name: str) -> None:
         )
 
 
+def _mm(q, k, alpha: float = 1.0):
+    """``alpha * q @ k^T``, ``(..., n, d) x (..., m, d) -> (..., n, m)``, with ``alpha`` applied inside the
+    GEMM (BLAS ``alpha``), so scaling costs no extra pass over the ``n x m`` result."""
+    kt = k.transpose(-1, -2)
+    if alpha == 1.0:
+        return q @ kt
+    if q.dim() == 2 and k.dim() == 2:
+        return torch.addmm(q.new_zeros(()), q, kt, beta=0, alpha=alpha)
+    if q.dim() == 3 and k.dim() == 3 and q.shape[0] == k.shape[0]:
+        return torch.baddbmm(q.new_zeros(()), q, kt, beta=0, alpha=alpha)
+    return (q @ kt).mul_(alpha)
+
+
 def _dot(q, k):
     _check(q, k, True, "dot")
     return q @ k.transpose(-1, -2)
@@ -88,14 +103,18 @@ def _dot(q, k):
 
 def _scaled_dot(q, k):
     _check(q, k, True, "scaled_dot")
-    return (q @ k.transpose(-1, -2)).mul_(1.0 / math.sqrt(q.shape[-1]))
+    return _mm(q, k, 1.0 / math.sqrt(q.shape[-1]))
+
+
+def _unit(x, eps: float):
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
 
 
 def _cosine(q, k, eps: float = 1e-8):
     _check(q, k, True, "cosine")
     # a zero vector has no direction: its similarity to everything is 0 (not NaN)
-    qn = q / q.norm(dim=-1, keepdim=True).clamp_min(eps)
-    kn = k / k.norm(dim=-1, keepdim=True).clamp_min(eps)
+    kn = _unit(k, eps)
+    qn = kn if q is k else _unit(q, eps)  # self-attention: normalise once
     return qn @ kn.transpose(-1, -2)
 
 
@@ -105,45 +124,111 @@ REFINE_FRACTION = 1e-3
 REFINE_CHUNK = 1 << 16
 
 
-def _squared_distance(q, k):
-    # centring on the key mean leaves every distance unchanged and shrinks the norms that cancel
+def _expansion(qc, kc, q2, k2, scale: float):
+    """``scale * (|q|^2 + |k|^2 - 2 q.k)``, ``(..., n, m)``: the key norms ride in the GEMM's input
+    (``beta``), the factor in its ``alpha``; one more pass adds the query norms."""
+    kt = kc.transpose(-1, -2)
+    k2s, q2s = (k2 * scale).unsqueeze(-2), (q2 * scale).unsqueeze(-1)
+    if qc.dim() == 2 and kc.dim() == 2:
+        d2 = torch.addmm(k2s, qc, kt, beta=1, alpha=-2.0 * scale)
+    elif qc.dim() == 3 and kc.dim() == 3 and qc.shape[0] == kc.shape[0]:
+        d2 = torch.baddbmm(k2s, qc, kt, beta=1, alpha=-2.0 * scale)
+    else:  # broadcast batch shapes
+        d2 = (qc @ kt).mul_(-2.0 * scale).add_(k2s)
+    return d2.add_(q2s)
+
+
+@dataclass(frozen=True)
+class _CentredKeys:
+    centre: torch.Tensor  # (..., 1, d) key mean
+    kc: torch.Tensor  # (..., m, d) centred keys
+    k2: torch.Tensor  # (..., m) their squared norms
+
+
+def _centre_keys(k) -> _CentredKeys:
     centre = k.mean(dim=-2, keepdim=True)
-    qc, kc = q - centre, k - centre
-    q2 = (qc * qc).sum(-1, keepdim=True)
-    k2 = (kc * kc).sum(-1).unsqueeze(-2)
-    d2 = (qc @ kc.transpose(-1, -2)).mul_(-2.0).add_(q2).add_(k2)  # in place: one n x m buffer
-    d2.clamp_min_(0.0)
-    # near-duplicate pairs (the diagonal of self-attention, repeated tokens): exact differences
-    limit = REFINE_FRACTION * float(q2.max() + k2.max()) if d2.numel() else 0.0
-    close = (d2 < limit).nonzero()
-    if close.numel():
+    kc = k - centre
+    return _CentredKeys(centre, kc, (kc * kc).sum(-1))
+
+
+def _squared_distance(q, k, scale: float = 1.0):
+    """``scale * ||q_i - k_j||^2``, ``(..., n, m)``, in one GEMM and a couple of passes over the result.
+
+    The expansion ``|q|^2 + |k|^2 - 2 q.k`` is taken after centring on the key mean (which leaves every
+    distance unchanged and keeps float32 cancellation small). Pairs it loses to cancellation (below
+    ``REFINE_FRACTION`` of the largest squared norm: duplicates, repeated tokens) are recomputed
+    exactly, which also leaves no negative value to clamp. In self-attention the diagonal is exactly 0.
+    """
+    keys = _centre_keys(k)
+    if q is k:
+        return _distance_to_centred(keys.kc, keys.k2, keys, scale, self_attention=True)
+    qc = q - keys.centre
+    return _distance_to_centred(qc, (qc * qc).sum(-1), keys, scale)
+
+
+def _distance_to_centred(qc, q2, keys: _CentredKeys, scale: float, self_attention: bool = False):
+    """:func:`_squared_distance` from centred queries ``qc`` (their squared norms ``q2``) and keys."""
+    kc, k2 = keys.kc, keys.k2
+    d2 = _expansion(qc, kc, q2, k2, scale)
+    if not d2.numel():
+        return d2
+    limit = REFINE_FRACTION * float((q2.max() + k2.max()).detach())
+    if limit <= 0.0:  # every centred vector is zero: all distances are exactly 0 already
+        return d2.clamp_min_(0.0) if scale > 0 else d2.clamp_max_(0.0)
+    n, m = d2.shape[-2], d2.shape[-1]
+    lim = scale * limit
+    far = float("inf") if scale > 0 else float("-inf")
+    diag = d2.diagonal(dim1=-2, dim2=-1) if self_attention else None
+    if diag is not None:
+        diag.fill_(far)  # a vector and itself: set to exactly 0 below, never refined
+    rows = d2.view(-1, m)  # (B * n, m), one row per query of every batch element
+    # one reduction finds the rows with a close pair; only those rows are searched for them
+    extreme = rows.amin(-1) if scale > 0 else rows.amax(-1)
+    hit = ((extreme < lim) if scale > 0 else (extreme > lim)).nonzero().squeeze(-1)
+    if hit.numel():
+        if hit.numel() * 4 < rows.shape[0]:
+            sub = rows[hit]
+            pos = ((sub < lim) if scale > 0 else (sub > lim)).nonzero()
+            ri, kj = hit[pos[:, 0]], pos[:, 1]
+        else:
+            pos = ((rows < lim) if scale > 0 else (rows > lim)).nonzero()
+            ri, kj = pos[:, 0], pos[:, 1]
         batch = d2.shape[:-2]
-        qb = qc.expand(*batch, *qc.shape[-2:]).reshape(-1, *qc.shape[-2:])
-        kb = kc.expand(*batch, *kc.shape[-2:]).reshape(-1, *kc.shape[-2:])
-        flat = d2.view(-1, *d2.shape[-2:])
-        bi = torch.zeros(close.shape[0], dtype=torch.long, device=d2.device)
-        for dim, size in enumerate(batch):  # row-major flattening of the batch indices
-            bi = bi * size + close[:, dim]
-        qi, kj = close[:, -2], close[:, -1]
-        for s in range(0, close.shape[0], REFINE_CHUNK):
+        qf = qc.expand(*batch, n, qc.shape[-1]).reshape(-1, qc.shape[-1])  # (B * n, d)
+        kf = kc.expand(*batch, m, kc.shape[-1]).reshape(-1, kc.shape[-1])  # (B * m, d)
+        kr = torch.div(ri, n, rounding_mode="floor") * m + kj  # row of the key in kf
+        for s in range(0, ri.shape[0], REFINE_CHUNK):
             sl = slice(s, s + REFINE_CHUNK)
-            diff = qb[bi[sl], qi[sl]] - kb[bi[sl], kj[sl]]
-            flat[bi[sl], qi[sl], kj[sl]] = (diff * diff).sum(-1)
+            diff = qf[ri[sl]] - kf[kr[sl]]
+            rows[ri[sl], kj[sl]] = (diff * diff).sum(-1).mul_(scale)
+    if diag is not None:
+        diag.fill_(0.0)
     return d2
+
+
+def _neg_sqrt(d2, scale: float = 1.0):
+    """``-scale * sqrt(d2)``, in place unless autograd needs sqrt's output."""
+    if torch.is_grad_enabled() and d2.requires_grad:
+        return torch.sqrt(d2) * -scale
+    return d2.sqrt_().mul_(-scale) if scale != 1.0 else d2.sqrt_().neg_()
 
 
 def _euclidean(q, k):
     _check(q, k, True, "euclidean")
-    return _squared_distance(q, k).sqrt_().neg_()
+    return _neg_sqrt(_squared_distance(q, k))
+
+
+def _rbf_sigma(d: int, sigma) -> float:
+    sigma = math.sqrt(d) if sigma is None else float(sigma)
+    if not (sigma > 0 and math.isfinite(sigma)):
+        raise InvalidParameter(f"rbf: sigma must be a positive number, got {sigma}.")
+    return sigma
 
 
 def _rbf(q, k, sigma: float | None = None):
     _check(q, k, True, "rbf")
-    d = q.shape[-1]
-    sigma = math.sqrt(d) if sigma is None else float(sigma)
-    if not (sigma > 0 and math.isfinite(sigma)):
-        raise InvalidParameter(f"rbf: sigma must be a positive number, got {sigma}.")
-    return _squared_distance(q, k).mul_(-1.0 / (2.0 * sigma * sigma))
+    sigma = _rbf_sigma(q.shape[-1], sigma)
+    return _squared_distance(q, k, -1.0 / (2.0 * sigma * sigma))
 
 
 _param_cache: dict[tuple, torch.Tensor] = {}
@@ -189,9 +274,14 @@ def _additive(q, k, w_q: torch.Tensor | None = None, w_k: torch.Tensor | None = 
     n, m, h = hq.shape[-2], hk.shape[-2], hq.shape[-1]
     batch = torch.broadcast_shapes(hq.shape[:-2], hk.shape[:-2])
     out = torch.empty(*batch, n, m, device=q.device, dtype=q.dtype)
-    step = max(1, ADDITIVE_BLOCK_ELEMENTS // max(1, m * h * max(1, math.prod(batch))))
+    # on the CPU, blocks that stay in the cache (a few times faster than one large block); a GPU
+    # wants few large launches
+    budget = min(ADDITIVE_BLOCK_ELEMENTS, ADDITIVE_CACHE_ELEMENTS) if q.device.type == "cpu" else ADDITIVE_BLOCK_ELEMENTS
+    step = max(1, budget // max(1, m * h * max(1, math.prod(batch))))
+    grad = torch.is_grad_enabled() and (hq.requires_grad or hk.requires_grad)
     for i in range(0, n, step):
-        t = torch.tanh(hq[..., i:i + step, None, :] + hk[..., None, :, :])  # (..., b, m, h)
+        t = hq[..., i:i + step, None, :] + hk[..., None, :, :]  # (..., b, m, h)
+        t = torch.tanh(t) if grad else t.tanh_()
         out[..., i:i + step, :] = t @ v
     return out
 
@@ -241,3 +331,48 @@ _register(Similarity(
     url="https://arxiv.org/abs/1409.0473", default_temperature=1.0, fn=_additive, untrained=True, same_dim=False,
     params_doc=f"w_q (h, d_q), w_k (h, d_k), v (h,), h={ADDITIVE_HIDDEN}; default: N(0, 1/fan_in), seed {UNTRAINED_SEED} (untrained)",
 ))
+
+
+def block_scorer(similarity: str | Similarity, k: torch.Tensor, scale: float = 1.0, **params) -> ScoreFn:
+    """``q -> scale * sim(q, k)`` for many query blocks against the same keys ``k (..., m, d)``.
+
+    What the blocked attention paths call once per block of queries: the per-key work (normalising
+    for cosine, centring for the distances) is done here once, not once per block, and ``scale``
+    (``1 / temperature``) rides in the GEMM where it can instead of costing a pass over the block.
+    """
+    sim = get_similarity(similarity)
+    fn = sim.fn
+    if fn in (_dot, _scaled_dot) and not params:
+        def score(q):
+            _check(q, k, True, sim.name)
+            return _mm(q, k, scale / math.sqrt(q.shape[-1]) if fn is _scaled_dot else scale)
+        return score
+    if fn is _cosine and set(params) <= {"eps"}:
+        eps = params.get("eps", 1e-8)
+        kn = _unit(k, eps)
+
+        def score(q):
+            _check(q, k, True, "cosine")
+            return _mm(_unit(q, eps), kn, scale)
+        return score
+    if (fn is _euclidean and not params) or (fn is _rbf and set(params) <= {"sigma"}):
+        keys = _centre_keys(k)
+        factor = scale
+        if fn is _rbf:
+            sigma = _rbf_sigma(k.shape[-1], params.get("sigma"))
+            factor = -scale / (2.0 * sigma * sigma)
+
+        def score(q):
+            _check(q, k, True, sim.name)
+            qc = q - keys.centre
+            if fn is _rbf:
+                return _distance_to_centred(qc, (qc * qc).sum(-1), keys, factor)
+            return _neg_sqrt(_distance_to_centred(qc, (qc * qc).sum(-1), keys, 1.0), factor)
+        return score
+
+    def score(q):
+        s = sim(q, k, **params)
+        if scale == 1.0:
+            return s
+        return s * scale if (torch.is_grad_enabled() and s.requires_grad) else s.mul_(scale)
+    return score

@@ -204,7 +204,8 @@ def _max_length(folder: Path, config) -> int:
     pos = getattr(config, "max_position_embeddings", None)
     if isinstance(pos, int) and pos > 0:
         # RoBERTa-style models reserve padding_idx + 1 positions
-        limits.append(pos - (config.pad_token_id + 1 if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0))
+        roberta_like = getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert")
+        limits.append(pos - ((getattr(config, "pad_token_id", None) or 1) + 1 if roberta_like else 0))
     return min(limits) if limits else 512
 
 
@@ -411,6 +412,7 @@ class Encoding:
     device: str
     notes: tuple[str, ...] = ()
     piece_tokens: tuple[str, ...] = ()
+    seed: int = RANDOM_SEED  # of the random encoder (a query phrase must use the same vectors)
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -441,10 +443,10 @@ def stitch_owner(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int, int]]
     return runs
 
 
-def _forward_hidden(m: LoadedModel, rows: list[list[int]]) -> list[torch.Tensor]:
-    """Last hidden states of each row of text ids (specials added here), padded into one batch."""
-    pre, suf = list(m.prefix_ids), list(m.suffix_ids)
-    full = [pre + r + suf for r in rows]
+def _run_padded(m: LoadedModel, rows: list[list[int]], attentions: bool):
+    """One forward pass over rows of text ids, each wrapped in the special tokens and padded to the
+    longest with an attention mask. Returns ``(model output, wrapped rows)``."""
+    full = [list(m.prefix_ids) + r + list(m.suffix_ids) for r in rows]
     width = max(len(f) for f in full)
     ids = torch.full((len(full), width), m.pad_id, dtype=torch.long)
     mask = torch.zeros((len(full), width), dtype=torch.long)
@@ -453,16 +455,23 @@ def _forward_hidden(m: LoadedModel, rows: list[list[int]]) -> list[torch.Tensor]
         mask[i, :len(f)] = 1
     dev = next(m.model.parameters()).device
     with torch.inference_mode():
-        out = m.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), output_attentions=False)
+        out = m.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), output_attentions=attentions)
+    return out, full
+
+
+def _forward_hidden(m: LoadedModel, rows: list[list[int]]) -> list[torch.Tensor]:
+    """Last hidden states ``(len(row), d)`` of each row of text ids, the special tokens cut off."""
+    out, _ = _run_padded(m, rows, attentions=False)
     h = out.last_hidden_state.float().cpu()
-    return [h[i, len(pre):len(pre) + len(r)] for i, r in enumerate(rows)]
+    p = len(m.prefix_ids)
+    return [h[i, p:p + len(r)] for i, r in enumerate(rows)]
 
 
 def _contextual(m: LoadedModel, ids: list[int], overlap: int) -> tuple[torch.Tensor, list[str]]:
     n, size = len(ids), m.content_length
     spans = window_spans(n, size, overlap)
     if len(spans) == 1:
-        note = (f"contextual: one pass of {n} tokens (+{len(m.prefix_ids) + len(m.suffix_ids)} special) "
+        note = (f"contextual: one pass of {n} token{'s' if n != 1 else ''} (+{len(m.prefix_ids) + len(m.suffix_ids)} special) "
                 f"through the model's {m.max_length} positions")
         return _forward_hidden(m, [ids])[0], [note]
     out = torch.empty(n, m.hidden_size)
@@ -512,13 +521,13 @@ def _unknown_note(m: LoadedModel, ids: Sequence[int]) -> list[str]:
 
 
 def _build(tk: TokenizedText, vectors: torch.Tensor, encoder: str, m: LoadedModel, used: str,
-           notes: list[str], merge_words: bool) -> Encoding:
+           notes: list[str], merge_words: bool, seed: int) -> Encoding:
     n = len(tk.tokens)
     enc = Encoding(
         text=tk.text, tokens=tk.tokens, offsets=tk.offsets, word_ids=tk.word_ids, ids=tk.ids,
         groups=tuple((i, i + 1) for i in range(n)), vectors=vectors.contiguous(), encoder=encoder,
         merged=False, model_path=m.path, model_name=m.name, device=used,
-        notes=tuple(notes + _unknown_note(m, tk.ids)), piece_tokens=tk.tokens,
+        notes=tuple(notes + _unknown_note(m, tk.ids)), piece_tokens=tk.tokens, seed=seed,
     )
     return merge_word_pieces(enc) if merge_words else enc
 
@@ -539,7 +548,7 @@ def encode_text(text: str, encoder: str = "contextual", device: str | torch.devi
     (m, vec, notes), used, warning = run_with_fallback(run, device if encoder != "random" else "cpu")
     if warning:
         notes = notes + [warning]
-    return _build(tk, vec, encoder, m, used, notes, merge_words)
+    return _build(tk, vec, encoder, m, used, notes, merge_words, seed)
 
 
 def encode_texts(texts: Sequence[str], encoder: str = "contextual", device: str | torch.device | None = None,
@@ -570,7 +579,7 @@ def encode_texts(texts: Sequence[str], encoder: str = "contextual", device: str 
         return m, vecs, notes
 
     (m, vecs, notes), used, warning = run_with_fallback(run, device if encoder != "random" else "cpu")
-    return [_build(tk, v, encoder, m, used, nt + ([warning] if warning else []), merge_words)
+    return [_build(tk, v, encoder, m, used, nt + ([warning] if warning else []), merge_words, seed)
             for tk, v, nt in zip(tks, vecs, notes)]
 
 
@@ -587,7 +596,7 @@ def merge_word_pieces(enc: Encoding) -> Encoding:
         groups=groups, vectors=vectors, encoder=enc.encoder, merged=True, model_path=enc.model_path,
         model_name=enc.model_name, device=enc.device,
         notes=enc.notes + (f"word pieces merged: {len(enc.ids)} pieces -> {len(groups)} words (mean vector per word)",),
-        piece_tokens=enc.piece_tokens,
+        piece_tokens=enc.piece_tokens, seed=enc.seed,
     )
 
 
@@ -698,6 +707,21 @@ class ModelAttention:
         inner = renormalise_rows(full[p:p + pieces, p:p + pieces])
         return merge_attention(inner, [(s - p, e - p) for s, e in text_groups]).astype(np.float32)
 
+    def head_grid(self, include_special: bool = False, max_tokens: int = 96, gap: int = 2) -> np.ndarray:
+        """Every layer x head at once: a ``(layers, heads)`` grid of the first ``max_tokens`` units'
+        matrices, each scaled to its own maximum (a pattern overview), separated by ``gap`` NaN cells."""
+        mats = [[self.matrix(layer, head, include_special) for head in range(self.num_heads)]
+                for layer in range(self.num_layers)]
+        k = min(max_tokens, mats[0][0].shape[0])
+        cell = k + gap
+        grid = np.full((self.num_layers * cell - gap, self.num_heads * cell - gap), np.nan, dtype=np.float32)
+        for li, row in enumerate(mats):
+            for hi, m in enumerate(row):
+                block = m[:k, :k]
+                top = float(block.max())
+                grid[li * cell:li * cell + k, hi * cell:hi * cell + k] = block / top if top > 0 else block
+        return grid
+
     def special_share(self, layer: int | None = None, head: int | str = "average") -> float:
         """Mean weight the text's tokens give to the special tokens ([CLS], [SEP]) in this view."""
         full = self.raw(layer, head)
@@ -721,17 +745,7 @@ def _window_units(enc: Encoding, unit_start: int, max_pieces: int) -> tuple[int,
 def _run_attentions(m: LoadedModel, rows: list[list[int]]) -> list[np.ndarray]:
     """Every layer's and head's attention for each row of text ids, padded into one batch:
     ``(layers, heads, N_i, N_i)`` per row, the specials included."""
-    pre, suf = list(m.prefix_ids), list(m.suffix_ids)
-    full = [pre + r + suf for r in rows]
-    width = max(len(f) for f in full)
-    ids = torch.full((len(full), width), m.pad_id, dtype=torch.long)
-    mask = torch.zeros((len(full), width), dtype=torch.long)
-    for i, f in enumerate(full):
-        ids[i, :len(f)] = torch.tensor(f)
-        mask[i, :len(f)] = 1
-    dev = next(m.model.parameters()).device
-    with torch.inference_mode():
-        out = m.model(input_ids=ids.to(dev), attention_mask=mask.to(dev), output_attentions=True)
+    out, full = _run_padded(m, rows, attentions=True)
     if not out.attentions:
         raise ModelHasNoAttentions("The model returned no attention weights.")
     stacked = torch.stack([a.float() for a in out.attentions], dim=1).cpu().numpy()  # (b, L, H, W, W)
@@ -924,14 +938,18 @@ def query_weights(vectors: torch.Tensor, query_vector: torch.Tensor, similarity:
         return seq(vectors, mask=mask, query=query_vector.to(vectors)).weights
 
 
-def row_entropies_blocked(x: torch.Tensor, similarity: str, temperature: float) -> torch.Tensor:
-    """Entropy of every self-attention row ``(n, d) -> (n,)``, a block of rows at a time (never n x n)."""
+def row_stats_blocked(x: torch.Tensor, similarity: str, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entropy of every self-attention row and the attention each token receives, ``(n, d) -> (n,), (n,)``,
+    in one pass over blocks of rows (never n x n): the same numbers as ``row_entropy(W)`` and ``W.mean(0)``."""
     n = x.shape[0]
     bs = block_size_for(n)
-    out = torch.empty(n, dtype=x.dtype, device=x.device)
+    entropy = torch.empty(n, dtype=x.dtype, device=x.device)
+    received = torch.zeros(n, dtype=x.dtype, device=x.device)
     for i in range(0, n, bs):
-        out[i:i + bs] = row_entropy(attention_row(x[i:i + bs], x, similarity, temperature))
-    return out
+        w = attention_row(x[i:i + bs], x, similarity, temperature)
+        entropy[i:i + bs] = row_entropy(w)
+        received += w.sum(0)
+    return entropy, received / n
 
 
 def _check_token(token, n: int) -> int | None:
@@ -966,21 +984,25 @@ def analyze_encoding(enc: Encoding, similarity: str = "cosine", temperature: flo
     if query is not None and not str(query).strip():
         query = None
     if query is not None and query_vector is None:
-        query_vector = embed_query(query, enc.encoder, device if enc.encoder != "random" else "cpu", enc.model_path)
+        query_vector = embed_query(query, enc.encoder, device if enc.encoder != "random" else "cpu", enc.model_path,
+                                   seed=enc.seed)
 
     def run(dev):
         x = enc.vectors.to(dev)
         with torch.inference_mode():
             weights = attend(x, sim, t).weights if want_matrix else None
-            entropy = row_entropy(weights) if weights is not None else (
-                row_entropies_blocked(x, sim, t) if row_stats else None)
+            entropy = received = None
+            if weights is not None:
+                entropy, received = row_entropy(weights), weights.mean(0)
+            elif row_stats:
+                entropy, received = row_stats_blocked(x, sim, t)
             if query_vector is not None:
                 scores, kind = query_weights(x, query_vector, sim, t), "query"
             elif token is not None:
                 scores = weights[token] if weights is not None else attention_row(x[token], x, sim, t)
                 kind = "row"
             else:
-                scores = weights.mean(0) if weights is not None else attention_received(x, sim, t)
+                scores = received if received is not None else attention_received(x, sim, t)
                 kind = "received"
         cpu = lambda a: None if a is None else a.float().cpu().numpy()  # noqa: E731
         return cpu(weights), cpu(entropy), cpu(scores), kind
@@ -1016,24 +1038,25 @@ def analyze_text(text: str, similarity: str = "cosine", temperature: float | Non
                             row_stats=row_stats, device=device)
 
 
-def analyze_texts(texts: Sequence[str], similarity: str = "cosine", temperature: float | None = None,
-                  encoder: str = "contextual", query: str | None = None, device: str | torch.device | None = None,
-                  model_path: str | os.PathLike | None = None, *, merge_words: bool = False,
-                  seed: int = RANDOM_SEED) -> list[TextAnalysis]:
-    """Several texts (e.g. one per line) as one padded batch: encoder passes and attention both run
-    on ``(b, n_max, d)`` with a padding mask, so padding never receives weight."""
+def analyze_encodings(encs: Sequence[Encoding], similarity: str = "cosine", temperature: float | None = None,
+                      query: str | None = None, device: str | torch.device | None = None) -> list[TextAnalysis]:
+    """Several encoded texts as one padded batch ``(b, n_max, d)`` with a padding mask, so padding
+    never receives weight; each result equals :func:`analyze_encoding` on the text alone."""
     sim = get_similarity(similarity).name
     t = resolve_temperature(sim, temperature)
-    encs = encode_texts(texts, encoder, device, model_path, merge_words=merge_words, seed=seed)
+    if not encs:
+        raise EmptyText("No texts given: type one text per line.")
     lengths = [len(e.tokens) for e in encs]
-    if max(lengths) > MATRIX_MAX_TOKENS:  # a long text in the batch: analyse each alone, blocked
-        return [analyze_encoding(e, sim, t, query, device=device) for e in encs]
     if query is not None and not str(query).strip():
         query = None
-    qv = embed_query(query, encoder, device if encoder != "random" else "cpu", encs[0].model_path, seed=seed) if query else None
+    enc0 = encs[0]
+    qv = embed_query(query, enc0.encoder, device if enc0.encoder != "random" else "cpu", enc0.model_path,
+                     seed=enc0.seed) if query else None
+    if max(lengths) > MATRIX_MAX_TOKENS:  # a long text in the batch: analyse each alone, blocked
+        return [analyze_encoding(e, sim, t, query, device=device, query_vector=qv) for e in encs]
 
     def run(dev):
-        b, width, d = len(encs), max(lengths), encs[0].vectors.shape[1]
+        b, width, d = len(encs), max(lengths), enc0.vectors.shape[1]
         x = torch.zeros(b, width, d, device=dev)
         mask = torch.zeros(b, width, dtype=torch.bool, device=dev)
         for i, e in enumerate(encs):
@@ -1042,10 +1065,7 @@ def analyze_texts(texts: Sequence[str], similarity: str = "cosine", temperature:
         with torch.inference_mode():
             w = attend(x, sim, t, mask=mask).weights  # (b, n, n), padded rows and columns exactly 0
             ent = row_entropy(w)
-            if qv is not None:
-                sc = query_weights(x, qv, sim, t, mask=mask)
-            else:
-                sc = w.sum(1) / mask.sum(1, keepdim=True)
+            sc = query_weights(x, qv, sim, t, mask=mask) if qv is not None else w.sum(1) / mask.sum(1, keepdim=True)
         return w.cpu().numpy(), ent.cpu().numpy(), sc.float().cpu().numpy()
 
     (w, ent, sc), used, warning = run_with_fallback(run, device)
@@ -1063,6 +1083,46 @@ def analyze_texts(texts: Sequence[str], similarity: str = "cosine", temperature:
     return out
 
 
+def analyze_texts(texts: Sequence[str], similarity: str = "cosine", temperature: float | None = None,
+                  encoder: str = "contextual", query: str | None = None, device: str | torch.device | None = None,
+                  model_path: str | os.PathLike | None = None, *, merge_words: bool = False,
+                  seed: int = RANDOM_SEED) -> list[TextAnalysis]:
+    """Several texts (e.g. one per line): :func:`encode_texts` then :func:`analyze_encodings`, both batched."""
+    get_similarity(similarity)
+    encs = encode_texts(texts, encoder, device, model_path, merge_words=merge_words, seed=seed)
+    return analyze_encodings(encs, similarity, temperature, query, device)
+
+
+def self_attention_rows(enc: Encoding, similarity: str = "cosine", temperature: float | None = None,
+                        start: int = 0, stop: int | None = None,
+                        device: str | torch.device | None = None) -> np.ndarray:
+    """Rows ``start:stop`` of the self-attention over the whole text: ``(stop - start, n)``, each row
+    summing to 1 over all n keys. Memory O((stop - start) x n): a 512-token window of a long text."""
+    sim = get_similarity(similarity).name
+    t = resolve_temperature(sim, temperature)
+    n = len(enc.tokens)
+    stop = n if stop is None else stop
+    if not (0 <= start < stop <= n):
+        raise InvalidParameter(f"rows {start}:{stop} are outside the text's {n} tokens.")
+
+    def run(dev):
+        x = enc.vectors.to(dev)
+        with torch.inference_mode():
+            return attention_row(x[start:stop], x, sim, t).float().cpu().numpy()
+
+    rows, _, _ = run_with_fallback(run, device)
+    return rows
+
+
+def attention_overlap(a, b) -> float:
+    """How alike two attention matrices are: the mean over rows of sum_j min(a_ij, b_ij).
+    1 = the same weights, 0 = no token in common; rows are compared as given (each should sum to 1)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise InvalidParameter(f"cannot compare attention of shapes {a.shape} and {b.shape}.")
+    return float(np.minimum(a, b).sum(-1).mean()) if a.size else 0.0
+
+
 def split_lines(text: str, max_texts: int = 64) -> list[str]:
     """One text per non-empty line (for batching); refuses more than ``max_texts`` lines."""
     lines = [ln for ln in text.splitlines() if ln.strip()]
@@ -1075,7 +1135,8 @@ def split_lines(text: str, max_texts: int = 64) -> list[str]:
 
 __all__ = [
     "ENCODERS", "MAX_TEXT_CHARS", "MATRIX_MAX_TOKENS", "Encoding", "EncoderInfo", "LoadedModel", "ModelAttention",
-    "TextAnalysis", "TokenizedText", "analyze_encoding", "analyze_text", "analyze_texts", "attention_rollout",
+    "TextAnalysis", "TokenizedText", "analyze_encoding", "analyze_encodings", "analyze_text", "analyze_texts",
+    "attention_overlap", "attention_rollout", "self_attention_rows",
     "embed_query", "encode_text", "encode_texts", "load_model", "merge_attention", "merge_word_pieces",
     "model_attentions", "model_attentions_batch", "query_weights", "split_lines", "tokenize", "window_spans",
 ]

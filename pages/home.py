@@ -7,7 +7,10 @@ import torch
 
 from attnviz import SIMILARITIES
 from attnviz.devices import available_devices, device_label
+from ui.shell import require_shell
 from ui.widgets import current_device
+
+require_shell()  # a deep link on a fresh server must still get app.py's sidebar
 
 st.title("attnviz — see where attention goes")
 st.markdown(

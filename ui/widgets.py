@@ -50,7 +50,8 @@ def explain_similarity(name: str, container=None) -> None:
     """Formula, plain sentence, source, and an 'untrained' notice where the parameters are random."""
     c = container or st
     sim = get_similarity(name)
-    c.latex(sim.formula + r"\qquad a_{ij} = \mathrm{softmax}_j\!\left(\frac{s(x_i, x_j)}{T}\right)")
+    c.latex(sim.formula)  # two short lines: one long line is clipped in a narrow column
+    c.latex(r"a_{ij} = \mathrm{softmax}_j\!\left(\frac{s(x_i, x_j)}{T}\right)")
     c.caption(f"{sim.sentence} Source: [{sim.source}]({sim.url}). Default T = {sim.default_temperature:g}.")
     if sim.untrained:
         c.warning("Untrained: this function's parameters are seeded random numbers (seed 0), not learned "

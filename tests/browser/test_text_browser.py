@@ -1,0 +1,79 @@
+"""The text page in a real headless Chromium: paste text, see it highlighted, switch the similarity."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+TEXT = "The kitten chased a red ball, and the old car rusted in the rain."
+TOKENS = ["The", "kitten", "chased", "a", "red", "ball", ",", "and", "the", "old", "car", "rust", "ed", "in", "the", "rain", "."]
+
+
+def spans(page) -> list[dict]:
+    return page.locator("div.attnviz-text span.attnviz-tok").evaluate_all(
+        "els => els.map(e => ({text: e.textContent, w: parseFloat(e.dataset.w), rank: parseInt(e.dataset.rank),"
+        " title: e.title, bg: getComputedStyle(e).backgroundColor}))")
+
+
+def wait_for(page, predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = spans(page)
+        if got and predicate(got):
+            return got
+        page.wait_for_timeout(250)
+    raise AssertionError(f"the highlight never matched; last seen: {spans(page)[:20]}")
+
+
+def test_paste_text_see_highlights_switch_similarity(page, app_url):
+    page.goto(f"{app_url}/")  # the router first, as a visitor would
+    page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Text attention").click()
+    wait_for(page, lambda s: len(s) > 10)
+
+    box = page.get_by_role("textbox", name="Your text (Ctrl+Enter to apply)")
+    box.fill(TEXT)
+    box.press("Control+Enter")
+    before = wait_for(page, lambda s: [x["text"] for x in s] == TOKENS)
+    assert sum(x["w"] for x in before) == pytest.approx(1, abs=1e-3)  # query 'cat': one row of weights
+    top = min(before, key=lambda x: x["rank"])
+    assert top["text"] == "kitten" and top["title"].startswith("kitten · weight")
+    assert len({x["bg"] for x in before}) > 3  # the colours really differ by weight
+    assert page.locator(".attnviz-legend").first.is_visible()
+
+    page.get_by_role("combobox", name="Similarity function").click()
+    page.get_by_role("option", name="Euclidean (negative distance)").click()
+    after = wait_for(page, lambda s: [x["text"] for x in s] == TOKENS
+                     and any(abs(a["w"] - b["w"]) > 1e-3 for a, b in zip(s, before)))
+    assert [a["bg"] for a in after] != [b["bg"] for b in before]  # the highlight changed colour
+    deadline = time.monotonic() + 30  # the address bar is updated by the same run, a moment later
+    while "s=euclidean" not in page.url and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    assert "s=euclidean" in page.url and "t=1.0" in page.url  # the link keeps the new setting
+
+
+def test_click_a_heatmap_cell_picks_its_row(page, app_url):
+    page.goto(f"{app_url}/")
+    page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Text attention").click()
+    wait_for(page, lambda s: len(s) > 10)
+    page.get_by_text("Self-attention matrix").click()
+    picker = page.get_by_role("combobox", name="Token (click a heatmap row or pick one)")
+    picker.wait_for()
+    assert picker.input_value() == "0 · the"
+    plot = page.locator(".js-plotly-plot .nsewdrag").first
+    plot.wait_for()
+    box = plot.bounding_box()
+    n = 41  # tokens of the kitten sample
+    x, y = box["x"] + box["width"] * 3.5 / n, box["y"] + box["height"] * 24.5 / n  # row 24 ('cat'), column 3
+    page.mouse.move(x, y)
+    page.wait_for_timeout(300)
+    page.mouse.click(x, y)
+    deadline = time.monotonic() + 30
+    while picker.input_value() == "0 · the" and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    row = int(picker.input_value().split(" · ")[0])
+    assert abs(row - 24) <= 1  # the clicked row's token is now the picked one
+    legend = page.get_by_text(f"what token {row} (")
+    legend.first.wait_for()

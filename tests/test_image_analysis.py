@@ -1,0 +1,190 @@
+"""analyze_image / attend_patches: views, live similarity & temperature, devices, exports."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from attnviz import SIMILARITIES
+from attnviz.errors import DeviceUnavailable, InvalidParameter, UnknownSimilarity
+from attnviz.image import (VIEWS, ImageAnalysis, analyze_image, attend_patches, compute_features, load_image,
+                           sample_path, synthetic_scene)
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return load_image(sample_path("china.jpg"))  # 480 x 320
+
+
+@pytest.fixture(scope="module")
+def feats(photo):
+    return compute_features(photo)
+
+
+@pytest.mark.parametrize("similarity", list(SIMILARITIES))
+def test_every_similarity_gives_distributions(photo, feats, similarity):
+    res = attend_patches(photo, feats, similarity=similarity, query=(2, 3))
+    assert res.similarity == similarity
+    assert res.temperature == SIMILARITIES[similarity].default_temperature
+    for view in VIEWS:
+        m = res.map(view)
+        assert m.shape == feats.grid.shape and np.isfinite(m).all() and (m >= 0).all()
+        assert m.sum() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_lower_temperature_is_sharper(photo, feats):
+    def entropy(p):
+        p = p[p > 0]
+        return float(-(p * np.log(p)).sum())
+
+    hot = attend_patches(photo, feats, temperature=0.02, query=(5, 5)).row
+    warm = attend_patches(photo, feats, temperature=0.1, query=(5, 5)).row
+    cold = attend_patches(photo, feats, temperature=10.0, query=(5, 5)).row
+    assert entropy(hot) < entropy(warm) < entropy(cold) < np.log(hot.size) + 1e-6
+    assert cold.max() - cold.min() < 0.01  # nearly uniform
+
+
+def test_switching_only_reattends(photo, feats):
+    a = attend_patches(photo, feats, similarity="cosine", query=(0, 0))
+    b = attend_patches(photo, feats, similarity="euclidean", query=(0, 0))
+    c = attend_patches(photo, feats, similarity="cosine", query=(12, 20))
+    assert not np.allclose(a.row, b.row) and not np.allclose(a.row, c.row)
+    assert a.grid is b.grid is c.grid  # features and grid were reused, not recomputed
+    assert np.array_equal(a.received, c.received)  # the query does not change what patches receive
+
+
+def test_row_matches_a_direct_softmax(photo, feats):
+    res = attend_patches(photo, feats, similarity="cosine", temperature=0.1, query=(3, 4))
+    x = feats.features.astype(np.float64)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    s = xn @ xn[res.grid.index(3, 4)] / 0.1
+    w = np.exp(s - s.max())
+    w /= w.sum()
+    assert np.allclose(res.row.reshape(-1), w, atol=1e-5)
+
+
+def test_views_and_defaults(photo, feats):
+    assert attend_patches(photo, feats).view == "received"
+    assert attend_patches(photo, feats, query=(1, 1)).view == "query"
+    res = attend_patches(photo, feats, query=(1, 1), view="pooling")
+    assert np.array_equal(res.scores, res.pooling)
+    with pytest.raises(InvalidParameter, match="query patch"):
+        attend_patches(photo, feats, view="query")
+    with pytest.raises(InvalidParameter, match="Unknown view"):
+        attend_patches(photo, feats, view="sideways")
+    with pytest.raises(InvalidParameter, match="outside"):
+        attend_patches(photo, feats, query=(99, 0))
+
+
+def test_bad_parameters(photo, feats):
+    with pytest.raises(UnknownSimilarity):
+        attend_patches(photo, feats, similarity="nope")
+    with pytest.raises(InvalidParameter):
+        attend_patches(photo, feats, temperature=0)
+    with pytest.raises(InvalidParameter):
+        attend_patches(photo, feats, cmap="rainbow")
+    with pytest.raises(InvalidParameter):
+        attend_patches(photo, feats, opacity=1.5)
+    with pytest.raises(InvalidParameter, match="features are for"):
+        attend_patches(photo.resize((100, 100)), feats)
+
+
+def test_devices(photo, feats):
+    assert attend_patches(photo, feats, device="cpu").device == "cpu"
+    with pytest.raises(DeviceUnavailable):
+        attend_patches(photo, feats, device="cuda:7")
+
+
+def test_large_grid_runs(photo):
+    res = analyze_image(photo, patch=7, query=(10, 10))  # 46 x 69 = 3174 patches: a 3174 x 3174 matrix
+    assert res.grid.shape == (46, 69) and res.row.sum() == pytest.approx(1.0, abs=1e-4)
+    with pytest.raises(InvalidParameter, match="7 pixels or more"):
+        analyze_image(photo, patch=6)
+
+
+def test_overlay_full_size_and_display_copy(photo, feats):
+    res = attend_patches(photo, feats, query=(2, 2), show_grid=True)
+    full = res.overlay()
+    assert full.shape == (320, 480, 3)
+    small = res.overlay(max_side=240)
+    assert small.shape == (160, 240, 3)
+    thumb = photo.resize((120, 80))
+    assert res.overlay(thumb).shape == (80, 120, 3)
+    assert np.array_equal(res.overlay(opacity=0, show_grid=False, outline_query=False), np.asarray(photo))
+
+
+def test_png_export_is_full_resolution(tmp_path):
+    arr = synthetic_scene(900, 600)
+    res = analyze_image(arr, query=(3, 3))
+    png = res.to_png()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Image.open(io.BytesIO(png)).size == (900, 600)
+    p = res.save(tmp_path / "o.png")
+    assert Image.open(p).size == (900, 600)
+
+
+def test_json_export(photo, feats, tmp_path):
+    res = attend_patches(photo, feats, similarity="rbf", query=(4, 5))
+    d = json.loads(res.to_json())
+    assert {"width", "height", "grid", "scores", "similarity", "device"} <= set(d)
+    assert (d["width"], d["height"], d["grid"]) == (480, 320, [16, 24])
+    assert np.array(d["scores"]).shape == (16, 24)
+    assert np.allclose(d["scores"], res.row, atol=1e-7)
+    assert d["similarity"] == "rbf" and d["device"] == "cpu" and d["query"] == [4, 5] and d["view"] == "query"
+    full = json.loads((res.save(tmp_path / "r.json")).read_text())
+    assert np.array(full["received"]).shape == (16, 24) and len(full["row_edges"]) == 17
+
+
+def test_csv_export(photo, feats):
+    res = attend_patches(photo, feats, query=(0, 1))
+    rows = list(csv.DictReader(io.StringIO(res.to_csv())))
+    assert len(rows) == 16 * 24
+    assert rows[1]["row"] == "0" and rows[1]["col"] == "1"
+    assert sum(float(r["query_weight"]) for r in rows) == pytest.approx(1.0, abs=1e-5)
+    assert sum(float(r["received"]) for r in rows) == pytest.approx(1.0, abs=1e-5)
+    assert (int(rows[1]["left"]), int(rows[1]["top"])) == res.grid.box(0, 1)[:2]
+    no_query = attend_patches(photo, feats)
+    assert list(csv.DictReader(io.StringIO(no_query.to_csv())))[0]["query_weight"] == ""
+
+
+def test_html_is_self_contained_and_escaped(photo, feats, tmp_path):
+    res = attend_patches(photo, feats, query=(1, 2))
+    res.similarity = "<script>alert(1)</script>"  # as if a user string reached the caption
+    page = res.to_html()
+    assert "<script" not in page.lower() and "&lt;script&gt;" in page
+    assert "http://" not in page and "https://" not in page
+    srcs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(srcs) == 2
+    overlay = Image.open(io.BytesIO(base64.b64decode(srcs[0])))
+    assert overlay.size == (480, 320)
+    assert res._repr_html_().startswith("<figure")
+    res.similarity = "cosine"
+    saved = res.save(tmp_path / "r.html").read_text()
+    assert saved.startswith("<!doctype html>")
+
+
+def test_save_rejects_unknown_suffix(photo, feats, tmp_path):
+    res = attend_patches(photo, feats)
+    with pytest.raises(InvalidParameter, match=".png"):
+        res.save(tmp_path / "x.gif")
+    with pytest.raises(InvalidParameter, match="Cannot write"):
+        res.save(tmp_path / "missing-dir" / "x.png")
+
+
+def test_colorbar_matches_the_view(photo, feats):
+    res = attend_patches(photo, feats, query=(1, 2))
+    bar = res.colorbar()
+    assert bar.ndim == 3 and bar.shape[2] == 3 and bar.dtype == np.uint8
+
+
+def test_analysis_is_an_image_analysis():
+    res = analyze_image(sample_path("flower.jpg"), query=(3, 3), view="pooling", similarity="dot", temperature=2.0)
+    assert isinstance(res, ImageAnalysis)
+    assert (res.view, res.similarity, res.temperature, res.query) == ("pooling", "dot", 2.0, (3, 3))

@@ -1,0 +1,182 @@
+"""overlay: pure arrays -> arrays; the hot patch is hot in the pixels; opacity 0 is the photo."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from attnviz.errors import InvalidParameter
+from attnviz.overlay import (blend, colorbar, colorize, draw_grid_lines, outline_box, png_bytes,
+                             show_attention_on_image, upsample)
+from attnviz.render import COLORMAPS, colormap
+
+
+def photo(h=90, w=120, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def dist(a, b) -> float:
+    return float(np.abs(np.asarray(a, float) - np.asarray(b, float)).sum())
+
+
+def test_upsample_shapes_and_range():
+    v = np.random.default_rng(1).random((4, 6)).astype(np.float32)
+    for method in ("bicubic", "bilinear", "nearest"):
+        big = upsample(v, 40, 60, method)
+        assert big.shape == (40, 60) and big.dtype == np.float32
+        assert big.min() >= v.min() - 1e-6 and big.max() <= v.max() + 1e-6  # no overshoot
+    assert np.array_equal(upsample(v, 40, 60, "nearest"), v.repeat(10, 0).repeat(10, 1))
+    assert np.allclose(upsample(np.full((3, 3), 0.3), 50, 70), 0.3)
+
+
+def test_upsample_puts_each_value_at_its_cell_centre():
+    v = np.random.default_rng(2).random((3, 5)).astype(np.float32)
+    big = upsample(v, 27, 45, "bicubic")  # 9 x 9 cells: centre pixel (4, 4) of each cell
+    for r in range(3):
+        for c in range(5):
+            assert big[r * 9 + 4, c * 9 + 4] == pytest.approx(v[r, c], abs=2e-3)
+
+
+def test_upsample_is_smooth():
+    v = np.zeros((4, 4), np.float32)
+    v[1, 1] = 1.0
+    big = upsample(v, 400, 400)
+    steps = np.abs(np.diff(big, axis=1)).max()
+    assert steps < 0.05  # no blocky jumps
+    nearest = upsample(v, 400, 400, "nearest")
+    assert np.abs(np.diff(nearest, axis=1)).max() == 1.0
+
+
+def test_upsample_errors():
+    with pytest.raises(InvalidParameter):
+        upsample(np.zeros((0, 3)), 10, 10)
+    with pytest.raises(InvalidParameter):
+        upsample(np.array([[np.nan]]), 10, 10)
+    with pytest.raises(InvalidParameter):
+        upsample(np.zeros((2, 2)), 10, 10, "lanczos9")
+    with pytest.raises(InvalidParameter):
+        upsample(np.zeros((2, 2)), 0, 10)
+
+
+@pytest.mark.parametrize("name", COLORMAPS)
+def test_colorize_uses_the_shared_colormaps(name):
+    lut = colormap(name).lut
+    out = colorize(np.array([[0.0, 1.0, 0.5]]), name)
+    assert out.shape == (1, 3, 3) and out.dtype == np.uint8
+    assert (out[0, 0] == lut[0]).all() and (out[0, 1] == lut[255]).all() and (out[0, 2] == lut[128]).all()
+    assert (colorize(np.array([-3.0, 7.0, np.nan]), name) == lut[[0, 255, 0]]).all()
+
+
+def test_colorize_rejects_unknown_maps():
+    with pytest.raises(InvalidParameter):
+        colorize(np.zeros(3), "jet")
+    with pytest.raises(InvalidParameter):
+        colorize(np.zeros(3), np.zeros((10, 3), np.uint8))
+
+
+def test_opacity_zero_gives_the_photo_back_exactly():
+    img = photo()
+    out = show_attention_on_image(img, np.random.default_rng(3).random((3, 4)), opacity=0.0)
+    assert np.array_equal(out, img)
+    assert np.array_equal(blend(img, photo(seed=9), 0.0), img)
+
+
+def test_opacity_one_is_the_heatmap_alone():
+    v = np.random.default_rng(4).random((3, 4))
+    a = show_attention_on_image(photo(seed=1), v, opacity=1.0)
+    b = show_attention_on_image(photo(seed=2), v, opacity=1.0)
+    assert np.array_equal(a, b)
+
+
+def test_blend_is_exact_at_half():
+    a = np.zeros((1, 1, 3), np.uint8)
+    b = np.full((1, 1, 3), 200, np.uint8)
+    assert tuple(blend(a, b, 0.5)[0, 0]) == (100, 100, 100)
+    with pytest.raises(InvalidParameter):
+        blend(a, b, -0.1)
+    with pytest.raises(InvalidParameter):
+        blend(a, np.zeros((2, 2, 3), np.uint8), 0.5)
+    with pytest.raises(InvalidParameter):
+        blend(np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.uint8), 0.5)
+
+
+@pytest.mark.parametrize("cmap", ["cividis", "viridis", "inferno"])
+def test_the_hot_patch_is_hot_in_the_pixels(cmap):
+    lut = colormap(cmap).lut
+    grey = np.full((90, 120, 3), 128, np.uint8)
+    v = np.full((3, 4), 0.01)
+    v[1, 2] = 0.9  # the hot patch: rows 30..60, cols 60..90
+    out = show_attention_on_image(grey, v, cmap=cmap, opacity=0.6)
+    hot_px, cold_px = out[45, 75], out[5, 5]
+    assert dist(hot_px, lut[255] * 0.6 + 128 * 0.4) <= 6
+    assert dist(cold_px, lut[0] * 0.6 + 128 * 0.4) <= 6
+    assert dist(hot_px, lut[255]) < dist(cold_px, lut[255])
+    # hotness falls off from the hot cell's centre
+    heat = np.array([dist(out[45, x], lut[0] * 0.6 + 128 * 0.4) for x in (75, 95, 115)])
+    assert heat[0] > heat[1] > heat[2]
+
+
+def test_fixed_scale():
+    grey = np.full((10, 10, 3), 100, np.uint8)
+    out = show_attention_on_image(grey, np.full((2, 2), 0.6), vmin=0.0, vmax=1.0, opacity=1.0)
+    assert (out == colormap("cividis").lut[153]).all()  # 0.6 * 255 = 153
+
+
+def test_heat_image_matches_the_numpy_path():
+    from attnviz.overlay import heat_image
+
+    v = np.random.default_rng(5).random((5, 7))
+    fast = np.asarray(heat_image(v, 50, 70, "magma"))
+    slow = colorize(upsample(v, 50, 70), "magma")
+    assert fast.shape == slow.shape == (50, 70, 3)
+    assert np.abs(fast.astype(int) - slow.astype(int)).max() <= 6  # one palette step at most
+
+
+def test_grid_lines_and_outline():
+    img = np.zeros((40, 60, 3), np.uint8)
+    g = draw_grid_lines(img, (0, 20, 40), (0, 20, 40, 60), color=(255, 0, 0), width=1)
+    assert (g[20, :, 0] == 255).all() and (g[:, 40, 0] == 255).all()
+    assert (g[10, 10] == 0).all() and (img == 0).all()  # input untouched
+    o = outline_box(img, (20, 0, 40, 20), width=2)
+    assert (o[0, 20] == 0).all() and (o[2, 25] == 255).all()  # dark border outside, light line inside
+    assert (o[10, 30] == 0).all() and (o[30, 30] == 0).all()
+    with pytest.raises(InvalidParameter):
+        outline_box(img, (100, 100, 120, 120))
+
+
+def test_full_overlay_with_grid_and_outline():
+    out = show_attention_on_image(photo(), np.ones((3, 4)), grid_lines=((0, 30, 60, 90), (0, 30, 60, 90, 120)),
+                                  outline=(30, 30, 60, 60))
+    assert out.shape == (90, 120, 3)
+
+
+@pytest.mark.parametrize("vertical", [True, False])
+def test_colorbar(vertical):
+    lut = colormap("viridis").lut
+    bar = colorbar(0.0, 0.25, "viridis", length=100, thickness=10, vertical=vertical, label="weight")
+    assert bar.dtype == np.uint8 and bar.ndim == 3
+    ink = (bar.sum(axis=2) < 100)
+    assert ink.sum() > 30  # tick labels and the title were drawn
+    if vertical:
+        col = bar[:, 5].astype(int)
+        assert any(dist(c, lut[255]) < 10 for c in col[:60]) and any(dist(c, lut[0]) < 10 for c in col[-60:])
+    else:
+        row = bar[20 + 5].astype(int) if bar.shape[0] > 25 else bar[5].astype(int)
+        assert any(dist(c, lut[0]) < 10 for c in row) and any(dist(c, lut[255]) < 10 for c in row)
+    with pytest.raises(InvalidParameter):
+        colorbar(0, 1, length=3)
+
+
+def test_png_bytes_roundtrip():
+    img = photo()
+    data = png_bytes(img)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), img)
+    assert png_bytes(Image.fromarray(img))[:4] == b"\x89PNG"
+
+
+def test_pil_images_are_accepted():
+    out = show_attention_on_image(Image.new("L", (20, 10), 50), np.ones((1, 2)))
+    assert out.shape == (10, 20, 3)

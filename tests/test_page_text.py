@@ -1,0 +1,296 @@
+"""pages/text.py driven through app.py with AppTest: widgets in, rendered HTML and numbers out."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import attnviz.text as tx
+from attnviz.text import analyze_text
+
+ROOT = Path(__file__).resolve().parents[1]
+KITTEN = (ROOT / "attnviz" / "assets" / "text_en_kitten.txt").read_text(encoding="utf-8")
+
+
+class Tokens(HTMLParser):
+    """Token spans grouped by highlighted text (one ``div.attnviz-text`` each)."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.blocks, self._cur = [], None
+
+    @property
+    def spans(self):
+        return self.blocks[-1]
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "div" and a.get("class") == "attnviz-text":
+            self.blocks.append([])
+        if tag == "span" and a.get("class") == "attnviz-tok":
+            self._cur = {"w": float(a["data-w"]), "rank": int(a["data-rank"]), "i": int(a["data-i"]),
+                         "title": a["title"], "style": a["style"], "text": ""}
+
+    def handle_data(self, data):
+        if self._cur is not None:
+            self._cur["text"] += data
+
+    def handle_endtag(self, tag):
+        if tag == "span" and self._cur is not None:
+            self.spans.append(self._cur)
+            self._cur = None
+
+
+def highlights(at) -> list[list[dict]]:
+    """Every highlighted text on the page, as a list of token spans (in text order)."""
+    out = []
+    for el in at.get("html"):
+        body = el.proto.body
+        if "attnviz-tok" in body:
+            p = Tokens()
+            p.feed(body)
+            out += p.blocks
+    return out
+
+
+def heat_z(chart) -> np.ndarray:
+    """The z matrix of a plotly heatmap as AppTest sees it (plain lists or plotly's base64 typed array)."""
+    z = json.loads(chart.proto.spec)["data"][0]["z"]
+    if isinstance(z, dict):
+        import base64
+
+        shape = tuple(int(v) for v in str(z["shape"]).split(","))
+        z = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape)
+    return np.asarray(z, dtype=np.float64)
+
+
+def open_page(query_params: dict | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+    if query_params:
+        at.query_params.update(query_params)
+    at.run()
+    at.switch_page("pages/text.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def captions(at) -> str:
+    return "\n".join(c.value for c in at.caption)
+
+
+@pytest.fixture(scope="module")
+def at():
+    return open_page()
+
+
+def test_opens_with_a_sample_and_a_query(at):
+    assert at.title[0].value == "📝 Text attention"
+    assert at.text_area(key="text").value == KITTEN
+    (spans,) = highlights(at)
+    ref = analyze_text(KITTEN, "cosine", 0.1, "contextual", query="cat")
+    assert [s["text"].lower() for s in spans] == ref.tokens
+    np.testing.assert_allclose([s["w"] for s in spans], ref.scores, rtol=1e-4, atol=1e-6)
+    top = min(spans, key=lambda s: s["rank"])
+    assert top["text"] == "cat" and top["title"].startswith("cat · weight 0.")
+    second = [s for s in spans if s["rank"] == 2][0]
+    assert second["text"] == "kitten"  # the related word comes right after the word itself
+    assert "one pass of 41 tokens" in captions(at)
+    assert at.session_state["device"] == "cpu"
+
+
+def test_type_text_switch_similarity_and_query(at):
+    at.text_area(key="text").set_value("The kitten sat next to the car. <b>bold?</b>").run()
+    assert not at.exception
+    (spans,) = highlights(at)
+    assert [s["text"] for s in spans][:7] == ["The", "kitten", "sat", "next", "to", "the", "car"]
+    assert "<b>" not in "".join(el.proto.body for el in at.get("html"))  # the user's tag arrives escaped
+    cos = np.array([s["w"] for s in spans])
+    assert spans[int(cos.argmax())]["text"] == "kitten"
+
+    at.selectbox(key="txt_sim").set_value("euclidean").run()
+    assert not at.exception
+    assert at.select_slider(key="txt_temp").value == 1.0  # the function's own default temperature
+    (spans,) = highlights(at)
+    euc = np.array([s["w"] for s in spans])
+    ref = analyze_text("The kitten sat next to the car. <b>bold?</b>", "euclidean", 1.0, query="cat")
+    np.testing.assert_allclose(euc, ref.scores, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(euc, cos, atol=1e-3)  # the highlight changed with the similarity
+    assert "euclidean" in at.query_params.get("s", "") or at.session_state["txt_sim"] == "euclidean"
+
+    at.text_input(key="query").set_value("automobile").run()
+    (spans,) = highlights(at)
+    ref = analyze_text("The kitten sat next to the car. <b>bold?</b>", "euclidean", 1.0, query="automobile")
+    np.testing.assert_allclose([s["w"] for s in spans], ref.scores, rtol=1e-4, atol=1e-6)
+    assert "attention from the query &#x27;automobile&#x27;" in "".join(el.proto.body for el in at.get("html"))
+    at.selectbox(key="txt_sim").set_value("cosine").run()
+
+
+def test_pick_a_token_row(at):
+    at.text_area(key="text").set_value(KITTEN).run()
+    at.radio(key="view").set_value("row").run()
+    at.selectbox(key="token").set_value(2).run()  # 'kitten'
+    assert not at.exception
+    (spans,) = highlights(at)
+    ref = analyze_text(KITTEN, "cosine", 0.1, token=2)
+    np.testing.assert_allclose([s["w"] for s in spans], ref.scores, rtol=1e-4, atol=1e-6)
+    assert sum(s["w"] for s in spans) == pytest.approx(1, abs=1e-3)
+    assert "what token 2 (&#x27;kitten&#x27;) attends to" in at.get("html")[0].proto.body
+    metrics = {m.label: m.value for m in at.metric}
+    eff = float(np.exp(-(ref.scores * np.log(ref.scores)).sum()))
+    assert float(metrics["Effective tokens (row of token 2)"]) == pytest.approx(eff, abs=0.05)
+
+
+def test_matrix_view_heatmap_pairs_and_entropy(at):
+    at.radio(key="view").set_value("matrix").run()
+    assert not at.exception
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    z = heat_z(at.get("plotly_chart")[0])
+    ref = analyze_text(KITTEN, "cosine", 0.1)
+    assert z.shape == (41, 41)
+    np.testing.assert_allclose(z, ref.weights, atol=1e-5)
+    assert spec["data"][0]["y"][2] == "2·kitten"
+    pairs = at.dataframe[0].value
+    assert list(pairs.columns) == ["query", "key", "weight"] and len(pairs) == 10
+    i, j, w = ref.top_pairs(1)[0]
+    assert pairs.iloc[0]["weight"] == pytest.approx(w, abs=1e-4)
+    ent = at.dataframe[1].value
+    np.testing.assert_allclose(ent["entropy (nats)"], ref.entropy, atol=2e-3)
+    assert len(highlights(at)) == 2  # attention received + the picked token's row
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Weights (CSV)", "Weights (JSON)", "Highlighted text (HTML)", "Matrix (PNG)"]
+
+
+def test_model_heads_beside_similarity(at):
+    at.radio(key="view").set_value("model").run()
+    assert not at.exception
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in charts]
+    assert titles[0].startswith("Attention as similarity: cosine") and "layer 6, average of heads" in titles[1]
+    at.selectbox(key="layer").set_value(2).run()
+    at.selectbox(key="head").set_value(4).run()
+    spec = json.loads(at.get("plotly_chart")[1].proto.spec)
+    assert "layer 3, head 5" in spec["layout"]["title"]["text"]
+    ma = tx.model_attentions(tx.encode_text(KITTEN, "static"))
+    np.testing.assert_allclose(heat_z(at.get("plotly_chart")[1]), ma.matrix(2, 4), atol=1e-5)
+    assert "[CLS]/[SEP] take" in captions(at)
+    at.selectbox(key="head").set_value("rollout").run()
+    assert not at.exception and "rollout" in json.loads(at.get("plotly_chart")[1].proto.spec)["layout"]["title"]["text"]
+    at.toggle(key="special").set_value(True).run()
+    assert json.loads(at.get("plotly_chart")[1].proto.spec)["data"][0]["y"][0] == "0·[CLS]"
+    at.toggle(key="special").set_value(False).run()
+    at.toggle(key="grid").set_value(True).run()
+    assert not at.exception
+    assert "Rows: layers 1–6" in at.image[0].proto.imgs[0].caption
+    at.toggle(key="grid").set_value(False).run()
+    at.radio(key="view").set_value("query").run()
+
+
+def test_switching_settings_never_reruns_the_encoder(at, monkeypatch):
+    at.text_area(key="text").set_value("A fresh sentence about kittens and cars.").run()
+    calls = []
+    real = tx.encode_text
+
+    def counting(text, *a, **k):
+        calls.append(text)
+        return real(text, *a, **k)
+
+    monkeypatch.setattr(tx, "encode_text", counting)
+    at.selectbox(key="txt_sim").set_value("dot").run()
+    at.select_slider(key="txt_temp").set_value(0.5).run()
+    at.radio(key="view").set_value("row").run()
+    at.radio(key="view").set_value("matrix").run()
+    at.radio(key="view").set_value("query").run()
+    at.text_input(key="query").set_value("vehicle").run()
+    assert not at.exception
+    assert "A fresh sentence about kittens and cars." not in calls  # only the new query phrase was encoded
+    assert calls == ["vehicle"]
+    at.selectbox(key="txt_sim").set_value("cosine").run()
+
+
+def test_merge_toggle_and_random_encoder(at):
+    at.text_area(key="text").set_value("Unbelievably good tokenization.").run()
+    at.toggle(key="merge").set_value(True).run()
+    (spans,) = highlights(at)
+    assert [s["text"] for s in spans] == ["Unbelievably", "good", "tokenization", "."]
+    assert "4 words" in captions(at)
+    at.toggle(key="merge").set_value(False).run()
+    at.selectbox(key="encoder").set_value("random").run()
+    assert not at.exception
+    assert any("Untrained vectors" in w.value for w in at.warning)
+    at.selectbox(key="encoder").set_value("contextual").run()
+
+
+def test_batch_lines_one_under_another(at):
+    at.selectbox(key="sample").set_value("batch").run()
+    assert at.toggle(key="batch").value is True
+    blocks = highlights(at)
+    assert len(blocks) == 5  # four lines, then the inspected line below
+    body = at.get("html")[0].proto.body
+    assert body.count("line ") >= 4 and body.count("attnviz-legend") == 1
+    lines = [ln for ln in (ROOT / "attnviz/assets/text_en_batch.txt").read_text().splitlines() if ln.strip()]
+    for spans, line in zip(blocks, lines):
+        ref = analyze_text(line, "cosine", 0.1, query=at.session_state["query"])
+        np.testing.assert_allclose([s["w"] for s in spans], ref.scores, rtol=1e-3, atol=1e-5)
+    assert any("padded to" in m.value for m in at.markdown)
+    at.selectbox(key="sample").set_value("kitten").run()
+    assert at.toggle(key="batch").value is False
+
+
+def test_errors_are_one_friendly_sentence(at):
+    at.text_area(key="text").set_value("   ").run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["The text is empty: type or paste some words first."]
+    at.text_area(key="text").set_value(KITTEN).run()
+    assert not at.error
+
+
+def test_long_text_is_truncated_with_a_notice():
+    at = open_page({"e": "static", "v": "query", "q": "kitten"})
+    long_text = "word " * 12_000  # 60,000 characters
+    at.text_area(key="text").set_value(long_text).run()
+    assert not at.exception
+    notice = " ".join(w.value for w in at.warning)
+    assert "60,000 characters" in notice and "first 49,999" in notice  # cut at a space
+    (spans,) = highlights(at)
+    assert len(spans) == 10_000
+    assert "text" not in at.query_params  # too long for the link
+
+
+def test_url_keeps_settings_and_validates_them():
+    at = open_page({"s": "rbf", "t": "0.3", "e": "static", "v": "row", "k": "2", "m": "0",
+                    "text": "A kitten, a car and a cat."})
+    assert at.session_state["txt_sim"] == "rbf" and at.select_slider(key="txt_temp").value == 0.3
+    assert at.selectbox(key="token").value == 2
+    (spans,) = highlights(at)
+    ref = analyze_text("A kitten, a car and a cat.", "rbf", 0.3, "static", token=2)
+    np.testing.assert_allclose([s["w"] for s in spans], ref.scores, rtol=1e-4, atol=1e-6)
+    assert at.query_params["text"] == "A kitten, a car and a cat." and at.query_params["k"] == "2"
+
+    bad = open_page({"s": "evil<script>", "t": "-5", "e": "glove", "v": "nope", "k": "²", "text": "y" * 5000,
+                     "h": "'; drop", "w": "9" * 40})
+    assert not bad.exception
+    assert bad.session_state["txt_sim"] == "cosine" and bad.session_state["encoder"] == "contextual"
+    assert bad.text_area(key="text").value == KITTEN
+    warning = captions(bad)
+    assert "were not valid and were ignored" in warning and "s, t, e, v, k, h, w, text" in warning
+
+
+def test_long_sample_is_windowed_and_said_on_screen():
+    at = open_page({"sample": "long", "v": "matrix"})
+    assert not at.exception
+    assert re.search(r"windowed: 5 windows of 512 positions", captions(at))
+    assert at.slider(key="win").max == 1782 - 512
+    at.slider(key="win").set_value(1000).run()
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["data"][0]["y"][0].startswith("1000·") and len(spec["data"][0]["y"]) == 512
+    assert "tokens 1000–1511 of 1782" in spec["layout"]["title"]["text"]
+    at.radio(key="view").set_value("model").run()
+    assert not at.exception
+    assert "shown for tokens 1000-1509" in captions(at)
