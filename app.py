@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from ui.classroom import classroom_toggle
 from ui.shell import shell
 from ui.widgets import device_picker
 
@@ -25,5 +26,6 @@ pages = [st.Page(str(HERE / path), title=title, icon=icon, default=(path == "pag
 nav = st.navigation(pages)
 with st.sidebar:
     device_picker(st.sidebar)
+    classroom_toggle(st.sidebar)
 with shell():
     nav.run()

@@ -1,0 +1,680 @@
+"""The seed article's three hard cases (its section 5.2), demonstrated with measurements.
+
+1. Long sequences — :func:`measure_scaling` times full attention (``attend``: the whole n x n matrix)
+   and blocked attention (``attend_blocked``: a few rows at a time) for growing n on a device, and
+   measures their peak memory, until a time budget is spent. Nothing is drawn from a formula: the
+   only estimate is the guard that skips full attention when its matrices could not fit safely.
+2. Irregular sequences — :func:`ragged_batch` pads sequences of different lengths into one batch and
+   attends with and without the padding mask: how much weight leaks onto padding, how the outputs
+   change, and that the masked batch equals attending to each sequence alone.
+3. Multimodal data — :func:`cross_attention` (queries from one input, keys and values from another):
+   text -> text (:func:`text_to_text`), photo -> photo (:func:`image_to_image`) and text -> photo
+   (:func:`text_to_image`), with :data:`ALIGNMENT_STATEMENT` and :func:`aligned_text_image_model`.
+
+Pure library code (no streamlit).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .attention import attend, attend_blocked, check_temperature, effective_tokens, row_entropy
+from .devices import resolve_device
+from .errors import InvalidParameter, ShapeMismatch
+from .similarity import get_similarity
+
+# ------------------------------------------------------------------------------- 1. long sequences
+
+#: scores per block in the demonstration of the blocked path (the library's default is 2**24; a smaller
+#: block shows the difference at sizes a classroom machine can time in seconds)
+DEMO_BLOCK_ELEMENTS = 1 << 20
+#: full attention is skipped when its two n x n matrices (scores and weights) would need more than this
+#: share of the memory available
+FULL_MEMORY_SHARE = 0.25
+#: ... and never more than this many bytes on the CPU
+FULL_MEMORY_CAP = 1 << 30
+#: calls faster than this are repeated (best of 3): short timings are noisy
+REPEAT_BELOW_S = 0.2
+#: on the CPU, the share of the time budget for the timing runs (the memory runs get the rest)
+TIMING_SHARE = 0.5
+#: on the CPU the memory runs get at least this many seconds (torch.profiler's own start-up, about a
+#: second the first time in a process, is not counted)
+MEMORY_GRACE_S = 1.0
+
+
+@dataclass
+class ScalingPoint:
+    n: int
+    method: str  # "full" or "blocked"
+    seconds: float | None  # wall time of one call (best of the repeats), None when not run
+    peak_bytes: int | None  # peak memory above the level before the call, None when not measurable/run
+    status: str = "measured"  # "measured", or why it was not: "skipped: ..." / "stopped: ..."
+    memory_note: str = ""  # why a measured point has no memory number
+
+
+@dataclass
+class ScalingResult:
+    device: str
+    similarity: str
+    d: int
+    block_elements: int
+    budget_s: float
+    elapsed_s: float
+    memory_method: str
+    points: list[ScalingPoint] = field(default_factory=list)
+
+    def series(self, method: str) -> tuple[list[int], list[float], list[float | None]]:
+        """``(n, seconds, peak MiB)`` of the measured points of one method."""
+        pts = [p for p in self.points if p.method == method and p.status == "measured"]
+        return ([p.n for p in pts], [p.seconds for p in pts],
+                [None if p.peak_bytes is None else p.peak_bytes / 2**20 for p in pts])
+
+    def notes(self) -> list[str]:
+        return [f"{p.method} attention at n = {p.n:,}: {p.status}" for p in self.points if p.status != "measured"]
+
+
+def _available_bytes(dev: torch.device) -> int:
+    if dev.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(dev)
+        return int(free)
+    try:
+        text = Path("/proc/meminfo").read_text()
+        m = re.search(r"MemAvailable:\s+(\d+) kB", text)
+        if m:
+            return min(int(m.group(1)) * 1024, FULL_MEMORY_CAP / FULL_MEMORY_SHARE)
+    except OSError:
+        pass
+    return int(FULL_MEMORY_CAP / FULL_MEMORY_SHARE)
+
+
+MEMORY_METHODS = {
+    "cuda": "CUDA allocator peak (torch.cuda.max_memory_allocated) during the call, above the level before it",
+    "cpu": "PyTorch CPU allocator peak during the call (every allocation and free recorded by torch.profiler "
+           "with profile_memory=True, in a separate run of the same call)",
+    "none": "not measurable on this device",
+}
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _run(method: str, x: torch.Tensor, similarity: str, block_size: int):
+    if method == "full":
+        return attend(x, similarity, 1.0)
+    return attend_blocked(x, similarity, 1.0, block_size=block_size, need_received=False)
+
+
+def cpu_peak_bytes(jobs: Sequence[tuple[str, object]], time_left: float | None = None,
+                   clock=time.perf_counter) -> dict[str, int]:
+    """Peak bytes held by PyTorch's CPU allocator during each job, measured, not estimated.
+
+    ``jobs``: ``(name, zero-argument callable)``. All run in one ``torch.profiler`` session with
+    ``profile_memory=True``; every allocation and free inside a job's ``record_function`` range is
+    replayed in time order and the highest running total is its peak. Jobs that would start more
+    than ``time_left`` seconds after the profiler has started are skipped (absent from the result).
+    """
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    names = []
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        deadline = None if time_left is None else clock() + time_left  # the profiler's start-up is not counted
+        for name, fn in jobs:
+            if deadline is not None and clock() > deadline:
+                break
+            tag = f"attnviz_memory::{len(names)}"
+            with record_function(tag):
+                out = fn()
+                del out
+            names.append((tag, name))
+    events = list(prof.profiler.kineto_results.events())
+    spans = {e.name(): (e.start_ns(), e.start_ns() + e.duration_ns()) for e in events
+             if e.name().startswith("attnviz_memory::")}
+    records = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
+    peaks = {}
+    for tag, name in names:
+        if tag not in spans:
+            continue
+        lo, hi = spans[tag]
+        cur = peak = 0
+        for t, nbytes in records:
+            if lo <= t <= hi:
+                cur += nbytes
+                peak = max(peak, cur)
+        peaks[name] = int(peak)
+    return peaks
+
+
+def measure_scaling(device=None, similarity: str = "scaled_dot", d: int = 64, budget_s: float = 6.0,
+                    start_n: int = 256, max_n: int = 1 << 16, growth: int = 2,
+                    block_elements: int = DEMO_BLOCK_ELEMENTS, seed: int = 0,
+                    clock=time.perf_counter) -> ScalingResult:
+    """Time and peak memory of full vs blocked attention for n = start_n, start_n*growth, ... on ``device``.
+
+    The whole run stays within about ``budget_s`` seconds (on the CPU: at least :data:`MEMORY_GRACE_S`
+    for the memory runs, plus the profiler's start-up). Sizes grow until the time share is spent
+    (or the next size would clearly overrun it: its time is forecast from the last measured one,
+    times ``growth**2``). On CUDA one run gives both time and memory; on the CPU the timing runs get
+    :data:`TIMING_SHARE` of the budget and the memory runs (under torch.profiler, which would slow the
+    timing) the rest. Full attention is skipped when its n x n matrices would need more than
+    :data:`FULL_MEMORY_SHARE` of the memory available.
+    """
+    dev = resolve_device(device)
+    get_similarity(similarity)
+    if not (budget_s > 0 and math.isfinite(budget_s)):
+        raise InvalidParameter(f"The time budget must be a positive number of seconds, got {budget_s}.")
+    if start_n < 2 or growth < 2 or d < 1:
+        raise InvalidParameter("start_n must be at least 2, growth at least 2 and d at least 1.")
+    on_cuda = dev.type == "cuda"
+    gen = torch.Generator().manual_seed(seed)
+    result = ScalingResult(str(dev), similarity, d, block_elements, float(budget_s), 0.0,
+                           MEMORY_METHODS["cuda" if on_cuda else ("cpu" if dev.type == "cpu" else "none")])
+    timing_budget = budget_s if on_cuda or dev.type != "cpu" else TIMING_SHARE * budget_s
+    # warm-up (not counted): the first call pays for lazy initialisation (kernels, thread pools)
+    warm = torch.randn(64, d, generator=gen).to(dev)
+    _run("full", warm, similarity, 64)
+    _run("blocked", warm, similarity, 16)
+    _sync(dev)
+    t0 = clock()
+    alive = {"full": True, "blocked": True}
+    last: dict[str, float | None] = {"full": None, "blocked": None}
+    inputs: dict[int, torch.Tensor] = {}
+    n = start_n
+    while n <= max_n and any(alive.values()):
+        x = torch.randn(n, d, generator=gen).to(dev)
+        block = max(1, block_elements // n)
+        for method in ("full", "blocked"):
+            if not alive[method]:
+                continue
+            left = timing_budget - (clock() - t0)
+            if left <= 0:
+                result.points.append(ScalingPoint(n, method, None, None, "stopped: time budget spent"))
+                alive[method] = False
+                continue
+            if last[method] is not None and last[method] * growth ** 2 > left:
+                result.points.append(ScalingPoint(
+                    n, method, None, None,
+                    f"stopped: would take about {last[method] * growth ** 2:.1f} s, {left:.1f} s of the budget left"))
+                alive[method] = False
+                continue
+            if method == "full":
+                need = 2 * n * n * x.element_size()
+                room = FULL_MEMORY_SHARE * _available_bytes(dev)
+                if need >= room:
+                    result.points.append(ScalingPoint(
+                        n, method, None, None,
+                        f"skipped: its two {n:,} x {n:,} matrices need {need / 2**20:,.0f} MiB, more than the "
+                        f"{room / 2**20:,.0f} MiB this demo allows itself"))
+                    alive[method] = False
+                    continue
+            peak = None
+            if on_cuda:
+                _sync(dev)
+                torch.cuda.reset_peak_memory_stats(dev)
+                base = torch.cuda.memory_allocated(dev)
+            s = clock()
+            out = _run(method, x, similarity, block)
+            _sync(dev)
+            seconds = clock() - s
+            del out
+            if on_cuda:
+                peak = max(0, int(torch.cuda.max_memory_allocated(dev)) - base)
+            if seconds < REPEAT_BELOW_S and clock() - t0 + 2 * seconds < timing_budget:  # short: best of 3
+                for _ in range(2):
+                    s = clock()
+                    out = _run(method, x, similarity, block)
+                    _sync(dev)
+                    seconds = min(seconds, clock() - s)
+                    del out
+            last[method] = seconds
+            inputs[n] = x
+            result.points.append(ScalingPoint(n, method, seconds, peak))
+        n *= growth
+    if dev.type == "cpu":
+        measured = sorted((p for p in result.points if p.status == "measured"), key=lambda p: (p.n, p.method))
+        jobs = [((p.n, p.method), (lambda p=p: _run(p.method, inputs[p.n], similarity,
+                                                     max(1, block_elements // p.n)))) for p in measured]
+        try:
+            # the memory runs get what is left of the budget (at least MEMORY_GRACE_S); a run starts
+            # only if its timed duration, with a margin, still fits
+            peaks = {}
+            time_left = max(MEMORY_GRACE_S, budget_s - (clock() - t0))
+            fitting, forecast = [], 0.0
+            for p, job in zip(measured, jobs):
+                forecast += 1.5 * p.seconds + 0.01
+                if forecast > time_left:
+                    break
+                fitting.append(job)
+            if fitting:
+                peaks = cpu_peak_bytes(fitting, time_left=time_left, clock=clock)
+        except Exception as err:  # a profiler that cannot record memory here: say so, keep the timings
+            result.memory_method = f"not measurable here (torch.profiler failed: {type(err).__name__})"
+            peaks = {}
+        for p in measured:
+            p.peak_bytes = peaks.get((p.n, p.method))
+            if p.peak_bytes is None and result.memory_method == MEMORY_METHODS["cpu"]:
+                p.memory_note = "memory not measured: time budget spent"
+    inputs.clear()
+    result.elapsed_s = clock() - t0
+    return result
+
+
+def _seconds_label(v: float) -> str:
+    if v < 1e-3:
+        return f"{v * 1e6:g} µs"
+    if v < 1:
+        return f"{v * 1e3:g} ms"
+    return f"{v:g} s"
+
+
+def scaling_figures(result: ScalingResult):
+    """Two plotly figures: time against n and peak memory against n (log-log), full vs blocked."""
+    import plotly.graph_objects as go
+
+    colours = {"full": "#D55E00", "blocked": "#0072B2"}
+    names = {"full": "full attention (whole n × n matrix)",
+             "blocked": f"blocked attention ({result.block_elements:,} scores per block)"}
+    figs = []
+    for what, title, ytitle in (("time", "Time of one attention call", "time (log scale)"),
+                                ("memory", "Peak extra memory of one call", "memory (log scale)")):
+        fig = go.Figure()
+        for method in ("full", "blocked"):
+            ns, secs, mib = result.series(method)
+            ys = secs if what == "time" else mib
+            pts = [(a, b) for a, b in zip(ns, ys) if b is not None and b > 0]
+            fig.add_trace(go.Scatter(x=[a for a, _ in pts], y=[b for _, b in pts], mode="lines+markers",
+                                     name=names[method], line=dict(color=colours[method], width=3),
+                                     marker=dict(size=9),
+                                     hovertemplate="n = %{x:,}<br>%{y:.4g}<extra></extra>"))
+        ns = sorted({p.n for p in result.points if p.status == "measured"})
+        fig.update_xaxes(type="log", title="sequence length n (log scale)", tickmode="array", tickvals=ns,
+                         ticktext=[f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else f"{n}" for n in ns])
+        values = [v for method in ("full", "blocked") for v in
+                  (result.series(method)[1] if what == "time" else result.series(method)[2]) if v and v > 0]
+        if values:
+            decades = [10.0 ** k for k in range(math.floor(math.log10(min(values))),
+                                                 math.ceil(math.log10(max(values))) + 1)]
+            fig.update_yaxes(tickmode="array", tickvals=decades,
+                             ticktext=[_seconds_label(v) if what == "time" else f"{v:g} MiB" for v in decades])
+        fig.update_yaxes(type="log", title=ytitle)
+        fig.update_layout(title=dict(text=f"{title} on {result.device}"), height=400,
+                          margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.3))
+        figs.append(fig)
+    return figs
+
+
+# --------------------------------------------------------------------------- 2. irregular sequences
+
+
+@dataclass
+class RaggedDemo:
+    """A padded batch attended with and without its padding mask (numpy float64)."""
+
+    labels: list[list[str]]  # real tokens of each sequence
+    lengths: list[int]
+    n_max: int
+    similarity: str
+    temperature: float
+    mask: np.ndarray  # (b, n_max) True = real
+    weights_masked: np.ndarray  # (b, n_max, n_max)
+    weights_unmasked: np.ndarray  # (b, n_max, n_max)
+    outputs_masked: np.ndarray  # (b, n_max, d)
+    outputs_unmasked: np.ndarray
+    leaked: np.ndarray  # (b, n_max): weight each real query puts on padding without the mask (0 at padding rows)
+    output_change: np.ndarray  # (b, n_max): ||y_unmasked - y_masked|| / ||y_masked|| at real tokens
+    alone_max_diff: float  # max |masked batch weights - each sequence attended alone|: ~0
+    unmasked_alone_max_diff: float  # the same without the mask: the result depends on the batch-mates
+    pooled_change: np.ndarray  # (b,) mean-pooled sentence vector: unmasked (all positions) vs masked (real ones)
+    pad_description: str
+
+    def padded_labels(self, b: int) -> list[str]:
+        return list(self.labels[b]) + ["[PAD]"] * (self.n_max - self.lengths[b])
+
+    @property
+    def max_leak(self) -> float:
+        return float(self.leaked.max())
+
+    def mean_leak(self, b: int) -> float:
+        n = self.lengths[b]
+        return float(self.leaked[b, :n].mean())
+
+
+def ragged_batch(sequences: Sequence, labels: Sequence[Sequence[str]], similarity: str = "cosine",
+                 temperature: float = 0.1, pad_vector=None) -> RaggedDemo:
+    """Pad ``sequences`` (each ``(n_i, d)``) to one ``(b, n_max, d)`` batch and attend with and without
+    the mask. Padding rows are ``pad_vector`` (default: zeros, what padding usually is)."""
+    if len(sequences) < 2:
+        raise InvalidParameter("A ragged batch needs at least two sequences.")
+    if len(labels) != len(sequences):
+        raise ShapeMismatch(f"{len(labels)} label lists for {len(sequences)} sequences.")
+    seqs = [torch.as_tensor(np.asarray(s, dtype=np.float64)) for s in sequences]
+    d = seqs[0].shape[-1]
+    for s, lab in zip(seqs, labels):
+        if s.dim() != 2 or s.shape[-1] != d or s.shape[0] < 1:
+            raise ShapeMismatch("Every sequence must be (n_i, d) with the same d and at least one element.")
+        if len(lab) != s.shape[0]:
+            raise ShapeMismatch(f"{len(lab)} labels for a sequence of {s.shape[0]} vectors.")
+    t = check_temperature(temperature)
+    lengths = [int(s.shape[0]) for s in seqs]
+    n_max = max(lengths)
+    pad = torch.zeros(d, dtype=torch.float64) if pad_vector is None else torch.as_tensor(
+        np.asarray(pad_vector, dtype=np.float64))
+    batch = pad.expand(len(seqs), n_max, d).clone()
+    mask = torch.zeros(len(seqs), n_max, dtype=torch.bool)
+    for b, s in enumerate(seqs):
+        batch[b, :lengths[b]] = s
+        mask[b, :lengths[b]] = True
+    masked = attend(batch, similarity, t, mask=mask)
+    unmasked = attend(batch, similarity, t)
+    leaked = (unmasked.weights * (~mask)[:, None, :]).sum(-1) * mask
+    diff = (unmasked.output - masked.output).norm(dim=-1)
+    base = masked.output.norm(dim=-1).clamp_min(1e-12)
+    change = torch.where(mask, diff / base, torch.zeros_like(diff))
+    alone = unmasked_alone = 0.0
+    pooled = []
+    for b, s in enumerate(seqs):
+        n = lengths[b]
+        w = attend(s, similarity, t).weights
+        alone = max(alone, float((masked.weights[b, :n, :n] - w).abs().max()),
+                    float(masked.weights[b, :n, n:].abs().max()) if n < n_max else 0.0)
+        unmasked_alone = max(unmasked_alone, float((unmasked.weights[b, :n, :n] - w).abs().max()))
+        good = masked.output[b, :n].mean(0)
+        bad = unmasked.output[b].mean(0)  # pooling that forgets the mask averages the padding rows too
+        pooled.append(float((bad - good).norm() / good.norm().clamp_min(1e-12)))
+    desc = "zero vectors" if pad_vector is None else "the given padding vector"
+    return RaggedDemo([list(x) for x in labels], lengths, n_max, get_similarity(similarity).name, t,
+                      mask.numpy(), masked.weights.numpy(), unmasked.weights.numpy(), masked.output.numpy(),
+                      unmasked.output.numpy(), leaked.numpy(), change.numpy(), alone, unmasked_alone,
+                      np.array(pooled), desc)
+
+
+def ragged_text_batch(texts: Sequence[str], encoder: str = "static", similarity: str = "cosine",
+                      temperature: float = 0.1, device=None, max_tokens: int = 16) -> RaggedDemo:
+    """:func:`ragged_batch` over the word pieces of a few short texts (each cut to ``max_tokens``)."""
+    from .text import encode_texts
+
+    texts = [t for t in texts if t and t.strip()]
+    if len(texts) < 2:
+        raise InvalidParameter("Give at least two texts, one per line, of different lengths.")
+    encs = encode_texts(texts, encoder, device)
+    seqs = [e.vectors[:max_tokens].double().numpy() for e in encs]
+    labels = [list(e.tokens[:max_tokens]) for e in encs]
+    return ragged_batch(seqs, labels, similarity, temperature)
+
+
+# ------------------------------------------------------------------------------------ 3. multimodal
+
+ALIGNMENT_STATEMENT = (
+    "What the vectors are: text tokens are MiniLM vectors (384 numbers each, learned from text alone); photo "
+    "patches are handcrafted colour-and-texture features (13 numbers each, standardised over the patches). "
+    "The two were never trained together, so nothing makes a word's vector resemble the features of the patches "
+    "that show it: the spaces are unaligned, and even their widths differ. Comparing them needs a map between "
+    "the spaces: the 'general' (q^T W k) or 'additive' scorers can do it, but here their W is seeded random "
+    "numbers, not learned. So a text→photo attention map is NOT meaningful: it shows how cross-attention is "
+    "wired, not where the word is in the photo. A meaningful one needs an aligned text-image model (such as "
+    "CLIP) trained on captioned photos."
+)
+
+
+@dataclass
+class CrossResult:
+    """Cross-attention: queries from one input, keys and values from another."""
+
+    query_labels: list[str]
+    key_labels: list[str]
+    similarity: str
+    temperature: float
+    scores: np.ndarray  # (n, m)
+    weights: np.ndarray  # (n, m)
+    entropy: np.ndarray  # (n,)
+    effective: np.ndarray  # (n,)
+    meaningful: bool
+    note: str
+    extra: dict = field(default_factory=dict)
+
+
+def cross_attention(queries, keys, query_labels: Sequence[str], key_labels: Sequence[str],
+                    similarity: str = "cosine", temperature: float = 0.1, *, meaningful: bool = True,
+                    note: str = "", **params) -> CrossResult:
+    """Attention from every query ``(n, d_q)`` to every key ``(m, d_k)`` (values = keys)."""
+    q = torch.as_tensor(np.asarray(queries, dtype=np.float64))
+    k = torch.as_tensor(np.asarray(keys, dtype=np.float64))
+    if q.dim() != 2 or k.dim() != 2:
+        raise ShapeMismatch(f"Queries and keys must be (n, d) and (m, d), got {tuple(q.shape)} and {tuple(k.shape)}.")
+    if len(query_labels) != q.shape[0] or len(key_labels) != k.shape[0]:
+        raise ShapeMismatch("Give one label per query and one per key.")
+    res = attend(q, similarity, temperature, keys=k, **params)
+    w = res.weights
+    return CrossResult(list(query_labels), list(key_labels), res.similarity, res.temperature, res.scores.numpy(),
+                       w.numpy(), row_entropy(w).numpy(), effective_tokens(w).numpy(), meaningful, note)
+
+
+def text_to_text(text_a: str, text_b: str, encoder: str = "contextual", similarity: str = "cosine",
+                 temperature: float = 0.1, device=None, max_tokens: int = 64):
+    """Every token of ``text_a`` attends over the tokens of ``text_b`` (same encoder: the same space).
+    Returns ``(CrossResult, enc_a, enc_b)``."""
+    from .text import encode_texts
+
+    enc_a, enc_b = encode_texts([text_a, text_b], encoder, device)
+    qa, kb = enc_a.vectors[:max_tokens], enc_b.vectors[:max_tokens]
+    res = cross_attention(qa, kb, enc_a.tokens[:max_tokens], enc_b.tokens[:max_tokens], similarity, temperature,
+                          note="Both texts go through the same encoder, so their vectors share one space: "
+                               "a word attends to the words of the other text that mean something alike.")
+    return res, enc_a, enc_b
+
+
+def joint_patch_features(image_a, image_b, grid: int = 6, size: tuple[int, int] = (384, 256)):
+    """Patch features of two photos standardised together, so a feature means the same in both.
+
+    Both photos are resized to ``size`` and cut into the same grid; attnviz.image's handcrafted
+    features are computed on each photo separately (no seam between them), then z-scored over the
+    patches of both at once, with attnviz.image's floors and colour/texture weighting.
+    Returns ``(features_a, features_b, grid, (photo_a, photo_b))``.
+    """
+    from PIL import Image
+
+    from . import image as im
+
+    w, h = size
+    a = im.load_image(image_a) if not isinstance(image_a, Image.Image) else im.to_rgb(image_a)
+    b = im.load_image(image_b) if not isinstance(image_b, Image.Image) else im.to_rgb(image_b)
+    a, b = a.resize((w, h), Image.BILINEAR), b.resize((w, h), Image.BILINEAR)
+    g = im.patch_grid((w, h), grid=grid)
+    raw = np.concatenate([im.handcrafted_features(a, g), im.handcrafted_features(b, g)])
+    z = im.standardise(raw, im._FLOORS)  # the image module's own floors and weights (see patch_features)
+    z[:, im._COLOUR] *= 1.0 / math.sqrt(im._COLOUR.stop - im._COLOUR.start)
+    z[:, im._TEXTURE] *= 1.0 / math.sqrt(im._TEXTURE.stop - im._TEXTURE.start)
+    return z[:g.n], z[g.n:], g, (a, b)
+
+
+def image_to_image(image_a, image_b, grid: int = 6, similarity: str = "cosine", temperature: float = 0.1,
+                   size: tuple[int, int] = (384, 256)):
+    """Every patch of photo A attends over the patches of photo B. Returns ``(CrossResult, grid, (a, b))``."""
+    fa, fb, ga, imgs = joint_patch_features(image_a, image_b, grid, size)
+    labels = [f"r{r}c{c}" for r in range(ga.rows) for c in range(ga.cols)]
+    res = cross_attention(fa, fb, [f"A:{x}" for x in labels], [f"B:{x}" for x in labels], similarity, temperature,
+                          note="Both photos' patches are described by the same handcrafted features, standardised "
+                               "together: a patch attends to patches of the other photo with similar colour and "
+                               "texture (sky to sky, leaves to leaves), not to the same objects.")
+    return res, ga, imgs
+
+
+@dataclass
+class AlignedModelStatus:
+    available: bool
+    name: str | None
+    reason: str
+    path: str | None = None  # a local folder with a CLIP model (config.json + weights) when available
+
+
+def _clip_folders() -> tuple[list[Path], Path, str]:
+    """Candidate local model folders: ATTNVIZ_CLIP_MODEL, then CLIP/SigLIP snapshots in the HF cache."""
+    env = os.environ.get("ATTNVIZ_CLIP_MODEL", "").strip()
+    found: list[Path] = []
+    if env and (Path(env).expanduser() / "config.json").is_file():
+        found.append(Path(env).expanduser())
+    hub = Path(os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+               or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
+    if hub.is_dir():
+        for repo in sorted(hub.glob("models--*")):
+            if "clip" in repo.name.lower() or "siglip" in repo.name.lower():
+                found += sorted(c.parent for c in repo.glob("snapshots/*/config.json"))
+    return found, hub, env
+
+
+def aligned_text_image_model() -> AlignedModelStatus:
+    """Is an aligned text-image model (CLIP) available locally? Nothing is downloaded.
+
+    Looks at the folder named by the ``ATTNVIZ_CLIP_MODEL`` environment variable and at CLIP / SigLIP
+    snapshots in the local Hugging Face cache; reports whether the ``open_clip`` package is installed.
+    Only transformers CLIP models (``model_type == "clip"``) are used.
+    """
+    import json
+
+    found, hub, env = _clip_folders()
+    for folder in found:
+        try:
+            kind = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+        except (OSError, ValueError):
+            kind = None
+        if kind == "clip":
+            return AlignedModelStatus(True, folder.name if folder.name != "model" else folder.parent.name,
+                                      f"Aligned text-image model found locally: {folder}.", str(folder))
+    has_open_clip = importlib.util.find_spec("open_clip") is not None
+    checked = ("the open_clip package is " + ("installed, but it has no weights stored locally" if has_open_clip
+                                               else "not installed")
+               + "; transformers is installed, but no CLIP weights are in the local Hugging Face cache "
+               f"({hub}); ATTNVIZ_CLIP_MODEL is "
+               + ("not set" if not env else f"set to {env!r}, not a CLIP model folder"))
+    if found:
+        checked += f"; found {found[0]}, which is not a transformers CLIP model"
+    return AlignedModelStatus(False, None, "No aligned text-image model is available on this machine: " + checked +
+                              ". attnviz downloads nothing, so the text→photo map below uses unaligned vectors.")
+
+
+CLIP_NOTE = (
+    "An aligned model: CLIP was trained on captioned photos so that a caption's vector lands near its photo's "
+    "vector. Each word is embedded on its own and compared with CLIP's own patch tokens (taken before its "
+    "pooling, through its projection); CLIP was trained on whole images, not patches, so expect a coarse map."
+)
+#: CLIP's published pixel normalisation (the same for every released CLIP checkpoint)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+_CLIP_MODELS: dict[str, tuple] = {}
+_CLIP_LOCK = threading.Lock()
+
+
+def load_clip(path: str | os.PathLike):
+    """A local transformers CLIP model and its tokenizer (loaded once per process; never downloaded)."""
+    from .errors import ModelNotFound
+
+    key = str(Path(path).expanduser().resolve())
+    with _CLIP_LOCK:
+        if key not in _CLIP_MODELS:
+            try:
+                from transformers import AutoTokenizer, CLIPModel
+
+                model = CLIPModel.from_pretrained(key, local_files_only=True).eval()
+                tok = AutoTokenizer.from_pretrained(key, local_files_only=True)
+            except Exception as err:
+                raise ModelNotFound(f"Cannot load the CLIP model in {key!r} ({type(err).__name__}): it needs "
+                                    "config.json, the weights and the tokenizer files.") from None
+            for p in model.parameters():
+                p.requires_grad_(False)
+            _CLIP_MODELS[key] = (model, tok)
+    return _CLIP_MODELS[key]
+
+
+def clip_text_to_image(text: str, image, model_path: str | os.PathLike, max_words: int = 16):
+    """Each word of ``text`` (and the whole text) attends over the patches of ``image`` through a local CLIP
+    model: cosine of CLIP's text vector and its projected patch tokens, at CLIP's own temperature
+    (1 / logit_scale). The photo is resized to CLIP's square input, so the patch grid covers all of it.
+    Returns ``(CrossResult, grid, photo)``."""
+    from PIL import Image
+
+    from .errors import EmptyText
+    from .image import PatchGrid, load_image
+
+    words = re.findall(r"\w+", text or "")[:max_words]
+    if not words:
+        raise EmptyText("Type a few words for CLIP to look for in the photo.")
+    model, tok = load_clip(model_path)
+    img = image if isinstance(image, Image.Image) else load_image(image)
+    size = int(model.config.vision_config.image_size)
+    patch = int(model.config.vision_config.patch_size)
+    g = size // patch
+    pixels = np.asarray(img.convert("RGB").resize((size, size), Image.BICUBIC), dtype=np.float32) / 255.0
+    pixels = (pixels - np.array(CLIP_MEAN, dtype=np.float32)) / np.array(CLIP_STD, dtype=np.float32)
+    queries = words + ([text.strip()] if len(words) > 1 else [])
+    with torch.inference_mode():
+        ids = tok(queries, padding=True, truncation=True, return_tensors="pt",
+                  max_length=int(model.config.text_config.max_position_embeddings))
+        t = model.text_projection(model.text_model(**ids).pooler_output)
+        pv = torch.from_numpy(pixels).permute(2, 0, 1)[None]
+        h = model.vision_model(pixel_values=pv).last_hidden_state[:, 1:]  # drop the class token
+        p = model.visual_projection(model.vision_model.post_layernorm(h))[0]
+        temperature = float(1.0 / model.logit_scale.exp().clamp(1.0, 100.0))
+    grid = PatchGrid.of(img.width, img.height, g, g)
+    labels = [f"r{r}c{c}" for r in range(g) for c in range(g)]
+    q_labels = words + (["(the whole text)"] if len(words) > 1 else [])
+    res = cross_attention(t.double().numpy(), p.double().numpy(), q_labels, labels, "cosine", temperature,
+                          meaningful=True, note=CLIP_NOTE)
+    res.extra["model"] = str(model_path)
+    return res, grid, img
+
+
+def text_to_image(text: str, image, grid: int = 6, similarity: str = "general", temperature: float = 1.0,
+                  encoder: str = "contextual", device=None, max_tokens: int = 32, seeds: Sequence[int] = (0, 1)):
+    """Text tokens attend over photo patches through an UNTRAINED bilinear/additive map (the spaces are
+    unaligned, see :data:`ALIGNMENT_STATEMENT`). Also measures how much the map depends on the random seed
+    of the untrained parameters: ``extra["seed_correlation"]`` (near 0 = the pattern is arbitrary).
+    Returns ``(CrossResult, grid, resized photo)``."""
+    from PIL import Image
+
+    from .image import compute_features, load_image
+    from .text import encode_text
+
+    sim = get_similarity(similarity)
+    if sim.same_dim:
+        raise InvalidParameter(f"Text vectors and photo features have different widths, which "
+                               f"{sim.label.lower()} cannot compare: use 'general' or 'additive'.")
+    img = image if isinstance(image, Image.Image) else load_image(image)
+    feats = compute_features(img, grid=grid)
+    g = feats.grid
+    enc = encode_text(text, encoder, device)
+    q = enc.vectors[:max_tokens].double().numpy()
+    labels = [f"r{r}c{c}" for r in range(g.rows) for c in range(g.cols)]
+    runs = [cross_attention(q, feats.features, list(enc.tokens[:max_tokens]), labels, sim.name, temperature,
+                            meaningful=False, note=ALIGNMENT_STATEMENT, seed=int(s)) for s in seeds]
+    res = runs[0]
+    if len(runs) > 1:
+        a, b = runs[0].weights.ravel(), runs[1].weights.ravel()
+        corr = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
+        res.extra["seed_correlation"] = corr
+        res.extra["seeds"] = tuple(int(s) for s in seeds)
+        res.extra["weights_other_seed"] = runs[1].weights
+    res.extra["dims"] = (int(q.shape[1]), int(feats.features.shape[1]))
+    return res, g, img
+
+
+__all__ = [
+    "DEMO_BLOCK_ELEMENTS", "FULL_MEMORY_SHARE", "FULL_MEMORY_CAP", "TIMING_SHARE", "MEMORY_GRACE_S", "MEMORY_METHODS",
+    "ScalingPoint",
+    "ScalingResult", "cpu_peak_bytes",
+    "measure_scaling", "scaling_figures", "RaggedDemo", "ragged_batch", "ragged_text_batch", "ALIGNMENT_STATEMENT",
+    "CrossResult", "cross_attention", "text_to_text", "joint_patch_features", "image_to_image",
+    "AlignedModelStatus", "aligned_text_image_model", "text_to_image", "CLIP_NOTE", "load_clip",
+    "clip_text_to_image",
+]

@@ -1,0 +1,290 @@
+"""The similarity lab: the same vectors under several similarity functions, and two findings shown on them.
+
+    cols = compare(vectors, ["dot", "cosine", "rbf"], temperatures={"cosine": 0.1})
+    cols[0].weights, cols[0].entropy, cols[0].effective        # (n, n), (n,), (n,)
+    sweep = temperature_sweep(vectors, "cosine")               # mean effective tokens against T
+    demo = euclidean_as_dot(vectors)                           # RBF(sigma=1) == dot with a key-norm penalty
+    cos = cosine_needs_temperature(vectors)                    # cosine at T=1 is near-uniform
+
+Finding 1 (Euclidean = dot product with a key-norm penalty). For any q, k:
+
+    -||q - k||^2 / 2  =  q.k - ||k||^2 / 2 - ||q||^2 / 2
+
+The last term depends on the query only: it is the same for every key in a row, so it cancels in the
+row softmax. Attention with the squared-distance score (``rbf`` with sigma = 1) therefore gives
+*exactly* the weights of dot-product attention whose scores are penalised by half each key's squared
+length. Long keys lose: the dot product alone favours long keys, distance does not.
+
+Finding 2 (cosine needs a temperature). Cosine scores lie in [-1, 1], so at T = 1 two weights in a
+row differ by a factor of at most e^2 ~ 7.4, and with many tokens every weight stays close to 1/n:
+the effective number of tokens attended, exp(entropy), is close to n. Dividing by a small T (0.1)
+stretches the scores to [-10, 10] and the weights become decisive.
+
+Pure library code (no streamlit); everything in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .attention import attend, check_temperature, effective_tokens, masked_softmax, row_entropy
+from .errors import InvalidParameter, ShapeMismatch
+from .similarity import SIMILARITIES, get_similarity
+
+#: at most this many similarity functions side by side
+MAX_COLUMNS = 4
+#: the temperatures of the sweep (log-spaced)
+SWEEP_TEMPERATURES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+#: when each function is used, in one sentence (its paper is in the registry: ``sim.source``, ``sim.url``)
+USES: dict[str, str] = {
+    "dot": "Luong-style attention in sequence-to-sequence translation; cheap, but long vectors win regardless of direction.",
+    "scaled_dot": "The default inside transformers (BERT, GPT, ViT): the dot product kept at a sensible size as the width grows.",
+    "cosine": "Comparing embeddings by direction only: memory look-ups, retrieval, and Swin Transformer V2's attention, always with a small (often learned) temperature.",
+    "euclidean": "Distance-based attention, e.g. L2 self-attention, which keeps attention Lipschitz-continuous; the seed article's 'Euclidean distance'.",
+    "rbf": "The kernel view of attention: a Gaussian bump around each query; with sigma = 1 it is dot-product attention with a key-length penalty (see below).",
+    "general": "Luong's 'general' score: a learned matrix lets queries and keys of different kinds or widths be compared (untrained here).",
+    "additive": "Bahdanau's original attention for translation: a small learned network scores each pair (untrained here).",
+}
+
+
+def _as_float64(vectors) -> torch.Tensor:
+    x = torch.as_tensor(np.asarray(vectors, dtype=np.float64))
+    if x.dim() != 2 or x.shape[0] < 1:
+        raise ShapeMismatch(f"The lab takes (n, d) vectors, got shape {tuple(x.shape)}.")
+    if not bool(torch.isfinite(x).all()):
+        raise InvalidParameter("The vectors contain NaN or infinite values.")
+    return x
+
+
+@dataclass
+class LabColumn:
+    """One similarity function on the lab's input (numpy float64)."""
+
+    similarity: str
+    label: str
+    temperature: float
+    scores: np.ndarray  # (n, m)
+    weights: np.ndarray  # (n, m)
+    entropy: np.ndarray  # (n,) nats
+    effective: np.ndarray  # (n,) exp(entropy): 1 = one token, m = all equally
+    untrained: bool
+    use: str
+    source: str
+    url: str
+
+    @property
+    def mean_effective(self) -> float:
+        return float(self.effective.mean())
+
+    @property
+    def mean_max_weight(self) -> float:
+        return float(self.weights.max(axis=1).mean())
+
+
+def compare(vectors, similarities: Sequence[str], temperatures: Mapping[str, float] | Sequence[float] | None = None,
+            keys=None) -> list[LabColumn]:
+    """Attention over ``vectors (n, d)`` (keys = the same vectors, or ``keys (m, d)``) under each
+    similarity; ``temperatures`` per name (a mapping) or per column (a sequence); default: each
+    function's registry default."""
+    names = list(similarities)
+    if not 1 <= len(names) <= MAX_COLUMNS:
+        raise InvalidParameter(f"Choose between 1 and {MAX_COLUMNS} similarity functions, got {len(names)}.")
+    x = _as_float64(vectors)
+    k = None if keys is None else _as_float64(keys)
+    out = []
+    for c, name in enumerate(names):
+        sim = get_similarity(name)
+        if temperatures is None:
+            t = sim.default_temperature
+        elif isinstance(temperatures, Mapping):
+            t = temperatures.get(sim.name, sim.default_temperature)
+        else:
+            t = list(temperatures)[c]
+        t = check_temperature(t)
+        res = attend(x, sim.name, t, keys=k)
+        w = res.weights
+        out.append(LabColumn(sim.name, sim.label, t, res.scores.numpy(), w.numpy(), row_entropy(w).numpy(),
+                             effective_tokens(w).numpy(), sim.untrained, USES.get(sim.name, sim.sentence),
+                             sim.source, sim.url))
+    return out
+
+
+@dataclass
+class TemperatureSweep:
+    similarity: str
+    n: int
+    temperatures: np.ndarray  # (k,)
+    mean_effective: np.ndarray  # (k,) mean over rows of exp(entropy)
+    mean_max_weight: np.ndarray  # (k,) mean over rows of the largest weight
+
+
+def temperature_sweep(vectors, similarity: str = "cosine",
+                      temperatures: Sequence[float] = SWEEP_TEMPERATURES) -> TemperatureSweep:
+    """How the temperature changes attention: one attention per T, the scores computed once."""
+    x = _as_float64(vectors)
+    sim = get_similarity(similarity)
+    s = sim(x, x)
+    ts = np.array([check_temperature(t) for t in temperatures], dtype=np.float64)
+    eff, mx = [], []
+    for t in ts:
+        w = masked_softmax(s / t)
+        eff.append(float(effective_tokens(w).mean()))
+        mx.append(float(w.max(dim=-1).values.mean()))
+    return TemperatureSweep(sim.name, x.shape[0], ts, np.array(eff), np.array(mx))
+
+
+@dataclass
+class EuclideanDotDemo:
+    """RBF (squared distance, sigma) against the dot product with a key-norm penalty, on the same vectors."""
+
+    sigma: float
+    temperature: float
+    rbf_scores: np.ndarray  # (n, n)  -||q - k||^2 / (2 sigma^2)   (attnviz's 'rbf' similarity)
+    penalised_scores: np.ndarray  # (n, n)  (q.k - ||k||^2 / 2) / sigma^2
+    query_term: np.ndarray  # (n,)  -||q_i||^2 / (2 sigma^2): the whole difference, constant along each row
+    rbf_weights: np.ndarray
+    penalised_weights: np.ndarray
+    dot_weights: np.ndarray  # plain dot product / sigma^2, without the penalty, for contrast
+    key_norms: np.ndarray  # (n,)
+    max_score_gap: float  # max over rows of the spread of (rbf - penalised - query_term): ~0
+    max_weight_diff: float  # max |rbf_weights - penalised_weights| in float64: ~1e-16
+    max_weight_diff_float32: float  # the same in float32 (rounding only)
+    max_weight_diff_plain_dot: float  # max |rbf_weights - dot_weights|: NOT small in general
+
+
+#: temperatures offered for the Euclidean / dot demonstration (squared distances can be large)
+DEMO_TEMPERATURES = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+
+
+def suggest_temperature(scores, options: Sequence[float] = DEMO_TEMPERATURES) -> float:
+    """A temperature at which ``scores`` give readable weights: the option nearest (on a log scale) to the
+    median spread (standard deviation) of a row, so one spread becomes one unit after dividing."""
+    s = np.asarray(scores, dtype=np.float64)
+    spread = float(np.median(s.std(axis=-1))) if s.size else 1.0
+    if not (spread > 0 and math.isfinite(spread)):
+        spread = 1.0
+    return float(min(options, key=lambda t: abs(math.log(t) - math.log(spread))))
+
+
+def euclidean_as_dot(vectors, sigma: float = 1.0, temperature: float | None = None) -> EuclideanDotDemo:
+    """Show on ``vectors`` that squared-distance attention is dot-product attention minus ||k||^2/2.
+    ``temperature=None`` picks a readable one with :func:`suggest_temperature`."""
+    x = _as_float64(vectors)
+    sigma = float(sigma)
+    if not (sigma > 0 and math.isfinite(sigma)):
+        raise InvalidParameter(f"sigma must be a positive number, got {sigma}.")
+    s2 = sigma * sigma
+    rbf = get_similarity("rbf")(x, x, sigma=sigma)
+    t = check_temperature(suggest_temperature(rbf.numpy()) if temperature is None else temperature)
+    k2 = (x * x).sum(-1)
+    dot = x @ x.T
+    pen = (dot - 0.5 * k2[None, :]) / s2
+    qterm = -0.5 * k2 / s2
+    gap = rbf - pen - qterm[:, None]
+    w_rbf = torch.softmax(rbf / t, dim=-1)
+    w_pen = torch.softmax(pen / t, dim=-1)
+    w_dot = torch.softmax(dot / s2 / t, dim=-1)
+    x32 = x.float()
+    rbf32 = get_similarity("rbf")(x32, x32, sigma=sigma)
+    k2_32 = (x32 * x32).sum(-1)
+    pen32 = (x32 @ x32.T - 0.5 * k2_32[None, :]) / s2
+    d32 = float((torch.softmax(rbf32 / t, -1) - torch.softmax(pen32 / t, -1)).abs().max())
+    return EuclideanDotDemo(
+        sigma, t, rbf.numpy(), pen.numpy(), qterm.numpy(), w_rbf.numpy(), w_pen.numpy(), w_dot.numpy(),
+        k2.sqrt().numpy(), float((gap.max(-1).values - gap.min(-1).values).abs().max()),
+        float((w_rbf - w_pen).abs().max()), d32, float((w_rbf - w_dot).abs().max()))
+
+
+@dataclass
+class CosineTemperatureDemo:
+    n: int
+    score_min: float  # off the diagonal... and on it: all cosine scores
+    score_max: float
+    temperatures: tuple[float, ...]
+    mean_effective: tuple[float, ...]  # per temperature
+    min_effective: tuple[float, ...]
+    mean_max_weight: tuple[float, ...]
+    ratio_bound: tuple[float, ...]  # exp(2 / T): the most two weights of one row can differ by
+
+    @property
+    def uniform_weight(self) -> float:
+        return 1.0 / self.n
+
+
+def cosine_needs_temperature(vectors, temperatures: Sequence[float] = (1.0, 0.1)) -> CosineTemperatureDemo:
+    """Effective tokens under cosine attention at each temperature (default T = 1 and T = 0.1)."""
+    x = _as_float64(vectors)
+    s = get_similarity("cosine")(x, x)
+    effs, mins, maxw = [], [], []
+    for t in temperatures:
+        w = masked_softmax(s / check_temperature(t))
+        e = effective_tokens(w)
+        effs.append(float(e.mean()))
+        mins.append(float(e.min()))
+        maxw.append(float(w.max(dim=-1).values.mean()))
+    return CosineTemperatureDemo(x.shape[0], float(s.min()), float(s.max()), tuple(float(t) for t in temperatures),
+                                 tuple(effs), tuple(mins), tuple(maxw), tuple(math.exp(2.0 / t) for t in temperatures))
+
+
+# ------------------------------------------------------------------------------------------ figures
+
+
+def sweep_figure(sweeps: Sequence[TemperatureSweep], title: str = "Temperature against attention spread"):
+    """Mean effective tokens against T (log axis), one line per similarity."""
+    import plotly.graph_objects as go
+
+    from .render import escape_label
+
+    fig = go.Figure()
+    colours = ("#0072B2", "#E69F00", "#009E73", "#CC79A7")
+    for c, sw in enumerate(sweeps):
+        label = SIMILARITIES[sw.similarity].label if sw.similarity in SIMILARITIES else sw.similarity
+        fig.add_trace(go.Scatter(x=sw.temperatures, y=sw.mean_effective, mode="lines+markers",
+                                 name=escape_label(label), line=dict(color=colours[c % len(colours)], width=3),
+                                 hovertemplate="T = %{x}<br>effective tokens %{y:.2f}<extra></extra>"))
+    if sweeps:
+        n = sweeps[0].n
+        fig.add_hline(y=n, line_dash="dot", annotation_text=f"n = {n}: spread evenly over all tokens")
+        fig.add_hline(y=1, line_dash="dot", annotation_text="1: all on one token")
+    if sweeps:
+        ts = list(sweeps[0].temperatures)
+        fig.update_xaxes(tickmode="array", tickvals=ts, ticktext=[f"{t:g}" for t in ts])
+    fig.update_xaxes(type="log", title="temperature T (log scale)")
+    fig.update_yaxes(title="effective tokens attended (mean over rows)")
+    fig.update_layout(title=dict(text=escape_label(title)), height=420, margin=dict(l=10, r=10, t=50, b=10),
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def effective_figure(columns: Sequence[LabColumn], labels: Sequence[str], title: str = "Effective tokens per query"):
+    """Grouped bars: for each query token, exp(entropy) of its row under each similarity."""
+    import plotly.graph_objects as go
+
+    from .render import escape_label, unique_labels
+
+    xs = unique_labels(list(labels))
+    colours = ("#0072B2", "#E69F00", "#009E73", "#CC79A7")
+    fig = go.Figure()
+    for c, col in enumerate(columns):
+        fig.add_trace(go.Bar(x=xs, y=col.effective, name=escape_label(f"{col.label}, T = {col.temperature:g}"),
+                             marker_color=colours[c % len(colours)],
+                             hovertemplate="query %{x}<br>effective tokens %{y:.2f}<extra></extra>"))
+    fig.update_layout(barmode="group", title=dict(text=escape_label(title)), height=400,
+                      margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.35),
+                      xaxis_title="query token i", yaxis_title="effective tokens = exp(entropy of row i)")
+    fig.update_xaxes(tickangle=-60)
+    return fig
+
+
+__all__ = [
+    "MAX_COLUMNS", "SWEEP_TEMPERATURES", "DEMO_TEMPERATURES", "USES", "suggest_temperature", "LabColumn", "compare",
+    "TemperatureSweep", "temperature_sweep",
+    "EuclideanDotDemo", "euclidean_as_dot", "CosineTemperatureDemo", "cosine_needs_temperature", "sweep_figure",
+    "effective_figure",
+]

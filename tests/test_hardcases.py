@@ -1,0 +1,253 @@
+"""attnviz.hardcases: the three hard cases, each checked against numbers computed here independently."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pathlib import Path
+
+from attnviz import EmptyText, InvalidParameter, ModelNotFound
+from attnviz import hardcases as hc
+from attnviz.hardcases import (
+    ALIGNMENT_STATEMENT,
+    CLIP_NOTE,
+    MEMORY_GRACE_S,
+    aligned_text_image_model,
+    clip_text_to_image,
+    cpu_peak_bytes,
+    cross_attention,
+    image_to_image,
+    joint_patch_features,
+    measure_scaling,
+    ragged_batch,
+    ragged_text_batch,
+    scaling_figures,
+    text_to_image,
+    text_to_text,
+)
+from attnviz.image import sample_path
+
+# ----------------------------------------------------------------------------------- long sequences
+
+
+def test_scaling_is_measured_within_the_budget():
+    budget = 2.5
+    r = measure_scaling("cpu", "scaled_dot", d=32, budget_s=budget, start_n=128)
+    assert r.elapsed_s < budget + MEMORY_GRACE_S + 3.0  # + the profiler's start-up, once per process
+    measured = {(p.n, p.method): p for p in r.points if p.status == "measured"}
+    assert {(128, "full"), (128, "blocked"), (256, "full"), (256, "blocked")} <= set(measured)
+    assert all(p.status == "measured" or p.status.startswith(("stopped", "skipped")) for p in r.points)
+    assert all(p.seconds > 0 for p in measured.values())
+    # memory: full attention returns an n x n score matrix AND an n x n weight matrix, so its measured peak
+    # is at least 2 n^2 float32s; the blocked path holds one block of at most block_elements scores
+    both = sorted(n for (n, m), p in measured.items() if m == "full" and p.peak_bytes is not None
+                  and (n, "blocked") in measured and measured[(n, "blocked")].peak_bytes is not None)
+    assert both, r.points
+    n = both[-1]
+    full, blocked = measured[(n, "full")].peak_bytes, measured[(n, "blocked")].peak_bytes
+    assert full >= 2 * n * n * 4
+    assert blocked < full
+    assert blocked <= 2 * r.block_elements * 4 + 4 * n * r.d * 4 + (1 << 20)
+    t_fig, m_fig = scaling_figures(r)
+    for fig in (t_fig, m_fig):
+        assert fig.layout.xaxis.type == "log" and fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
+        assert len(fig.data) == 2
+
+
+def test_full_attention_is_skipped_when_it_would_not_fit(monkeypatch):
+    monkeypatch.setattr(hc, "_available_bytes", lambda dev: 1 << 20)  # pretend only 1 MiB is free
+    r = measure_scaling("cpu", budget_s=3.0, start_n=256, max_n=512)
+    full = [p for p in r.points if p.method == "full"]
+    assert full and full[0].status.startswith("skipped") and "MiB" in full[0].status
+    assert any(p.method == "blocked" and p.status == "measured" for p in r.points)
+
+
+def test_the_budget_stops_the_growth():
+    ticks = itertools.count()
+    clock = lambda: next(ticks) * 0.01  # noqa: E731 - a fake clock: every reading is 10 ms later
+    r = measure_scaling("cpu", budget_s=0.3, start_n=64, max_n=1 << 20, clock=clock)
+    stopped = [p for p in r.points if p.status.startswith("stopped")]
+    assert {p.method for p in stopped} == {"full", "blocked"}  # both lines end with a reason
+    assert max(p.n for p in r.points) < 1 << 14  # it did not run on to a million
+
+
+def test_cpu_peak_is_measured_from_the_allocator():
+    peaks = cpu_peak_bytes([("8MiB", lambda: torch.ones(2 * 1024 * 1024)),
+                            ("two", lambda: (torch.ones(1024 * 1024), torch.ones(1024 * 1024)))])
+    assert 8 << 20 <= peaks["8MiB"] < (8 << 20) + (256 << 10)
+    assert 8 << 20 <= peaks["two"] < (8 << 20) + (256 << 10)
+
+
+def test_bad_budgets_are_refused():
+    with pytest.raises(InvalidParameter, match="budget"):
+        measure_scaling("cpu", budget_s=0)
+
+
+# ---------------------------------------------------------------------------------------- ragged
+
+
+def _softmax(v):
+    e = np.exp(v - v.max())
+    return e / e.sum()
+
+
+def test_the_mask_stops_the_leak_onto_padding():
+    a = np.array([[1.0, 0.0, 0.5], [0.2, 1.0, -0.3]])  # 2 tokens
+    b = np.array([[0.3, 0.3, 0.3], [1.0, -1.0, 0.0], [0.0, 0.5, 1.0], [-0.4, 0.1, 0.9]])  # 4 tokens
+    demo = ragged_batch([a, b], [["a0", "a1"], ["b0", "b1", "b2", "b3"]], similarity="dot", temperature=1.0)
+    assert demo.lengths == [2, 4] and demo.n_max == 4
+    assert demo.padded_labels(0) == ["a0", "a1", "[PAD]", "[PAD]"]
+    # with the mask: padding columns exactly 0, real rows sum to 1, padded rows empty
+    assert np.all(demo.weights_masked[0, :, 2:] == 0.0) and np.all(demo.weights_masked[0, 2:] == 0.0)
+    np.testing.assert_allclose(demo.weights_masked[0, :2].sum(-1), 1.0)
+    # without the mask, computed by hand: a zero padding vector scores 0 with everything
+    padded = np.vstack([a, np.zeros((2, 3))])
+    for i in range(2):
+        w = _softmax(padded @ padded[i])
+        np.testing.assert_allclose(demo.weights_unmasked[0, i], w, rtol=1e-12)
+        assert demo.leaked[0, i] == pytest.approx(w[2:].sum(), rel=1e-12)
+        y_bad, y_good = w @ padded, _softmax(a @ a[i]) @ a
+        assert demo.output_change[0, i] == pytest.approx(np.linalg.norm(y_bad - y_good) / np.linalg.norm(y_good))
+    assert demo.leaked[0, 2:].tolist() == [0.0, 0.0]  # padding rows are not counted as leaks
+    assert np.all(demo.leaked[1] == 0.0) and demo.pooled_change[1] == pytest.approx(0.0, abs=1e-12)
+    assert demo.alone_max_diff < 1e-12  # masked batch == each sequence alone
+    assert demo.unmasked_alone_max_diff > 0.05  # unmasked: the result depends on the batch-mates
+    assert demo.pooled_change[0] > 0.05
+
+
+def test_a_ragged_batch_of_real_sentences():
+    texts = ["The kitten sleeps on the sofa.", "A dog barks at the postman every single morning.", "Rates rose."]
+    demo = ragged_text_batch(texts, "static", "scaled_dot", 1.0)
+    assert demo.lengths == [7, 12, 3]  # "every single morning" is more than one piece per word
+    assert demo.labels[2] == ["rates", "rose", "."]
+    assert demo.mean_leak(2) > demo.mean_leak(0) > 0.05 and demo.mean_leak(1) == 0.0  # more padding, more leak
+    assert demo.alone_max_diff < 1e-12
+    with pytest.raises(InvalidParameter, match="at least two"):
+        ragged_text_batch(["only one"], "static")
+
+
+# ------------------------------------------------------------------------------------ multimodal
+
+
+def test_cross_attention_rows_are_distributions_over_the_other_input():
+    q, k = np.eye(3), np.array([[1.0, 0, 0], [0, 0, 1.0], [0, 1.0, 0], [1.0, 1.0, 0]])
+    res = cross_attention(q, k, list("abc"), list("wxyz"), "dot", 0.1)
+    assert res.weights.shape == (3, 4)
+    np.testing.assert_allclose(res.weights.sum(1), 1.0)
+    np.testing.assert_allclose(res.weights[1], _softmax(k @ q[1] / 0.1), rtol=1e-12)
+    np.testing.assert_allclose(res.effective, np.exp(-(res.weights * np.log(res.weights)).sum(1)), rtol=1e-10)
+
+
+def test_text_to_text_finds_the_related_words():
+    res, a, b = text_to_text("The cat sat on the mat.", "A kitten slept on the rug by the door.", "contextual",
+                             "cosine", 0.1)
+    best = {a.tokens[i]: b.tokens[j] for i, j in enumerate(res.weights.argmax(1))}
+    assert best["cat"] == "kitten" and best["mat"] == "rug" and best["on"] == "on"
+    assert res.meaningful
+
+
+def test_photo_features_are_standardised_together():
+    from PIL import Image
+
+    from attnviz.image import load_image, patch_features, patch_grid
+
+    fa, fb, g, (a, b) = joint_patch_features(sample_path("china.jpg"), sample_path("china.jpg"), grid=6)
+    np.testing.assert_array_equal(fa, fb)  # the same photo twice: the same features, no seam effect
+    alone = patch_features(load_image(sample_path("china.jpg")).resize((384, 256), Image.BILINEAR),
+                           patch_grid((384, 256), grid=6))
+    np.testing.assert_allclose(fa, alone, atol=1e-6)  # twice the same photo = the image module's own pipeline
+    res, grid, _ = image_to_image(sample_path("china.jpg"), sample_path("china.jpg"), 6, "cosine", 0.1)
+    assert (res.weights.argmax(1) == np.arange(grid.n)).all()  # every patch finds itself in the copy
+    res, _, _ = image_to_image(sample_path("china.jpg"), sample_path("flower.jpg"), 6, "cosine", 0.1)
+    assert res.weights.shape == (grid.n, grid.n) and res.query_labels[0] == "A:r0c0"
+
+
+def test_text_to_image_is_flagged_unaligned_and_seed_dependent():
+    res, grid, _ = text_to_image("blue sky above green trees", sample_path("china.jpg"), 4, "general")
+    assert not res.meaningful and res.note == ALIGNMENT_STATEMENT
+    assert res.extra["dims"] == (384, 13)
+    assert res.weights.shape == (len(res.query_labels), grid.n)
+    other = res.extra["weights_other_seed"]
+    corr = np.corrcoef(res.weights.ravel(), other.ravel())[0, 1]
+    assert res.extra["seed_correlation"] == pytest.approx(corr)
+    assert not np.allclose(res.weights, other, atol=1e-3)  # another random seed, another map
+    assert "NOT meaningful" in ALIGNMENT_STATEMENT and "unaligned" in ALIGNMENT_STATEMENT
+    with pytest.raises(InvalidParameter, match="general' or 'additive"):
+        text_to_image("sky", sample_path("china.jpg"), 4, "cosine")
+
+
+def make_tiny_clip(folder: Path) -> Path:
+    """A randomly initialised, tiny transformers CLIP (character-level tokenizer) saved to ``folder``:
+    it exercises the aligned-model code path offline (its maps mean nothing: its weights are random)."""
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for suffix in ("", "</w>"):
+        for ch in bytes_to_unicode().values():
+            vocab[ch + suffix] = len(vocab)
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=32, bos_token_id=0, eos_token_id=1,
+                         pad_token_id=1),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        projection_dim=16)
+    torch.manual_seed(0)
+    CLIPModel(cfg).save_pretrained(folder)
+    CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory) -> Path:
+    return make_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+def test_aligned_model_detection(monkeypatch, tmp_path, tiny_clip):
+    monkeypatch.delenv("ATTNVIZ_CLIP_MODEL", raising=False)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    status = aligned_text_image_model()
+    assert not status.available and status.reason.startswith("No aligned text-image model")
+    assert "downloads nothing" in status.reason and status.path is None
+    snapshot = tmp_path / "hf" / "hub" / "models--openai--clip-vit-base-patch32" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text('{"model_type": "clip"}')
+    status = aligned_text_image_model()
+    assert status.available and status.path == str(snapshot)
+    (snapshot / "config.json").write_text('{"model_type": "siglip"}')  # not one attnviz can use
+    status = aligned_text_image_model()
+    assert not status.available and "not a transformers CLIP model" in status.reason
+    monkeypatch.setenv("ATTNVIZ_CLIP_MODEL", str(tiny_clip))
+    assert aligned_text_image_model().path == str(tiny_clip)
+
+
+def test_an_aligned_model_is_used_when_there_is_one(tiny_clip):
+    res, grid, img = clip_text_to_image("blue sky, green trees", sample_path("china.jpg"), tiny_clip)
+    assert res.meaningful and res.note == CLIP_NOTE
+    assert res.query_labels == ["blue", "sky", "green", "trees", "(the whole text)"]
+    assert grid.shape == (4, 4) and (grid.width, grid.height) == img.size  # 32 px input, 8 px patches
+    assert res.weights.shape == (5, 16)
+    np.testing.assert_allclose(res.weights.sum(1), 1.0)
+    assert res.temperature == pytest.approx(1.0 / math.exp(2.6592), rel=1e-3)  # CLIP's initial logit scale
+    with pytest.raises(EmptyText):
+        clip_text_to_image("  ", sample_path("china.jpg"), tiny_clip)
+    with pytest.raises(ModelNotFound):
+        clip_text_to_image("sky", sample_path("china.jpg"), tiny_clip.parent / "nowhere")
+
+
+def test_no_aligned_model_on_this_machine():
+    """The honest default: nothing CLIP-like is installed or cached here (the page says so)."""
+    import importlib.util
+    import os
+
+    if os.environ.get("ATTNVIZ_CLIP_MODEL") or importlib.util.find_spec("open_clip"):
+        pytest.skip("this machine has an aligned model configured")
+    assert not aligned_text_image_model().available or "found locally" in aligned_text_image_model().reason

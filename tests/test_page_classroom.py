@@ -1,0 +1,313 @@
+"""AppTest: the classroom pages (How it works, Similarity lab, Hard cases) and the classroom toggle.
+
+Every displayed number that is checked here is compared with a computation done in this file with
+torch / numpy, not read back from the library that produced it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXT = "The cat sat on the mat"  # pages/how_it_works.py's default sentence
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def number_at_end(latex: str) -> float:
+    """The number a formula ends with: '... = 8.953\\times10^{-5}' -> 8.953e-05."""
+    tail = latex.strip().strip("$").strip().rsplit("=", 1)[1].strip()
+    return float(tail.replace(r"\times10^{", "e").replace("}", ""))
+
+
+def explanation(at: AppTest) -> str:
+    return at.latex[-1].value.strip().strip("$").strip()
+
+
+@pytest.fixture(scope="module")
+def cat_vectors() -> np.ndarray:
+    from attnviz.text import encode_text
+
+    return encode_text(TEXT, "contextual").vectors.double().numpy()
+
+
+def cosine_attention(x: np.ndarray, t: float):
+    xt = torch.from_numpy(x)
+    xn = xt / xt.norm(dim=-1, keepdim=True)
+    s = xn @ xn.T
+    w = torch.softmax(s / t, dim=-1)
+    return s.numpy(), w.numpy(), (w @ xt).numpy()
+
+
+# ------------------------------------------------------------------------------------- How it works
+
+
+def test_walkthrough_steps_forward_and_back_showing_the_right_numbers(cat_vectors):
+    at = open_page("pages/how_it_works.py")
+    t = 0.1
+    s, w, y = cosine_attention(cat_vectors, t)
+    m0 = (s[0] / t).max()
+    e = np.exp(s[0] / t - m0)
+    expected = {  # step -> the number its default cell (row 0, column 1; coordinate 0 for vectors/outputs) shows
+        1: cat_vectors[0, 0], 2: s[0, 1], 3: s[0, 1] / t, 4: e[1], 5: e[1], 6: w[0, 1], 7: y[0, 0],
+    }
+    titles = ["The vectors", "Similarity scores", "Divide by the temperature", "Exponentiate", "Add up each row",
+              "Divide: the attention weights", "The weighted sum", "The seed article's notation"]
+    for k in range(1, 9):
+        assert at.session_state["hiw_step"] == k - 1
+        assert at.header[0].value.startswith(f"Step {k}. {titles[k - 1]}")
+        assert f"Step {k} of 8" in at.get("progress")[0].proto.text
+        if k in expected:
+            assert number_at_end(explanation(at)) == pytest.approx(expected[k], rel=6e-4), (k, explanation(at))
+        if k < 8:
+            at.button(key="hiw_next").click().run()
+            assert not at.exception
+    assert at.button(key="hiw_next").disabled
+    for k in range(7, 0, -1):
+        at.button(key="hiw_back").click().run()
+        assert at.session_state["hiw_step"] == k - 1
+    assert at.button(key="hiw_back").disabled
+    assert at.header[0].value.startswith("Step 1.")
+
+
+def test_any_cell_can_be_explained_by_row_and_column(cat_vectors):
+    from attnviz.walkthrough import explain_cell, text_example, walk_example
+
+    at = open_page("pages/how_it_works.py")
+    for _ in range(5):
+        at.button(key="hiw_next").click().run()
+    assert at.header[0].value.startswith("Step 6.")
+    at.selectbox(key="hiw_weights_row").set_value(2)
+    at.selectbox(key="hiw_weights_col").set_value(5).run()
+    s, w, _ = cosine_attention(cat_vectors, 0.1)
+    shown = explanation(at)
+    assert shown.startswith("a_{25}")
+    assert number_at_end(shown) == pytest.approx(w[2, 5], rel=6e-4)
+    # the exp and the row sum in the fraction are the independent ones too
+    num, den = re.search(r"\\frac\{([^{}]+)\}\{([^{}]+)\}", shown.split("=", 1)[1].split("=", 1)[1]).groups()
+    ex = np.exp(s[2] / 0.1 - (s[2] / 0.1).max())
+    assert float(num) == pytest.approx(ex[5], rel=6e-4) and float(den) == pytest.approx(ex.sum(), rel=6e-4)
+    wt = walk_example(text_example(TEXT, "contextual"), "cosine", 0.1)
+    assert shown == explain_cell(wt, "weights", 2, 5).latex  # exactly the library's formula, as displayed
+    sums = [c.value for c in at.caption if c.value.startswith("Row sums of the weights")][0]
+    assert [float(v) for v in re.findall(r"\d+(?:\.\d+)?", sums.split(":", 1)[1])] == pytest.approx([1.0] * 6)
+
+
+def test_similarity_and_temperature_change_the_numbers(cat_vectors):
+    at = open_page("pages/how_it_works.py")
+    at.selectbox(key="hiw_sim").set_value("dot").run()  # the temperature resets to dot's default, 1
+    assert at.select_slider(key="hiw_temp").value == 1.0
+    at.button(key="hiw_next").click().run()
+    x = cat_vectors
+    assert number_at_end(explanation(at)) == pytest.approx(float(x[0] @ x[1]), rel=6e-4)
+    at.select_slider(key="hiw_temp").set_value(2.0).run()
+    at.button(key="hiw_next").click().run()
+    assert number_at_end(explanation(at)) == pytest.approx(float(x[0] @ x[1]) / 2.0, rel=6e-4)
+
+
+def test_the_photo_example_is_a_three_by_three_grid():
+    from attnviz.image import compute_features, load_image, sample_path
+
+    at = open_page("pages/how_it_works.py")
+    at.radio(key="hiw_mode").set_value("image").run()
+    assert not at.exception and not at.error
+    assert len(at.image) >= 1, "the photo with its grid is shown"
+    at.button(key="hiw_next").click().run()
+    f = compute_features(load_image(sample_path("china.jpg")), grid=(3, 3)).features.astype(np.float64)
+    s, w, _ = cosine_attention(f, 0.1)
+    assert number_at_end(explanation(at)) == pytest.approx(s[0, 1], rel=6e-4)
+    labels = at.selectbox(key="hiw_scores_row").options
+    assert labels == [f"{i} · r{i // 3}c{i % 3}" for i in range(9)]
+
+
+def test_the_notation_step_compares_the_article_with_the_standard_form(cat_vectors):
+    at = open_page("pages/how_it_works.py")
+    for _ in range(7):
+        at.button(key="hiw_next").click().run()
+    latex = [el.value for el in at.latex]
+    assert any(r"\alpha_{ij}" in v for v in latex) and any(r"\mathrm{softmax}_j" in v for v in latex)
+    table = at.dataframe[0].value
+    s, w, _ = cosine_attention(cat_vectors, 0.1)
+    row = s.sum(1)
+    pooled = np.exp(row - row.max()) / np.exp(row - row.max()).sum()
+    np.testing.assert_allclose(table["standard: Σ_j a_ij"], 1.0, atol=1e-6)
+    np.testing.assert_allclose(table["article: a_j (one per element)"], pooled, atol=2e-6)
+    np.testing.assert_allclose(table["article: Σ_j a_j s(i,j)"], s @ pooled, atol=2e-6)
+
+
+def test_a_one_word_sentence_gets_a_friendly_error():
+    at = open_page("pages/how_it_works.py")
+    at.text_input(key="hiw_text").set_value("hello").run()
+    assert not at.exception
+    assert "at least 2 tokens" in at.error[0].value
+
+
+# ------------------------------------------------------------------------------------ Similarity lab
+
+
+def test_lab_metrics_are_the_measured_numbers():
+    from attnviz.text import encode_text
+
+    at = open_page("pages/lab.py")
+    text = at.text_area(key="lab_text").value
+    x = encode_text(text, "contextual").vectors.double().numpy()[:48]
+    n = x.shape[0]
+
+    def mean_effective(w):
+        return float(np.exp(-(w * np.log(w)).sum(1)).mean())
+
+    s, w01, _ = cosine_attention(x, 0.1)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Cosine similarity: mean effective tokens"] == f"{mean_effective(w01):.2f} of {n}"
+    _, w1, _ = cosine_attention(x, 1.0)
+    assert metrics["cosine, T = 1: mean effective tokens"] == f"{mean_effective(w1):.2f} of {n}"
+    assert mean_effective(w1) > 0.9 * n  # near-uniform at T = 1, as the page says
+    assert metrics["cosine, T = 1: mean largest weight"] == f"{w1.max(1).mean():.3f}"
+    # the euclidean/dot identity: measured differences are rounding only
+    assert float(metrics["largest weight difference, float64"]) < 1e-12
+    assert float(metrics["the same in float32"]) < 1e-4
+    # changing one column's temperature changes that column's numbers
+    at.select_slider(key="lab_temp_cosine").set_value(1.0).run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Cosine similarity: mean effective tokens"] == f"{mean_effective(w1):.2f} of {n}"
+    table = at.dataframe[0].value
+    np.testing.assert_allclose(table["cosine: effective tokens"], np.exp(-(w1 * np.log(w1)).sum(1)), atol=6e-4)
+    charts = at.get("plotly_chart")
+    for chart in charts:
+        spec = json.loads(chart.proto.spec)
+        assert spec["layout"]["xaxis"]["title"]["text"] and spec["layout"]["yaxis"]["title"]["text"]
+
+
+def test_lab_wants_two_functions_and_takes_photos():
+    at = open_page("pages/lab.py")
+    at.multiselect(key="lab_sims").set_value(["dot"]).run()
+    assert "at least two" in at.warning[0].value
+    at.multiselect(key="lab_sims").set_value(["dot", "euclidean"]).run()
+    at.radio(key="lab_mode").set_value("image").run()
+    assert not at.exception and not at.error
+    assert len(at.image) >= 2  # one overlay per similarity
+
+
+# ---------------------------------------------------------------------------------------- Hard cases
+
+
+def test_ragged_batch_numbers_match_a_hand_padded_batch():
+    from attnviz.text import encode_texts
+
+    at = open_page("pages/hard_cases.py")
+    texts = [line for line in at.text_area(key="hc_batch").value.splitlines() if line.strip()]
+    encs = encode_texts(texts, "static")
+    vecs = [e.vectors[:16].double() for e in encs]
+    n_max = max(len(v) for v in vecs)
+    b = int(np.argmin([len(v) for v in vecs]))  # the page inspects the shortest sentence first
+    n = len(vecs[b])
+    padded = torch.zeros(n_max, vecs[b].shape[1], dtype=torch.float64)
+    padded[:n] = vecs[b]
+    w = torch.softmax(padded @ padded.T / math.sqrt(padded.shape[1]), dim=-1)  # scaled dot, T = 1, no mask
+    leak = float(w[:n, n:].sum(-1).mean())
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["attention leaking onto padding"] == f"{leak:.1%}"
+    assert leak > 0.3
+    y_bad = (w @ padded)[:n]
+    alone = torch.softmax(vecs[b] @ vecs[b].T / math.sqrt(padded.shape[1]), dim=-1) @ vecs[b]
+    change = float(((y_bad - alone).norm(dim=-1) / alone.norm(dim=-1)).max())
+    assert metrics["largest change of a real output"] == f"{change:.1%}"
+    assert float(metrics["masked batch vs each sentence alone"]) < 1e-12
+
+
+def test_the_scaling_measurement_runs_when_asked():
+    at = open_page("pages/hard_cases.py")
+    assert any("Press the button" in i.value for i in at.info)
+    at.select_slider(key="hc_budget").set_value(1)
+    at.button(key="hc_measure").click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    measured = table[table["status"].str.startswith("measured")]
+    assert {"full", "blocked"} <= set(measured["method"]) and 256 in set(measured["n"])
+    assert (measured["seconds"] > 0).all()
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    titles = [s["layout"]["title"]["text"] for s in specs]
+    assert any(t.startswith("Time of one attention call") for t in titles)
+    assert any(t.startswith("Peak extra memory") for t in titles)
+
+
+def test_multimodal_says_plainly_what_is_not_meaningful():
+    at = open_page("pages/hard_cases.py")
+    warning = " ".join(w.value for w in at.warning)
+    assert "Not meaningful here" in warning and "unaligned" in warning and "NOT meaningful" in warning
+    assert any("No aligned text-image model is available" in i.value for i in at.info)
+    metrics = {m.label: m.value for m in at.metric}
+    corr = float(metrics["agreement between the two seeds' maps (correlation)"])
+    assert -1.0 <= corr < 0.99
+    # text -> text: the matrix is (tokens of A) x (tokens of B)
+    spec = json.loads(at.get("plotly_chart")[-1].proto.spec) if at.get("plotly_chart") else None
+    tt = [json.loads(c.proto.spec) for c in at.get("plotly_chart")
+          if json.loads(c.proto.spec)["layout"]["title"]["text"] == "text A attends to text B"]
+    assert tt and tt[0]["layout"]["xaxis"]["title"]["text"].startswith("key: token of text B")
+    assert spec is not None
+
+
+# ---------------------------------------------------------------------------------- classroom mode
+
+
+def _toggle_app():
+    import streamlit as st
+
+    from ui.classroom import classroom_toggle, style_figure
+    from attnviz.walkthrough import cell_figure
+
+    classroom_toggle(st.sidebar)
+    st.plotly_chart(style_figure(cell_figure([[0.5, 0.5], [0.2, 0.8]], ["a", "b"], ["a", "b"])), key="fig")
+
+
+def test_classroom_toggle_injects_a_constant_stylesheet():
+    from ui.classroom import CLASSROOM_CSS_DARK, CLASSROOM_CSS_LIGHT, FIGURE_FONT
+
+    at = AppTest.from_function(_toggle_app, default_timeout=30).run()
+    assert not at.exception
+    assert not [m for m in at.markdown if "<style>" in m.value]
+    assert json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["font"]["size"] == FIGURE_FONT[False]
+    at.sidebar.toggle(key="classroom").set_value(True).run()
+    styles = [m.value for m in at.markdown if "<style>" in m.value]
+    assert styles == [CLASSROOM_CSS_LIGHT]  # no theme reported in tests: the light sheet
+    assert json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["font"]["size"] == FIGURE_FONT[True]
+    for css, fg, bg in ((CLASSROOM_CSS_LIGHT, "#000000", "#ffffff"), (CLASSROOM_CSS_DARK, "#ffffff", "#000000")):
+        assert f"color: {fg} !important" in css and f"background: {bg} !important" in css  # both colours set
+        assert "html { font-size: 20px; }" in css
+        assert re.fullmatch(r"<style>[^<>]*</style>", css)  # a plain stylesheet, nothing else
+    at.sidebar.toggle(key="classroom").set_value(False).run()
+    assert not [m for m in at.markdown if "<style>" in m.value]
+
+
+def test_app_sidebar_offers_the_classroom_toggle():
+    if "classroom_toggle" not in (ROOT / "app.py").read_text(encoding="utf-8"):
+        pytest.skip("app.py does not call ui.classroom.classroom_toggle() yet")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.sidebar.toggle(key="classroom").set_value(True).run()
+    assert not at.exception
+    assert any("<style>" in m.value for m in at.markdown)
+
+
+def test_an_aligned_model_is_used_on_the_page_when_there_is_one(monkeypatch, tmp_path):
+    from test_hardcases import make_tiny_clip
+
+    monkeypatch.setenv("ATTNVIZ_CLIP_MODEL", str(make_tiny_clip(tmp_path / "clip")))
+    at = open_page("pages/hard_cases.py")
+    assert any(s.value.startswith("Aligned text-image model found locally") for s in at.success)
+    words = at.selectbox(key="hc_clip_query").options
+    assert words[:2] == ["0 · blue", "1 · sky"]
+    assert any("aligned model" in c.value.lower() for c in at.caption)
+    assert "Not meaningful here" in " ".join(w.value for w in at.warning)  # the unaligned map keeps its label
