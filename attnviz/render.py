@@ -76,6 +76,11 @@ def relative_luminance(rgb) -> float:
 
 def text_color_for(rgb) -> str:
     """Black or white, whichever contrasts more with the background ``rgb`` (WCAG contrast ratio)."""
+    return _text_color_for(tuple(int(c) for c in rgb))
+
+
+@lru_cache(maxsize=4096)  # called once per highlighted token with one of at most a few hundred colours
+def _text_color_for(rgb: tuple[int, int, int]) -> str:
     lum = relative_luminance(rgb)
     return "#000000" if (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) else "#ffffff"
 
@@ -140,18 +145,23 @@ def matrix_figure(weights, x_labels: list[str], y_labels: list[str] | None = Non
         raise InvalidParameter(f"matrix_figure takes an (n, m) matrix, got shape {z.shape}.")
     y_labels = x_labels if y_labels is None else y_labels
     xs, ys = unique_labels(x_labels), unique_labels(y_labels)
-    fig = go.Figure(go.Heatmap(
-        z=z, x=xs, y=ys, colorscale=colormap(cmap_name).plotly_scale(),
-        colorbar=dict(title=dict(text=colorbar_title)),
-        hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>",
-    ))
     n, m = z.shape
-    fig.update_layout(
-        title=dict(text=escape_label(title)), xaxis_title=x_title, yaxis_title=y_title,
-        margin=dict(l=10, r=10, t=40 if title else 10, b=10), height=min(900, max(360, 18 * n + 120)),
+    # one constructor call: each update_* call would re-validate the whole figure (~2x slower at 512)
+    fig = go.Figure(
+        data=[go.Heatmap(
+            z=z, x=xs, y=ys, colorscale=colormap(cmap_name).plotly_scale(),
+            colorbar=dict(title=dict(text=colorbar_title)),
+            hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>",
+        )],
+        layout=dict(
+            title=dict(text=escape_label(title)),
+            margin=dict(l=10, r=10, t=40 if title else 10, b=10), height=min(900, max(360, 18 * n + 120)),
+            yaxis=dict(title=dict(text=y_title), autorange="reversed", nticks=min(n, 60),
+                       tickfont=dict(size=10 if n <= 40 else 8)),
+            xaxis=dict(title=dict(text=x_title), nticks=min(m, 60), tickangle=-60,
+                       tickfont=dict(size=10 if m <= 40 else 8)),
+        ),
     )
-    fig.update_yaxes(autorange="reversed", nticks=min(n, 60), tickfont=dict(size=10 if n <= 40 else 8))
-    fig.update_xaxes(nticks=min(m, 60), tickangle=-60, tickfont=dict(size=10 if m <= 40 else 8))
     return fig
 
 

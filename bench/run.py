@@ -1,0 +1,523 @@
+#!/usr/bin/env python
+"""The attnviz benchmark (issue 6): ``python bench/run.py [--quick] [--json] [--only kernel,long,...]``.
+
+Every speed target is a ratio against a baseline measured in the same run, or an absolute time taken
+as a median of several repeats: machines here are shared and noisy. Baseline and candidate repeats
+are interleaved (A B B A ...), and a ratio is the median of the per-pair ratios, so a burst of load
+hits both sides of a pair alike. Sections:
+
+    kernel       attnviz.attend / torch.softmax(q @ k.T / d**0.5, -1) @ v, n=2048, d=384, float32
+    kernel_cuda  the same on CUDA when torch.cuda.is_available() (synchronised), else null
+    long         attend_blocked at n=32768 in a fresh process: peak memory the call adds, seconds
+    text         512 positions: tokenizer + encoder + attention + rendering / bare encoder forward;
+                 the re-render after a similarity change on a cached encoding
+    image        4000 x 3000 JPEG -> overlay PNG; the redraw after a similarity change (features cached)
+    app          AppTest, each page cold (a fresh process: imports and model load included) and warm
+
+``--json`` prints one JSON object (and nothing else on stdout); without it, a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python bench/run.py` puts bench/ on the path, not the repository
+    sys.path.insert(0, str(ROOT))
+
+# nothing may be fetched from a hub
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+import attnviz  # noqa: E402
+
+#: the four similarities with a kernel target (the rest are reported)
+KERNEL_TARGETED = ("dot", "scaled_dot", "cosine", "euclidean")
+#: (section path, limit): value <= limit passes
+TARGETS = [
+    *((f"kernel.{name}.ratio", 1.25) for name in KERNEL_TARGETED),
+    ("long.peak_mib", 1024.0),
+    ("text.ratio", 1.3),
+    ("text.switch_ms", 50.0),
+    ("image.seconds", 1.5),
+    ("image.switch_ms", 150.0),
+]
+APP_COLD_LIMIT = 8.0
+APP_WARM_LIMIT = 0.5
+#: the app's pages, in app.py's order; those that exist are measured
+APP_PAGES = ("pages/home.py", "pages/text.py", "pages/image.py", "pages/how_it_works.py", "pages/lab.py",
+             "pages/hard_cases.py")
+
+#: sizes of the real run (issue 6); tests/test_bench.py runs everything at TINY sizes
+SIZES = dict(n=2048, d=384, long_n=32768, long_d=384, text_positions=512, image=(4000, 3000), app_pages=None)
+TINY = dict(n=64, d=16, long_n=1024, long_d=16, text_positions=24, image=(160, 120), app_pages=("pages/home.py",))
+
+#: repeats per mode: kernel pairs (targeted similarities, the others, the SLOW ones), text pairs and similarity
+#: switches, image runs and switches, warm AppTest sessions per page; sizes are the same in both modes
+REPEATS = {
+    "full": dict(kernel=15, kernel_other=7, kernel_slow=3, text=15, switch=15, image=5, image_switch=9, app_warm=5),
+    "quick": dict(kernel=7, kernel_other=3, kernel_slow=2, text=9, switch=7, image=3, image_switch=5, app_warm=3),
+}
+#: similarities whose attend is far slower than the reference (fewer repeats)
+SLOW = ("additive",)
+
+
+# ----------------------------------------------------------------------------------------- timing
+
+def _no_sync() -> None:
+    pass
+
+
+def _sync_for(device: str) -> Callable[[], None]:
+    if device.startswith("cuda"):
+        return lambda: torch.cuda.synchronize(device)
+    return _no_sync
+
+
+def timed(fn: Callable[[], object], sync: Callable[[], None] = _no_sync) -> float:
+    """Seconds of one call (``sync`` before and after, so queued GPU work is counted)."""
+    sync()
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - t0
+
+
+def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1,
+                sync: Callable[[], None] = _no_sync) -> float:
+    """Median seconds over ``repeats`` calls after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    gc.collect()
+    return statistics.median(timed(fn, sync) for _ in range(max(1, repeats)))
+
+
+def paired(baseline: Callable[[], object], candidate: Callable[[], object], repeats: int, warmup: int = 1,
+           sync: Callable[[], None] = _no_sync) -> dict:
+    """Interleaved repeats (A B, B A, A B, ...) of a baseline and a candidate.
+
+    Returns the median seconds of each and ``ratio``, the median of the per-pair ratios
+    candidate / baseline (a burst of load from another process then spoils one pair, not the median).
+    """
+    for _ in range(warmup):
+        baseline()
+        candidate()
+    gc.collect()
+    base, cand, ratios = [], [], []
+    for i in range(max(1, repeats)):
+        if i % 2 == 0:
+            b = timed(baseline, sync)
+            c = timed(candidate, sync)
+        else:
+            c = timed(candidate, sync)
+            b = timed(baseline, sync)
+        base.append(b)
+        cand.append(c)
+        ratios.append(c / b)
+    return {"baseline": statistics.median(base), "candidate": statistics.median(cand),
+            "ratio": statistics.median(ratios), "best_ratio": min(cand) / min(base)}
+
+
+def _r(x: float, digits: int = 3) -> float:
+    return float(round(x, digits))
+
+
+# ------------------------------------------------------------------------------------------ kernel
+
+def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The bare-torch baseline of issue 6, written exactly as the issue gives it."""
+    d = q.shape[-1]
+    return torch.softmax(q @ k.T / d**0.5, -1) @ v
+
+
+def bench_kernel(n: int = 2048, d: int = 384, repeats: int = 5, other_repeats: int = 3, slow_repeats: int = 2,
+                 device: str = "cpu", names: tuple[str, ...] | None = None, seed: int = 0) -> dict:
+    """``{name: {"ratio", "ms", "ref_ms", "best_ratio", "temperature"}}``: attend (scores, weights and
+    output) vs the reference. ``ratio`` is the median of per-pair ratios (the target), ``ms`` and
+    ``ref_ms`` the medians, ``best_ratio`` fastest over fastest (a hint of the cost without other load).
+
+    Self-attention on one ``(n, d)`` float32 input, each similarity at its default temperature (what the
+    app uses); q = k = v = x for the reference too. Same device, dtype and threads on both sides.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=gen, dtype=torch.float32).to(device)
+    sync = _sync_for(device)
+    out = {}
+    for name in names or tuple(attnviz.SIMILARITIES):
+        sim = attnviz.get_similarity(name)
+        t = sim.default_temperature
+
+        def candidate(name=name, t=t):
+            res = attnviz.attend(x, name, temperature=t)
+            return res.weights, res.output
+
+        def baseline():
+            return reference_attention(x, x, x)
+
+        with torch.inference_mode():
+            reps = repeats if name in KERNEL_TARGETED else slow_repeats if name in SLOW else other_repeats
+            p = paired(baseline, candidate, reps, sync=sync)
+        out[name] = {"ratio": _r(p["ratio"]), "ms": _r(p["candidate"] * 1e3, 2), "ref_ms": _r(p["baseline"] * 1e3, 2),
+                     "best_ratio": _r(p["best_ratio"]), "temperature": t}
+    return out
+
+
+def bench_kernel_cuda(n: int = 2048, d: int = 384, repeats: int = 5, other_repeats: int = 3,
+                      slow_repeats: int = 2) -> dict | None:
+    """The same kernels on the first CUDA device (None without one)."""
+    if not torch.cuda.is_available():
+        return None
+    res = bench_kernel(n, d, repeats, other_repeats, slow_repeats, device="cuda:0")
+    return {"device_name": torch.cuda.get_device_name(0), "n": n, "d": d, "kernel": res}
+
+
+# -------------------------------------------------------------------------------------------- long
+
+def _vm_hwm_mib() -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _long_child(n: int, d: int, similarity: str, threads: int) -> dict:
+    """In a fresh process: peak memory added by one attend_blocked call (outputs and per-key totals)."""
+    import resource
+
+    torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n, d, generator=gen)
+    # warm up the code paths (lazy imports, thread pools) on a small input, so they are not counted
+    attnviz.attend_blocked(x[:256], similarity)
+    gc.collect()
+    reset = _reset_peak()
+    before = _vm_hwm_mib() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        res = attnviz.attend_blocked(x, similarity)
+    seconds = time.perf_counter() - t0
+    after = _vm_hwm_mib() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert res.output.shape == (n, d) and res.received.shape == (n,)
+    assert bool(torch.isfinite(res.output).all()) and abs(float(res.received.sum()) - 1.0) < 1e-3
+    return {"n": n, "d": d, "similarity": similarity, "peak_mib": _r(after - before, 1), "seconds": _r(seconds, 2),
+            "block_size": res.block_size, "method": "VmHWM (clear_refs)" if reset else "ru_maxrss"}
+
+
+def bench_long(n: int = 32768, d: int = 384, similarity: str = "cosine", timeout: float = 600) -> dict:
+    """``{"n", "peak_mib", "seconds"}``: attend_blocked in a fresh process (a peak is a process's lifetime mark)."""
+    arg = json.dumps({"n": n, "d": d, "similarity": similarity, "threads": torch.get_num_threads()})
+    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child-long", arg],
+                         capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"long child failed: {out.stderr.strip().splitlines()[-1:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -------------------------------------------------------------------------------------------- text
+
+def long_text(positions: int = 512) -> tuple[str, int]:
+    """Real English text cut to fill ``positions`` model positions (special tokens included)."""
+    from attnviz import text as T
+
+    m = T.load_model(None, "cpu")
+    source = (ROOT / "attnviz" / "assets" / "text_en_long.txt").read_text(encoding="utf-8")
+    while len(T.tokenize(source).tokens) < positions:
+        source = source + "\n\n" + source
+    content = positions - len(m.prefix_ids) - len(m.suffix_ids)
+    tk = T.tokenize(source)
+    cut = tk.offsets[content - 1][1]
+    text = source[:cut]
+    n = len(T.tokenize(text).tokens)
+    return text, n
+
+
+def text_page_view(enc, similarity: str) -> tuple[str, str]:
+    """What the text page computes and draws for one similarity on an encoded text (its matrix view):
+    the analysis (matrix, entropy, attention received), the highlighted text (HTML) and the matrix
+    heatmap, turned into the JSON the browser gets exactly as st.plotly_chart does it."""
+    import plotly.io as pio
+    import plotly.tools
+
+    from attnviz import text as T
+    from attnviz.render import matrix_figure
+
+    a = T.analyze_encoding(enc, similarity, device="cpu")
+    html = a.highlight()
+    fig = matrix_figure(a.weights, a.tokens, title=a.caption(), colorbar_title="weight")
+    spec = plotly.tools.return_figure_from_figure_or_data(fig, validate_figure=True)  # as st.plotly_chart
+    return html, pio.to_json(spec, validate=False)
+
+
+def bench_text(positions: int = 512, repeats: int = 5, switch_repeats: int = 7) -> dict:
+    """``{"ratio", "switch_ms"}``: text -> tokenizer -> contextual encoder -> attention -> rendering, over
+    the bare encoder forward of the same ids (same model object, same call as the encoder makes);
+    then ``switch_ms``: a similarity change on the cached encoding (attention + rendering again)."""
+    from attnviz import text as T
+
+    text, n = long_text(positions)
+    m = T.load_model(None, "cpu")
+    ids = list(m.prefix_ids) + list(T.tokenize(text).ids) + list(m.suffix_ids)
+    ids_t = torch.tensor([ids])
+    mask_t = torch.ones_like(ids_t)
+
+    def baseline():
+        with torch.inference_mode():
+            return m.model(input_ids=ids_t, attention_mask=mask_t, output_attentions=False).last_hidden_state
+
+    def pipeline():
+        enc = T.encode_text(text, "contextual", device="cpu")
+        return text_page_view(enc, "cosine")
+
+    p = paired(baseline, pipeline, repeats)
+
+    enc = T.encode_text(text, "contextual", device="cpu")
+    cycle = ["euclidean", "scaled_dot", "cosine", "dot"]
+    state = {"i": 0}
+
+    def switch():
+        state["i"] += 1
+        return text_page_view(enc, cycle[state["i"] % len(cycle)])
+
+    sw = median_time(switch, switch_repeats)
+    return {"ratio": _r(p["ratio"]), "switch_ms": _r(sw * 1e3, 1), "tokens": n, "positions": len(ids),
+            "pipeline_ms": _r(p["candidate"] * 1e3, 1), "forward_ms": _r(p["baseline"] * 1e3, 1)}
+
+
+# ------------------------------------------------------------------------------------------- image
+
+def make_photo(folder: Path, width: int = 4000, height: int = 3000) -> Path:
+    """A real photo (scikit-learn's china.jpg, 640 x 427) upscaled to ``width x height``, saved as JPEG."""
+    from PIL import Image
+
+    try:
+        from sklearn.datasets import load_sample_image
+
+        arr = load_sample_image("china.jpg")
+        im = Image.fromarray(arr)
+    except ImportError:  # the same photo ships with attnviz
+        im = Image.open(ROOT / "attnviz" / "assets" / "china.jpg").convert("RGB")
+    path = folder / f"china_{width}x{height}.jpg"
+    im.resize((width, height), Image.BICUBIC).save(path, format="JPEG", quality=90)
+    return path
+
+
+#: the image page draws the overlay on a copy with this long side (pages/image.py DISPLAY_SIDE)
+IMAGE_DISPLAY_SIDE = 960
+
+
+def bench_image(width: int = 4000, height: int = 3000, repeats: int = 3, switch_repeats: int = 5) -> dict:
+    """``{"seconds", "switch_ms"}``.
+
+    seconds: file -> load -> patch features -> attention -> overlay PNG at the photo's full size
+    (``analyze_image(path).to_png()``, the CLI's and the download button's path).
+    switch_ms: a similarity change with the photo, its display copy and its features cached, as the
+    image page redraws it: attention + the overlay on the display copy + its PNG.
+    """
+    from attnviz import image as I
+    from attnviz.overlay import png_bytes
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = make_photo(Path(tmp), width, height)
+
+        def full():
+            png = I.analyze_image(path, "cosine", device="cpu").to_png()
+            assert png[:8] == b"\x89PNG\r\n\x1a\n"
+            return png
+
+        seconds = median_time(full, repeats)
+        image = I.load_image(path)
+        shown = I.thumbnail(image, IMAGE_DISPLAY_SIDE)
+        feats = I.compute_features(image)
+        cycle = ["euclidean", "scaled_dot", "cosine", "dot"]
+        state = {"i": 0}
+
+        def switch():
+            state["i"] += 1
+            res = I.attend_patches(image, feats, cycle[state["i"] % len(cycle)], device="cpu")
+            return png_bytes(res.overlay(shown))
+
+        sw = median_time(switch, switch_repeats)
+        grid = feats.grid
+    return {"seconds": _r(seconds, 3), "switch_ms": _r(sw * 1e3, 1), "width": width, "height": height,
+            "patches": [grid.rows, grid.cols], "display_side": IMAGE_DISPLAY_SIDE}
+
+
+# --------------------------------------------------------------------------------------------- app
+
+def bench_app(warm_runs: int = 3, pages: tuple[str, ...] | None = None, timeout: float = 120) -> dict:
+    """``{page stem: {"cold", "warm"}}`` seconds: one fresh process per page (bench/apptest.py), so each
+    page's cold run holds torch's import and the model load."""
+    out = {}
+    for page in pages or tuple(p for p in APP_PAGES if (ROOT / p).is_file()):
+        arg = json.dumps({"page": page, "warm_runs": warm_runs, "timeout": timeout})
+        res = subprocess.run([sys.executable, str(Path(__file__).resolve().parent / "apptest.py"), arg],
+                             capture_output=True, text=True, timeout=timeout * (warm_runs + 2), cwd=ROOT)
+        name = Path(page).stem
+        if res.returncode != 0:
+            tail = (res.stderr.strip().splitlines() or ["no output"])[-1]
+            out[name] = {"error": tail}
+        else:
+            out[name] = json.loads(res.stdout.strip().splitlines()[-1])
+    return out
+
+
+# --------------------------------------------------------------------------------------------- all
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    return {
+        "device": "cpu",
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def _loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def _lookup(result: dict, path: str):
+    node = result
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def check_targets(result: dict) -> list[dict]:
+    """Every target with its value and whether it passes (a missing value fails)."""
+    checks = [(path, limit) for path, limit in TARGETS]
+    for page, res in (result.get("app") or {}).items():
+        if isinstance(res, dict):
+            checks += [(f"app.{page}.cold", APP_COLD_LIMIT), (f"app.{page}.warm", APP_WARM_LIMIT)]
+    out = []
+    for path, limit in checks:
+        if path.split(".")[0] not in result:
+            continue  # section not run (--only)
+        value = _lookup(result, path)
+        ok = isinstance(value, (int, float)) and value <= limit
+        out.append({"target": path, "value": value, "limit": limit, "pass": bool(ok)})
+    return out
+
+
+SECTIONS = ("kernel", "long", "text", "image", "app")
+
+
+def run(quick: bool = False, only: tuple[str, ...] = SECTIONS, log=None, sizes: dict | None = None) -> dict:
+    """All the sections in ``only``: one JSON-ready dict (see the module docstring)."""
+    rep = REPEATS["quick" if quick else "full"]
+    z = {**SIZES, **(sizes or {})}
+    result: dict = {**machine(), "mode": "quick" if quick else "full"}
+    load0 = _loadavg()
+    started = time.perf_counter()
+    steps = {
+        "kernel": lambda: bench_kernel(z["n"], z["d"], rep["kernel"], rep["kernel_other"], rep["kernel_slow"]),
+        "long": lambda: bench_long(z["long_n"], z["long_d"]),
+        "text": lambda: bench_text(z["text_positions"], repeats=rep["text"], switch_repeats=rep["switch"]),
+        "image": lambda: bench_image(*z["image"], repeats=rep["image"], switch_repeats=rep["image_switch"]),
+        "app": lambda: bench_app(warm_runs=rep["app_warm"], pages=z["app_pages"]),
+    }
+    for name in SECTIONS:
+        if name not in only:
+            continue
+        t0 = time.perf_counter()
+        try:
+            result[name] = steps[name]()
+        except Exception as err:  # one broken section must not hide the others
+            result[name] = {"error": f"{type(err).__name__}: {err}"}
+            if log:
+                traceback.print_exc(file=log)
+        if log:
+            print(f"[bench] {name}: {time.perf_counter() - t0:.1f} s", file=log, flush=True)
+        if name == "kernel":
+            try:
+                result["kernel_cuda"] = bench_kernel_cuda(z["n"], z["d"], rep["kernel"], rep["kernel_other"],
+                                                          rep["kernel_slow"])
+            except Exception as err:  # a GPU problem must not hide the CPU figures
+                result["kernel_cuda"] = {"error": f"{type(err).__name__}: {err}"}
+    result["loadavg"] = {"start": load0, "end": _loadavg()}  # context: other processes on this machine
+    result["targets"] = check_targets(result)
+    result["all_pass"] = all(t["pass"] for t in result["targets"])
+    result["seconds"] = _r(time.perf_counter() - started, 1)
+    return result
+
+
+def format_table(result: dict) -> str:
+    lines = [f"attnviz benchmark ({result['mode']}) on {result['cpu_model']}, {result['cpu_count']} CPUs, "
+             f"{result['threads']} threads, torch {result['torch']}"]
+    for t in result["targets"]:
+        lines.append(f"  {'PASS' if t['pass'] else 'MISS'}  {t['target']:<28} {t['value']!s:>10}  (<= {t['limit']:g})")
+    for name, k in (result.get("kernel") or {}).items():
+        if isinstance(k, dict) and name not in KERNEL_TARGETED:
+            lines.append(f"        kernel.{name}.ratio{'':<{15 - len(name)}} {k.get('ratio')!s:>10}  (reported)")
+    lines.append(f"  total {result['seconds']} s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--quick", action="store_true", help="fewer repeats (same sizes), under a minute on 2 cores")
+    ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {', '.join(SECTIONS)}")
+    ap.add_argument("--child-long", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child_long:
+        print(json.dumps(_long_child(**json.loads(args.child_long))))
+        return 0
+    only = tuple(s.strip() for s in args.only.split(",") if s.strip())
+    unknown = set(only) - set(SECTIONS)
+    if unknown:
+        ap.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+    result = run(args.quick, only, log=sys.stderr)
+    print(json.dumps(result, indent=1) if args.json else format_table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
