@@ -1,16 +1,32 @@
-# attnviz, CPU image. Builds its environment from requirements.txt exactly as .ci/run and the README do.
-# CUDA variant: see docs/deploy.md (same file, a CUDA base image and a CUDA torch wheel).
-FROM python:3.11-slim
+# attnviz, CPU image by default. Builds its environment from requirements.txt exactly as .ci/run and the
+# README do: `python3 -m venv <venv> && <venv>/bin/pip install -r requirements.txt` (tests/test_packaging.py).
+#
+#   docker build -t attnviz .                                   # CPU
+#   docker build -t attnviz:cuda \                              # CUDA variant (docs/deploy.md)
+#       --build-arg BASE_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 \
+#       --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 .
+#   docker run -p 8501:8501 attnviz                             # add --gpus all for the CUDA image
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
+# where pip finds torch==2.13.0: the CPU build by default, so the image does not pull a multi-GB CUDA build
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
 ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
-    STREAMLIT_BROWSER_GATHER_USAGE_STATS=false STREAMLIT_SERVER_HEADLESS=true
+    STREAMLIT_BROWSER_GATHER_USAGE_STATS=false STREAMLIT_SERVER_HEADLESS=true \
+    PATH=/opt/venv/bin:$PATH
+
+# the CUDA base images carry no Python: install it there (the python image already has it)
+RUN if ! command -v python3 >/dev/null 2>&1; then \
+        apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 
 WORKDIR /app
-# torch==2.13.0 comes from the CPU index here so the image does not pull a multi-GB CUDA build
+# requirements.txt ends with `-e .`: the package itself must be here before the install
 COPY requirements.txt pyproject.toml README.md ./
 COPY attnviz ./attnviz
-RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requirements.txt
+RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --extra-index-url ${TORCH_INDEX} -r requirements.txt
 
 COPY . .
 RUN useradd --create-home attnviz && chown -R attnviz /app

@@ -26,6 +26,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"attnviz: error: {message}\n")
 
 
+def device_arg(value: str | None) -> str:
+    """``--device`` when given, else ``ATTNVIZ_DEVICE``, else ``auto``; a device this machine lacks
+    raises :class:`DeviceUnavailable` naming the variable it came from."""
+    if value is not None:
+        return value
+    from .devices import resolve_device
+    from .errors import DeviceUnavailable
+    from .settings import env_device
+
+    device = env_device()
+    try:
+        resolve_device(device)
+    except DeviceUnavailable as err:
+        raise DeviceUnavailable(f"ATTNVIZ_DEVICE={device!r}: {err}") from None
+    return device
+
+
+#: the --device help of every sub-command
+DEVICE_HELP = "cpu, cuda, cuda:N, mps or auto (default: $ATTNVIZ_DEVICE, else auto)"
+
+
 def _similarities(args) -> int:
     from .similarity import SIMILARITIES
 

@@ -17,6 +17,8 @@ import sys
 
 import numpy as np
 
+from .cli import DEVICE_HELP, device_arg
+
 
 def _row_col(text: str) -> tuple[int, int]:
     parts = text.replace(" ", "").split(",")
@@ -65,7 +67,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                         "(default: query with --query, else received)")
     p.add_argument("--out", default=None, metavar="overlay.png", help="write the overlay PNG (full resolution) here")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--device", default=None, help="cpu, cuda:0, mps or auto (default: auto)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--colormap", choices=COLORMAPS, default=DEFAULT_COLORMAP, help="overlay colour map")
     p.add_argument("--opacity", type=float, default=0.5, help="overlay opacity, 0 to 1 (default 0.5)")
     p.add_argument("--grid-lines", action="store_true", help="draw the patch grid on the overlay")
@@ -89,7 +91,7 @@ def run(args) -> int:
     max_pixels = load_settings({} if raw is None else {"ATTNVIZ_MAX_IMAGE_PIXELS": raw}).max_image_pixels
     res = analyze_image(
         args.path, similarity=args.similarity, temperature=args.temperature, patch=args.patch, grid=args.grid,
-        query=args.query, view=args.view, device=args.device, position_weight=args.position_weight,
+        query=args.query, view=args.view, device=device_arg(args.device), position_weight=args.position_weight,
         extractor=args.features, cmap=args.colormap, opacity=args.opacity, show_grid=args.grid_lines,
         max_pixels=max_pixels)
     if out is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .cli import DEVICE_HELP, device_arg
 from .errors import EmptyText, InvalidParameter
 from .text import ENCODERS, MATRIX_MAX_TOKENS, MAX_TEXT_CHARS
 
@@ -39,7 +40,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--token", type=int, default=None, metavar="I",
                    help="scores become token I's row of the self-attention (ignored with --query)")
     p.add_argument("--merge-words", action="store_true", help="merge word pieces into whole words")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps or auto (default)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--model", default=None, metavar="DIR",
                    help="a local Hugging Face model folder (default: the bundled all-MiniLM-L6-v2)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -93,7 +94,7 @@ def run(args) -> int:
     text = read_input(args.text, args.file)
     analysis = analyze_text(
         text, similarity=args.similarity, temperature=args.temperature, encoder=args.encoder, query=args.query,
-        device=args.device, model_path=args.model, merge_words=args.merge_words,
+        device=device_arg(args.device), model_path=args.model, merge_words=args.merge_words,
         token=None if args.query is not None else args.token, include_matrix=False if args.no_matrix else "auto",
         row_stats=False,  # entropies come with the matrix; the blocked pass is not worth it here
     )

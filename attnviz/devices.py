@@ -61,13 +61,21 @@ def resolve_device(name: str | torch.device | None = None) -> torch.device:
     return torch.device(name)
 
 
+#: lower-case fragments of torch's messages for a GPU that ran out of memory, failed or disappeared
+_DEVICE_FAILURES = ("out of memory", "cuda error", "cuda driver", "cuda-capable device", "nvidia driver", "cublas",
+                    "cudnn", "device-side", "no cuda gpus", "mps backend")
+
+
 def is_device_failure(err: BaseException) -> bool:
     """GPU out of memory, or a GPU that vanished / errored: worth retrying on the CPU."""
     if isinstance(err, torch.cuda.OutOfMemoryError):
         return True
+    accelerator_error = getattr(torch, "AcceleratorError", None)  # torch >= 2.8 raises it for CUDA errors
+    if accelerator_error is not None and isinstance(err, accelerator_error):
+        return True
     if isinstance(err, RuntimeError):
         msg = str(err).lower()
-        return any(s in msg for s in ("out of memory", "cuda error", "cublas", "cudnn", "device-side", "no cuda gpus", "mps backend"))
+        return any(s in msg for s in _DEVICE_FAILURES)
     return False
 
 

@@ -40,6 +40,22 @@ def _int(env, name: str, default: int, lo: int, hi: int) -> int:
     return value
 
 
+def env_device(env=None) -> str:
+    """``ATTNVIZ_DEVICE`` alone (lower-case, ``auto`` when unset): the default device of the page's
+    device picker and of the CLI's ``--device``, without validating the other variables."""
+    env = os.environ if env is None else env
+    return (env.get("ATTNVIZ_DEVICE") or "auto").strip().lower() or "auto"
+
+
+def device_choice(options, env=None) -> str:
+    """The entry of ``options`` (e.g. ``["auto", "cpu", "cuda:0"]``) that ``ATTNVIZ_DEVICE`` names;
+    ``cuda`` means ``cuda:0``; a device this machine lacks falls back to ``auto``."""
+    wanted = env_device(env)
+    if wanted == "cuda":
+        wanted = "cuda:0"
+    return wanted if wanted in options else "auto"
+
+
 def load_settings(env=None) -> Settings:
     """Read the ``ATTNVIZ_*`` variables (from ``env``, default ``os.environ``)."""
     env = os.environ if env is None else env
@@ -47,7 +63,7 @@ def load_settings(env=None) -> Settings:
     if model is not None and not os.path.isdir(model):
         raise InvalidParameter(f"ATTNVIZ_MODEL_PATH must be a local model folder; {model!r} is not a folder.")
     return Settings(
-        device=(env.get("ATTNVIZ_DEVICE") or "auto").strip().lower() or "auto",
+        device=env_device(env),
         model_path=model,
         page_max_chars=_int(env, "ATTNVIZ_PAGE_MAX_CHARS", Settings.page_max_chars, 100, 2_000_000),
         max_image_pixels=_int(env, "ATTNVIZ_MAX_IMAGE_PIXELS", Settings.max_image_pixels, 10_000, 178_956_970),

@@ -20,6 +20,12 @@ Length limits (docs/text.md):
     the trained model's own attention reads one window of at most 512 positions (the first by
     default); the notes say which tokens it covers.
 
+Any local Hugging Face model folder (``model_path=``) that returns attentions works: BERT-like encoders,
+and GPT-2-like decoders, found causal by probing (every head 0 above the diagonal). For a decoder the
+self-attention views are causal too (``causal_rows``: token i sees tokens 0..i only, the rest exactly 0;
+``causal=False`` switches it off) and every result carries ``CAUSAL_NOTE``. A model that returns no
+attention weights raises ``ModelHasNoAttentions``, saying which models work.
+
 The model is loaded once per process and device (a lock + a module cache) and only ever run under
 ``torch.inference_mode()`` with ``output_attentions`` passed per call: no hooks, no state changed
 after loading, so many sessions and threads can share it.
@@ -32,7 +38,7 @@ import json
 import math
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -52,6 +58,7 @@ from .attention import (
     row_entropy,
     top_pairs,
 )
+from .attention import scores as pair_scores
 from .devices import resolve_device, run_with_fallback
 from .errors import (
     AttnvizError,
@@ -79,6 +86,12 @@ MAX_QUERY_CHARS = 1_000
 RANDOM_SEED = 0
 #: a note is added when more than this share of the word pieces are the unknown token.
 UNKNOWN_NOTE_SHARE = 0.2
+#: said wherever a decoder's (GPT-2-like) attention is shown: its matrices are 0 above the diagonal.
+CAUSAL_NOTE = ("causal (decoder) model: each token sees only earlier tokens (and itself), "
+               "so every attention matrix is 0 above the diagonal")
+#: said when ``causal=`` overrides what the model does.
+CAUSAL_ON_NOTE = "causal mask applied: each token sees only earlier tokens (and itself)"
+CAUSAL_OFF_NOTE = "causal mask off: every token sees every token, although the model itself is causal"
 
 
 @dataclass(frozen=True)
@@ -131,6 +144,7 @@ class LoadedModel:
     pad_id: int
     unk_id: int | None
     vocab_size: int
+    causal: bool = False  # a decoder (GPT-2-like): each position attends only to itself and earlier ones
 
     @property
     def content_length(self) -> int:
@@ -277,28 +291,47 @@ def _load_cpu(key: str) -> LoadedModel:
         unk_id=unk,
         vocab_size=int(model.get_input_embeddings().weight.shape[0]),
     )
-    _check_attentions(loaded)
-    return loaded
+    return replace(loaded, causal=_check_attentions(loaded))
 
 
-def _check_attentions(m: LoadedModel) -> None:
-    ids = torch.tensor([list(m.prefix_ids) + m.tokenizer.encode("attention", add_special_tokens=False).ids + list(m.suffix_ids)])
+#: what the error says to do when a model cannot show its attention
+_ATTENTION_ADVICE = ("choose a transformer that returns attention weights with output_attentions=True "
+                     "(a BERT-like encoder or a GPT-2-like decoder: a folder with config.json, tokenizer.json "
+                     "and model.safetensors), or leave the model setting empty (--model / ATTNVIZ_MODEL_PATH) "
+                     "to use the bundled all-MiniLM-L6-v2")
+#: a probe of several tokens, so a causal (lower-triangular) pattern can be told from a full one
+_PROBE_TEXT = "Attention is all you need, they said."
+
+
+def _check_attentions(m: LoadedModel) -> bool:
+    """Run a short probe with ``output_attentions=True``: raise :class:`ModelHasNoAttentions` when no
+    attention comes back, else return whether the model is causal (every head 0 above the diagonal)."""
+    body = m.tokenizer.encode(_PROBE_TEXT, add_special_tokens=False).ids[:max(1, m.content_length)]
+    ids = torch.tensor([list(m.prefix_ids) + body + list(m.suffix_ids)])
+    kind = getattr(m.model.config, "model_type", None) or type(m.model).__name__
     try:
         with torch.inference_mode():
             out = m.model(input_ids=ids, attention_mask=torch.ones_like(ids), output_attentions=True)
     except Exception as err:
         raise ModelHasNoAttentions(
-            f"The model in {m.path!r} cannot be run on token ids with output_attentions=True "
-            f"({type(err).__name__}); choose a transformer encoder such as a BERT model."
+            f"The model in {m.path!r} ({kind}) cannot be run on token ids with output_attentions=True "
+            f"({type(err).__name__}): {_ATTENTION_ADVICE}."
         ) from None
     atts = getattr(out, "attentions", None)
     if not atts or any(a is None for a in atts) or getattr(out, "last_hidden_state", None) is None:
         raise ModelHasNoAttentions(
-            f"The model in {m.path!r} returns no attention weights: choose a transformer encoder "
-            "(BERT-like) whose forward pass supports output_attentions=True."
+            f"The model in {m.path!r} ({kind}) returns no attention weights: {_ATTENTION_ADVICE}."
         )
-    if atts[0].dim() != 4:
-        raise ModelHasNoAttentions(f"The model in {m.path!r} returns attentions of an unexpected shape {tuple(atts[0].shape)}.")
+    if atts[0].dim() != 4 or atts[0].shape[-1] != ids.shape[1]:
+        raise ModelHasNoAttentions(f"The model in {m.path!r} ({kind}) returns attentions of an unexpected shape "
+                                   f"{tuple(atts[0].shape)}: {_ATTENTION_ADVICE}.")
+    n = ids.shape[1]
+    if n < 2:  # nothing to tell from: trust the configuration
+        cfg = m.model.config
+        return bool(getattr(cfg, "is_decoder", False)) or any(
+            a.endswith(("ForCausalLM", "LMHeadModel")) for a in (getattr(cfg, "architectures", None) or []))
+    upper = torch.ones(n, n, dtype=torch.bool).triu(1)
+    return all(float(a[0][..., upper].abs().max()) <= 1e-6 for a in atts)
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device | None = "cpu") -> LoadedModel:
@@ -352,6 +385,13 @@ def check_text(text, max_chars: int = MAX_TEXT_CHARS) -> str:
         raise TextTooLong(
             f"The text has {len(text):,} characters; the limit is {max_chars:,}. Split it into parts."
         )
+    try:  # lone UTF-16 surrogates (e.g. undecodable bytes in argv) crash the tokenizer and UTF-8 output
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InvalidParameter(
+            f"The text is not valid Unicode (an invalid character at position {err.start:,}): "
+            "copy it again, or save the file as UTF-8."
+        ) from None
     return text
 
 
@@ -365,6 +405,8 @@ def tokenize(text: str, model_path: str | os.PathLike | None = None, max_chars: 
     for tok, i, (s, e), w in zip(enc.tokens, enc.ids, enc.offsets, enc.word_ids):
         if e <= s:  # a piece the normaliser made up from nothing: nothing to highlight
             continue
+        while e - s > 1 and text[s].isspace():  # byte-level BPE (GPT-2's "Ġword") counts the space in
+            s += 1
         if w is None or w != prev:  # a special token typed in the text (w None) is a word of its own
             word += 1
         prev = w
@@ -413,6 +455,7 @@ class Encoding:
     notes: tuple[str, ...] = ()
     piece_tokens: tuple[str, ...] = ()
     seed: int = RANDOM_SEED  # of the random encoder (a query phrase must use the same vectors)
+    causal: bool = False  # the model is a decoder: self-attention over this text is causal by default
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -527,7 +570,8 @@ def _build(tk: TokenizedText, vectors: torch.Tensor, encoder: str, m: LoadedMode
         text=tk.text, tokens=tk.tokens, offsets=tk.offsets, word_ids=tk.word_ids, ids=tk.ids,
         groups=tuple((i, i + 1) for i in range(n)), vectors=vectors.contiguous(), encoder=encoder,
         merged=False, model_path=m.path, model_name=m.name, device=used,
-        notes=tuple(notes + _unknown_note(m, tk.ids)), piece_tokens=tk.tokens, seed=seed,
+        notes=tuple(notes + _unknown_note(m, tk.ids) + ([CAUSAL_NOTE] if m.causal else [])),
+        piece_tokens=tk.tokens, seed=seed, causal=m.causal,
     )
     return merge_word_pieces(enc) if merge_words else enc
 
@@ -596,7 +640,7 @@ def merge_word_pieces(enc: Encoding) -> Encoding:
         groups=groups, vectors=vectors, encoder=enc.encoder, merged=True, model_path=enc.model_path,
         model_name=enc.model_name, device=enc.device,
         notes=enc.notes + (f"word pieces merged: {len(enc.ids)} pieces -> {len(groups)} words (mean vector per word)",),
-        piece_tokens=enc.piece_tokens, seed=enc.seed,
+        piece_tokens=enc.piece_tokens, seed=enc.seed, causal=enc.causal,
     )
 
 
@@ -666,6 +710,7 @@ class ModelAttention:
     model_name: str
     device: str
     notes: tuple[str, ...]
+    causal: bool = False  # a decoder: every matrix is exactly 0 above the diagonal (CAUSAL_NOTE)
 
     @property
     def num_layers(self) -> int:
@@ -749,6 +794,8 @@ def _run_attentions(m: LoadedModel, rows: list[list[int]]) -> list[np.ndarray]:
     if not out.attentions:
         raise ModelHasNoAttentions("The model returned no attention weights.")
     stacked = torch.stack([a.float() for a in out.attentions], dim=1).cpu().numpy()  # (b, L, H, W, W)
+    if m.causal:  # the mask's exp(-inf) is 0 already; make it exact whatever the attention kernel did
+        stacked = np.tril(stacked)
     return [stacked[i, :, :, :len(f), :len(f)] for i, f in enumerate(full)]
 
 
@@ -761,13 +808,15 @@ def _model_attention_from(enc: Encoding, m: LoadedModel, used: str, arr: np.ndar
     if start > 0 or end < n:
         notes.append(f"{m.name}'s own attention reads at most {m.content_length} word pieces at once: "
                      f"shown for tokens {start}-{end - 1} of {n}")
+    if m.causal:
+        notes.append(CAUSAL_NOTE)
     if warning:
         notes.append(warning)
     return ModelAttention(
         attentions=arr, tokens=enc.tokens[start:end], offsets=enc.offsets[start:end], unit_start=start,
         unit_end=end, piece_groups=tuple((s - first, e - first) for s, e in enc.groups[start:end]),
         special_before=m.prefix_tokens, special_after=m.suffix_tokens, model_name=m.name, device=used,
-        notes=tuple(notes),
+        notes=tuple(notes), causal=m.causal,
     )
 
 
@@ -833,6 +882,7 @@ class TextAnalysis:
     merged: bool = False
     notes: list[str] = field(default_factory=list)
     model_name: str = ""
+    causal: bool = False  # self-attention masked causally: weights above the diagonal are exactly 0
 
     @property
     def effective_tokens(self) -> np.ndarray | None:
@@ -877,6 +927,7 @@ class TextAnalysis:
             "merged_words": self.merged,
             "entropy": r(self.entropy) if self.entropy is not None else None,
             "model": self.model_name,
+            "causal": self.causal,
             "notes": list(self.notes),
         }
 
@@ -891,15 +942,34 @@ class TextAnalysis:
         return highlight_html(self.text, self.offsets, self.scores, labels=self.tokens, cmap=cmap,
                               legend=legend, legend_label=self.score_label())
 
+    def html_fragment(self, cmap: str = "cividis") -> str:
+        """Settings line, legend, highlighted text and notes as one HTML fragment: inline styles only,
+        every string from the text escaped, no script, no remote resource."""
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        return (f'<p style="color:#444;font-size:0.9em">{html.escape(self.caption())}</p>'
+                + self.highlight(cmap) + (f'<ul style="color:#555;font-size:0.85em">{notes}</ul>' if notes else ""))
+
     def to_html(self, title: str | None = None, cmap: str = "cividis") -> str:
         """A standalone HTML page (no CDN, no JavaScript): the highlighted text, legend and settings."""
-        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
-        body = (f'<p style="color:#444;font-size:0.9em">{html.escape(self.caption())}</p>'
-                + self.highlight(cmap) + (f'<ul style="color:#555;font-size:0.85em">{notes}</ul>' if notes else ""))
-        return standalone_html(body, title or "attnviz: attention over text")
+        return standalone_html(self.html_fragment(cmap), title or "attnviz: attention over text")
 
     def _repr_html_(self) -> str:
-        return self.highlight()
+        """What Jupyter shows for a result: :meth:`html_fragment` (nothing to load, so never blank)."""
+        return f'<div class="attnviz-result">{self.html_fragment()}</div>'
+
+    def to_png(self, what: str = "auto", cmap: str = "cividis", cell: int | None = None) -> bytes:
+        """A PNG via :func:`attnviz.render.matrix_png`, ``cell`` pixels per weight (default: the longer
+        side <= 2048 px). ``what``: ``"matrix"`` the (n, n) weights (query rows top to bottom, keys left
+        to right), ``"scores"`` the n scores as one row, ``"auto"`` the matrix when there is one."""
+        from .render import matrix_png
+
+        if what not in ("auto", "matrix", "scores"):
+            raise InvalidParameter(f"to_png draws 'matrix', 'scores' or 'auto', not {what!r}.")
+        if what == "matrix" and self.weights is None:
+            raise InvalidParameter("This result has no matrix (a query, or more than "
+                                   f"{MATRIX_MAX_TOKENS:,} tokens): draw what='scores'.")
+        z = self.weights if what != "scores" and self.weights is not None else np.asarray(self.scores)[None, :]
+        return matrix_png(z, cmap, cell=cell)
 
     def to_csv(self) -> str:
         """The matrix as CSV when there is one, else one row per token with its score."""
@@ -910,9 +980,13 @@ class TextAnalysis:
         return weights_csv(self.scores[:, None], self.tokens, [self.score_kind])
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write ``.html``/``.htm`` (standalone page), ``.json`` or ``.csv`` by the file's suffix."""
+        """Write ``.html``/``.htm`` (standalone page), ``.json``, ``.csv`` or ``.png`` (:meth:`to_png`)
+        by the file's suffix."""
         p = Path(path)
         suffix = p.suffix.lower()
+        if suffix == ".png":
+            p.write_bytes(self.to_png())
+            return p
         if suffix in (".html", ".htm"):
             content = self.to_html()
         elif suffix == ".json":
@@ -920,7 +994,7 @@ class TextAnalysis:
         elif suffix == ".csv":
             content = self.to_csv()
         else:
-            raise InvalidParameter(f"Cannot save as {suffix or 'a file without suffix'}: use .html, .json or .csv.")
+            raise InvalidParameter(f"Cannot save as {suffix or 'a file without suffix'}: use .html, .json, .csv or .png.")
         p.write_text(content, encoding="utf-8")
         return p
 
@@ -938,7 +1012,26 @@ def query_weights(vectors: torch.Tensor, query_vector: torch.Tensor, similarity:
         return seq(vectors, mask=mask, query=query_vector.to(vectors)).weights
 
 
-def row_stats_blocked(x: torch.Tensor, similarity: str, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+def causal_rows(x: torch.Tensor, similarity: str, temperature: float, start: int = 0, stop: int | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Rows ``start:stop`` of *causal* self-attention, as a decoder computes it: row i is
+    ``softmax_j(sim(x_i, x_j) / T)`` over the keys ``j <= i`` only, every weight above the diagonal
+    exactly 0. ``(n, d) -> (stop - start, n)``, or ``(b, n, d)`` with a padding ``mask (b, n)`` ->
+    ``(b, stop - start, n)`` (padded rows and columns 0). Memory O((stop - start) x n)."""
+    n = x.shape[-2]
+    stop = n if stop is None else stop
+    s = pair_scores(x[..., start:stop, :], x[..., :stop, :], similarity) / temperature  # later keys never matter
+    allowed = torch.arange(stop, device=x.device) <= torch.arange(start, stop, device=x.device).unsqueeze(-1)
+    if mask is not None:
+        allowed = allowed & mask[..., None, :stop]
+    w = torch.nan_to_num(torch.softmax(s.masked_fill(~allowed, float("-inf")), dim=-1), nan=0.0)
+    if mask is not None:
+        w = w.masked_fill(~mask[..., start:stop, None], 0.0)
+    return torch.nn.functional.pad(w, (0, n - stop)) if stop < n else w
+
+
+def row_stats_blocked(x: torch.Tensor, similarity: str, temperature: float,
+                      causal: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Entropy of every self-attention row and the attention each token receives, ``(n, d) -> (n,), (n,)``,
     in one pass over blocks of rows (never n x n): the same numbers as ``row_entropy(W)`` and ``W.mean(0)``."""
     n = x.shape[0]
@@ -946,7 +1039,10 @@ def row_stats_blocked(x: torch.Tensor, similarity: str, temperature: float) -> t
     entropy = torch.empty(n, dtype=x.dtype, device=x.device)
     received = torch.zeros(n, dtype=x.dtype, device=x.device)
     for i in range(0, n, bs):
-        w = attention_row(x[i:i + bs], x, similarity, temperature)
+        if causal:
+            w = causal_rows(x, similarity, temperature, i, min(n, i + bs))
+        else:
+            w = attention_row(x[i:i + bs], x, similarity, temperature)
         entropy[i:i + bs] = row_entropy(w)
         received += w.sum(0)
     return entropy, received / n
@@ -963,15 +1059,18 @@ def _check_token(token, n: int) -> int | None:
 def analyze_encoding(enc: Encoding, similarity: str = "cosine", temperature: float | None = None,
                      query: str | None = None, *, token: int | None = None, include_matrix: bool | str = "auto",
                      row_stats: bool = True, device: str | torch.device | None = None,
-                     query_vector: torch.Tensor | None = None) -> TextAnalysis:
+                     query_vector: torch.Tensor | None = None, causal: bool | None = None) -> TextAnalysis:
     """Similarity attention over an encoded text (no encoder run, except the small query phrase).
 
     ``include_matrix``: ``"auto"`` builds the (n, n) matrix up to ``MATRIX_MAX_TOKENS``; ``True``
     insists (TextTooLong above the limit); ``False`` never builds it (scores via blocked paths).
     ``row_stats``: entropy of every row (blocked when there is no matrix).
+    ``causal``: mask the self-attention as a decoder does (:func:`causal_rows`); ``None`` follows the
+    model (GPT-2-like decoders: yes, BERT-like encoders: no). A query phrase always sees every token.
     """
     sim = get_similarity(similarity).name
     t = resolve_temperature(sim, temperature)
+    causal = enc.causal if causal is None else bool(causal)
     n = len(enc.tokens)
     token = _check_token(token, n)
     if include_matrix == "auto":
@@ -990,25 +1089,34 @@ def analyze_encoding(enc: Encoding, similarity: str = "cosine", temperature: flo
     def run(dev):
         x = enc.vectors.to(dev)
         with torch.inference_mode():
-            weights = attend(x, sim, t).weights if want_matrix else None
+            weights = None
+            if want_matrix:
+                weights = causal_rows(x, sim, t) if causal else attend(x, sim, t).weights
             entropy = received = None
             if weights is not None:
                 entropy, received = row_entropy(weights), weights.mean(0)
             elif row_stats:
-                entropy, received = row_stats_blocked(x, sim, t)
+                entropy, received = row_stats_blocked(x, sim, t, causal)
             if query_vector is not None:
                 scores, kind = query_weights(x, query_vector, sim, t), "query"
             elif token is not None:
-                scores = weights[token] if weights is not None else attention_row(x[token], x, sim, t)
+                if weights is not None:
+                    scores = weights[token]
+                elif causal:
+                    scores = causal_rows(x, sim, t, token, token + 1)[0]
+                else:
+                    scores = attention_row(x[token], x, sim, t)
                 kind = "row"
             else:
-                scores = received if received is not None else attention_received(x, sim, t)
+                if received is None:
+                    received = row_stats_blocked(x, sim, t, True)[1] if causal else attention_received(x, sim, t)
+                scores = received
                 kind = "received"
         cpu = lambda a: None if a is None else a.float().cpu().numpy()  # noqa: E731
         return cpu(weights), cpu(entropy), cpu(scores), kind
 
     (weights, entropy, scores, kind), used, warning = run_with_fallback(run, device)
-    notes = list(enc.notes)
+    notes = _causal_notes(enc, causal, query is not None)
     if include_matrix == "auto" and not want_matrix:
         notes.append(f"{n:,} tokens: no {n:,} x {n:,} matrix built; scores computed in blocks (O(n) memory)")
     if get_similarity(sim).untrained:
@@ -1018,34 +1126,50 @@ def analyze_encoding(enc: Encoding, similarity: str = "cosine", temperature: flo
     return TextAnalysis(
         text=enc.text, tokens=list(enc.tokens), offsets=list(enc.offsets), similarity=sim, temperature=t,
         encoder=enc.encoder, device=used, scores=scores, score_kind=kind, weights=weights, entropy=entropy,
-        query=query, token=token, merged=enc.merged, notes=notes, model_name=enc.model_name,
+        query=query, token=token, merged=enc.merged, notes=notes, model_name=enc.model_name, causal=causal,
     )
+
+
+def _causal_notes(enc: Encoding, causal: bool, query: bool = False) -> list[str]:
+    """The encoding's notes, with the causal note true to the mask actually applied."""
+    notes = [n for n in enc.notes if n != CAUSAL_NOTE]
+    if causal:
+        notes.append(CAUSAL_NOTE if enc.causal else CAUSAL_ON_NOTE)
+        if query:
+            notes.append("the query phrase is not a position in the text: it sees every token")
+    elif enc.causal:
+        notes.append(CAUSAL_OFF_NOTE)
+    return notes
 
 
 def analyze_text(text: str, similarity: str = "cosine", temperature: float | None = None,
                  encoder: str = "contextual", query: str | None = None, device: str | torch.device | None = None,
                  model_path: str | os.PathLike | None = None, *, merge_words: bool = False, token: int | None = None,
-                 include_matrix: bool | str = "auto", row_stats: bool = True, seed: int = RANDOM_SEED) -> TextAnalysis:
+                 include_matrix: bool | str = "auto", row_stats: bool = True, seed: int = RANDOM_SEED,
+                 causal: bool | None = None) -> TextAnalysis:
     """Tokenize, encode and attend: everything the page and the CLI show for one text.
 
-    ``temperature=None`` uses the similarity's default. See :func:`analyze_encoding` for the rest.
+    ``temperature=None`` uses the similarity's default; ``causal=None`` follows the model (a GPT-2-like
+    decoder masks the self-attention causally). See :func:`analyze_encoding` for the rest.
     """
     get_similarity(similarity)  # fail on a bad name before the slow encoder runs
     if temperature is not None:
         check_temperature(temperature)
     enc = encode_text(text, encoder, device, model_path, merge_words=merge_words, seed=seed)
     return analyze_encoding(enc, similarity, temperature, query, token=token, include_matrix=include_matrix,
-                            row_stats=row_stats, device=device)
+                            row_stats=row_stats, device=device, causal=causal)
 
 
 def analyze_encodings(encs: Sequence[Encoding], similarity: str = "cosine", temperature: float | None = None,
-                      query: str | None = None, device: str | torch.device | None = None) -> list[TextAnalysis]:
+                      query: str | None = None, device: str | torch.device | None = None,
+                      causal: bool | None = None) -> list[TextAnalysis]:
     """Several encoded texts as one padded batch ``(b, n_max, d)`` with a padding mask, so padding
     never receives weight; each result equals :func:`analyze_encoding` on the text alone."""
     sim = get_similarity(similarity).name
     t = resolve_temperature(sim, temperature)
     if not encs:
         raise EmptyText("No texts given: type one text per line.")
+    causal = encs[0].causal if causal is None else bool(causal)
     lengths = [len(e.tokens) for e in encs]
     if query is not None and not str(query).strip():
         query = None
@@ -1053,7 +1177,7 @@ def analyze_encodings(encs: Sequence[Encoding], similarity: str = "cosine", temp
     qv = embed_query(query, enc0.encoder, device if enc0.encoder != "random" else "cpu", enc0.model_path,
                      seed=enc0.seed) if query else None
     if max(lengths) > MATRIX_MAX_TOKENS:  # a long text in the batch: analyse each alone, blocked
-        return [analyze_encoding(e, sim, t, query, device=device, query_vector=qv) for e in encs]
+        return [analyze_encoding(e, sim, t, query, device=device, query_vector=qv, causal=causal) for e in encs]
 
     def run(dev):
         b, width, d = len(encs), max(lengths), enc0.vectors.shape[1]
@@ -1063,7 +1187,8 @@ def analyze_encodings(encs: Sequence[Encoding], similarity: str = "cosine", temp
             x[i, :lengths[i]] = e.vectors.to(dev)
             mask[i, :lengths[i]] = True
         with torch.inference_mode():
-            w = attend(x, sim, t, mask=mask).weights  # (b, n, n), padded rows and columns exactly 0
+            # (b, n, n), padded rows and columns exactly 0
+            w = causal_rows(x, sim, t, mask=mask) if causal else attend(x, sim, t, mask=mask).weights
             ent = row_entropy(w)
             sc = query_weights(x, qv, sim, t, mask=mask) if qv is not None else w.sum(1) / mask.sum(1, keepdim=True)
         return w.cpu().numpy(), ent.cpu().numpy(), sc.float().cpu().numpy()
@@ -1071,14 +1196,15 @@ def analyze_encodings(encs: Sequence[Encoding], similarity: str = "cosine", temp
     (w, ent, sc), used, warning = run_with_fallback(run, device)
     out = []
     for i, (e, n) in enumerate(zip(encs, lengths)):
-        notes = list(e.notes) + [f"batch of {len(encs)} texts padded to {max(lengths)} tokens; padding masked out"]
+        notes = _causal_notes(e, causal, qv is not None) + [
+            f"batch of {len(encs)} texts padded to {max(lengths)} tokens; padding masked out"]
         if warning:
             notes.append(warning)
         out.append(TextAnalysis(
             text=e.text, tokens=list(e.tokens), offsets=list(e.offsets), similarity=sim, temperature=t,
             encoder=e.encoder, device=used, scores=sc[i, :n].copy(), score_kind="query" if qv is not None else "received",
             weights=w[i, :n, :n].copy(), entropy=ent[i, :n].copy(), query=query, merged=e.merged, notes=notes,
-            model_name=e.model_name,
+            model_name=e.model_name, causal=causal,
         ))
     return out
 
@@ -1086,20 +1212,22 @@ def analyze_encodings(encs: Sequence[Encoding], similarity: str = "cosine", temp
 def analyze_texts(texts: Sequence[str], similarity: str = "cosine", temperature: float | None = None,
                   encoder: str = "contextual", query: str | None = None, device: str | torch.device | None = None,
                   model_path: str | os.PathLike | None = None, *, merge_words: bool = False,
-                  seed: int = RANDOM_SEED) -> list[TextAnalysis]:
+                  seed: int = RANDOM_SEED, causal: bool | None = None) -> list[TextAnalysis]:
     """Several texts (e.g. one per line): :func:`encode_texts` then :func:`analyze_encodings`, both batched."""
     get_similarity(similarity)
     encs = encode_texts(texts, encoder, device, model_path, merge_words=merge_words, seed=seed)
-    return analyze_encodings(encs, similarity, temperature, query, device)
+    return analyze_encodings(encs, similarity, temperature, query, device, causal=causal)
 
 
 def self_attention_rows(enc: Encoding, similarity: str = "cosine", temperature: float | None = None,
                         start: int = 0, stop: int | None = None,
-                        device: str | torch.device | None = None) -> np.ndarray:
+                        device: str | torch.device | None = None, causal: bool | None = None) -> np.ndarray:
     """Rows ``start:stop`` of the self-attention over the whole text: ``(stop - start, n)``, each row
-    summing to 1 over all n keys. Memory O((stop - start) x n): a 512-token window of a long text."""
+    summing to 1 over all n keys. Memory O((stop - start) x n): a 512-token window of a long text.
+    ``causal=None`` follows the model (a decoder's rows are 0 after their own token)."""
     sim = get_similarity(similarity).name
     t = resolve_temperature(sim, temperature)
+    causal = enc.causal if causal is None else bool(causal)
     n = len(enc.tokens)
     stop = n if stop is None else stop
     if not (0 <= start < stop <= n):
@@ -1108,7 +1236,8 @@ def self_attention_rows(enc: Encoding, similarity: str = "cosine", temperature: 
     def run(dev):
         x = enc.vectors.to(dev)
         with torch.inference_mode():
-            return attention_row(x[start:stop], x, sim, t).float().cpu().numpy()
+            rows = causal_rows(x, sim, t, start, stop) if causal else attention_row(x[start:stop], x, sim, t)
+            return rows.float().cpu().numpy()
 
     rows, _, _ = run_with_fallback(run, device)
     return rows
@@ -1134,9 +1263,9 @@ def split_lines(text: str, max_texts: int = 64) -> list[str]:
 
 
 __all__ = [
-    "ENCODERS", "MAX_TEXT_CHARS", "MATRIX_MAX_TOKENS", "Encoding", "EncoderInfo", "LoadedModel", "ModelAttention",
+    "CAUSAL_NOTE", "ENCODERS", "MAX_TEXT_CHARS", "MATRIX_MAX_TOKENS", "Encoding", "EncoderInfo", "LoadedModel", "ModelAttention",
     "TextAnalysis", "TokenizedText", "analyze_encoding", "analyze_encodings", "analyze_text", "analyze_texts",
-    "attention_overlap", "attention_rollout", "self_attention_rows",
+    "attention_overlap", "attention_rollout", "causal_rows", "self_attention_rows",
     "embed_query", "encode_text", "encode_texts", "load_model", "merge_attention", "merge_word_pieces",
     "model_attentions", "model_attentions_batch", "query_weights", "split_lines", "tokenize", "window_spans",
 ]

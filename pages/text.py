@@ -29,7 +29,7 @@ from attnviz.highlight import highlight_html, highlight_many
 from attnviz.render import escape_label, matrix_figure, matrix_png, to_json, weights_csv
 from attnviz.settings import load_settings
 from attnviz.walkthrough import parse_clicked_cell
-from ui.classroom import style_figure
+from ui.classroom import md_escape, style_figure
 from ui.shell import require_shell
 from ui.widgets import TEMPERATURES, current_device, show_error, similarity_picker
 
@@ -506,7 +506,7 @@ def main() -> None:
             analyses = tx.analyze_encodings(encs, sim, temp, query or None, device)
             what = f"attention from the query {query!r}" if query else "attention received (mean over each text's rows)"
             st.markdown(f"**{len(lines)} texts, batched** (padded to {max(len(e.tokens) for e in encs)} tokens, "
-                        "padding masked out): " + what)
+                        "padding masked out): " + md_escape(what))  # the query is user text: never Markdown
             blocks = [(a.text, a.offsets, a.scores, a.tokens) for a in analyses]
             body = highlight_many(blocks, legend_label=what, captions=[f"line {i + 1}" for i in range(len(lines))])
             st.html(body)

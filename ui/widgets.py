@@ -8,6 +8,7 @@ import streamlit as st
 
 from attnviz import SIMILARITIES, AttnvizError, get_similarity
 from attnviz.devices import available_devices, best_device, device_label
+from attnviz.settings import device_choice
 
 log = logging.getLogger("attnviz.ui")
 
@@ -60,11 +61,19 @@ def explain_similarity(name: str, container=None) -> None:
 
 
 def device_picker(container=None) -> str:
-    """Device select (auto / cpu / cuda:N / mps); stores the chosen name in ``st.session_state['device']``."""
+    """Device select (auto / cpu / cuda:N / mps); stores the chosen name in ``st.session_state['device']``.
+
+    A new session starts on the server's ``ATTNVIZ_DEVICE`` when this machine has it, else on auto.
+    """
     c = container or st.sidebar
     options = ["auto", *available_devices()]
-    if st.session_state.get("device_choice") not in options:
-        st.session_state["device_choice"] = "auto"
+    previous = st.session_state.get("device_choice")
+    if previous not in options:
+        st.session_state["device_choice"] = device_choice(options)
+        if previous is not None:  # e.g. a GPU that disappeared since this session chose it
+            now = st.session_state["device_choice"]
+            c.warning(f"The device {str(previous)[:40]!r} is no longer available here: computing on "
+                      f"{device_label(best_device() if now == 'auto' else now)} instead.", icon="⚠️")
     best = best_device()
     choice = c.selectbox("Device", options, key="device_choice",
                          format_func=lambda d: f"auto → {device_label(best)}" if d == "auto" else device_label(d),
