@@ -17,6 +17,7 @@ import sys
 
 from .cli import DEVICE_HELP, device_arg
 from .errors import EmptyText, InvalidParameter
+from .settings import load_settings
 from .text import ENCODERS, MATRIX_MAX_TOKENS, MAX_TEXT_CHARS
 
 
@@ -42,7 +43,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--merge-words", action="store_true", help="merge word pieces into whole words")
     p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--model", default=None, metavar="DIR",
-                   help="a local Hugging Face model folder (default: the bundled all-MiniLM-L6-v2)")
+                   help="a local Hugging Face model folder (default: $ATTNVIZ_MODEL_PATH, else the bundled all-MiniLM-L6-v2)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--no-matrix", action="store_true", help="leave the token x token matrix out of the JSON")
     p.add_argument("--top", type=int, default=10, metavar="K", help="rows in the table (default 10)")
@@ -94,7 +95,7 @@ def run(args) -> int:
     text = read_input(args.text, args.file)
     analysis = analyze_text(
         text, similarity=args.similarity, temperature=args.temperature, encoder=args.encoder, query=args.query,
-        device=device_arg(args.device), model_path=args.model, merge_words=args.merge_words,
+        device=device_arg(args.device), model_path=args.model or load_settings().model_path, merge_words=args.merge_words,
         token=None if args.query is not None else args.token, include_matrix=False if args.no_matrix else "auto",
         row_stats=False,  # entropies come with the matrix; the blocked pass is not worth it here
     )

@@ -410,6 +410,8 @@ def tokenize(text: str, model_path: str | os.PathLike | None = None, max_chars: 
         if w is None or w != prev:  # a special token typed in the text (w None) is a word of its own
             word += 1
         prev = w
+        if tok[:1] in ("Ġ", "Ċ", "▁"):  # byte-level BPE / SentencePiece markers: show the user's own characters
+            tok = text[s:e]
         tokens.append(tok)
         ids.append(i)
         offsets.append((int(s), int(e)))

@@ -378,8 +378,10 @@ def view_model(enc: tx.Encoding, key: tuple, sim: str, temp: float, device: str)
         "average": f"average of {ma.num_heads} heads", "rollout": "rollout (all layers)"}[h] if isinstance(h, str) else f"head {h + 1}")
     layer = c1.selectbox("Layer", list(range(ma.num_layers)), key="layer", format_func=lambda i: f"layer {i + 1}",
                          disabled=head == "rollout")
-    special = c3.toggle("Show [CLS]/[SEP]", key="special",
-                        help="Trained models park much attention on separators; hidden, rows are renormalised over the text.")
+    has_special = len(ma.labels(include_special=True)) != len(ma.labels(include_special=False))
+    special = has_special and c3.toggle(
+        "Show [CLS]/[SEP]", key="special",
+        help="Trained models park much attention on separators; hidden, rows are renormalised over the text.")
     m = ma.matrix(layer, head, include_special=special)
     labels = ma.labels(include_special=special)
     s0, s1 = ma.unit_start, ma.unit_end
@@ -391,12 +393,14 @@ def view_model(enc: tx.Encoding, key: tuple, sim: str, temp: float, device: str)
         _heatmap(sim_rows, list(ma.tokens), s0, f"Attention as similarity: {sim}, T = {temp:g}", "heat_sim")
     with right:
         _heatmap(m, labels, 0 if special else s0, f"{ma.model_name}: {what}", "heat_model")
-    share = ma.special_share(None if head == "rollout" else layer, head)
-    msg = f"[CLS]/[SEP] take {share:.0%} of this view's attention from the text's tokens"
-    if not special:
-        overlap = tx.attention_overlap(sim_rows, m)
-        msg += (f"; shown without them, rows renormalised. The two matrices share {overlap:.0%} of each row's "
-                "weight on average (Σ min over keys).")
+    overlap_msg = (f"The two matrices share {tx.attention_overlap(sim_rows, m):.0%} of each row's weight on "
+                   "average (Σ min over keys).") if not special else ""
+    if has_special:  # encoders wrap the text in [CLS] ... [SEP]; decoders such as GPT-2 add nothing
+        share = ma.special_share(None if head == "rollout" else layer, head)
+        msg = f"[CLS]/[SEP] take {share:.0%} of this view's attention from the text's tokens"
+        msg += f"; shown without them, rows renormalised. {overlap_msg}" if not special else ""
+    else:
+        msg = overlap_msg
     st.caption(msg)
     k = _token_picker(enc, "Token whose rows to compare")
     if s0 <= k < s1:
