@@ -26,6 +26,8 @@ from .similarity import Similarity, block_scorer, get_similarity
 
 #: scores held at once by the blocked paths (see the module docstring for the memory bound).
 BLOCK_ELEMENTS = 1 << 24
+#: the temperatures accepted (far beyond what changes a picture; outside, scores / T overflows float32)
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-4, 1e4
 
 
 @dataclass
@@ -68,7 +70,17 @@ def check_temperature(temperature) -> float:
         raise InvalidParameter(f"The temperature must be a number, got {temperature!r}.") from None
     if not (t > 0 and math.isfinite(t)):
         raise InvalidParameter(f"The temperature must be a positive number, got {temperature!r}.")
+    if not MIN_TEMPERATURE <= t <= MAX_TEMPERATURE:
+        raise InvalidParameter(f"The temperature must be between {MIN_TEMPERATURE:g} and {MAX_TEMPERATURE:g}, got "
+                               f"{temperature!r} (outside that range the picture no longer changes).")
     return t
+
+
+def _check_weights(w: torch.Tensor) -> None:
+    """Scores too large for the temperature overflow the softmax (inf - inf = NaN): say so, never return NaN."""
+    if not bool(torch.isfinite(w.sum())):
+        raise InvalidParameter("The attention weights overflowed: the similarity scores are too large for this "
+                               "temperature. Raise the temperature, scale the vectors down, or use cosine.")
 
 
 def _check_finite(t: torch.Tensor, what: str) -> None:
@@ -168,6 +180,7 @@ def attend(x: torch.Tensor, similarity: str | Similarity = "cosine", temperature
     # the scores are returned as they are, so the weights need one buffer of their own: s / T when
     # T != 1, a masked copy, or the softmax's output; the softmax then runs in place in it
     w = _softmax_rows(s if t == 1.0 else s / t, kmask, inplace=t != 1.0)
+    _check_weights(w)
     if qmask is not None:  # padded queries attend to nothing
         pad = ~qmask.unsqueeze(-1)
         w = w.masked_fill_(pad, 0.0) if _can_write(w) else w.masked_fill(pad, 0.0)
@@ -201,6 +214,7 @@ def attend_blocked(x: torch.Tensor, similarity: str | Similarity = "cosine", tem
     score = block_scorer(sim, k, 1.0 / t, **params)  # per-key work once; 1 / T inside the GEMM
     for i in range(0, n, bs):
         w = _softmax_rows(score(x[..., i:i + bs, :]), kmask, inplace=True)  # one block buffer
+        _check_weights(w)
         if qmask is not None:
             w.masked_fill_(~qmask[..., i:i + bs].unsqueeze(-1), 0.0)
         if out is not None:
@@ -216,11 +230,17 @@ def attend_blocked(x: torch.Tensor, similarity: str | Similarity = "cosine", tem
 
 def attention_row(query: torch.Tensor, keys: torch.Tensor, similarity: str | Similarity = "cosine",
                   temperature: float = 1.0, key_mask: torch.Tensor | None = None, **params) -> torch.Tensor:
-    """Weights of one query (``(d,) -> (m,)``) or a few (``(r, d) -> (r, m)``) over ``keys (m, d)``; O(m) memory."""
+    """Weights of one query (``(d,) -> (m,)``) or a few (``(r, d) -> (r, m)``) over ``keys (m, d)``.
+
+    Apart from the ``(r, m)`` result it returns, it holds one block of scores at a time.
+    """
     single = query.dim() == 1
     q = query.unsqueeze(0) if single else query
-    res = attend(q, similarity, temperature, keys=keys, values=keys[..., :1], key_mask=key_mask, **params)
-    return res.weights[0] if single else res.weights
+    bs = block_size_for(keys.shape[-2])
+    rows = [attend(q[i:i + bs], similarity, temperature, keys=keys, values=keys[..., :1], key_mask=key_mask,
+                   **params).weights for i in range(0, max(1, q.shape[0]), bs)]
+    w = rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)
+    return w[0] if single else w
 
 
 def attention_received(x: torch.Tensor, similarity: str | Similarity = "cosine", temperature: float = 1.0,

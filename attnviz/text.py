@@ -653,6 +653,10 @@ def embed_query(query: str, encoder: str = "contextual", device: str | torch.dev
         raise EmptyText("The query is empty: type a word or a phrase.")
     if len(query) > MAX_QUERY_CHARS:
         raise TextTooLong(f"The query has {len(query):,} characters; keep it under {MAX_QUERY_CHARS:,} (a word or a phrase).")
+    tok = load_model(model_path, "cpu").tokenizer
+    if tok.encode(" the", add_special_tokens=False).ids != tok.encode("the", add_special_tokens=False).ids:
+        # byte-level BPE (GPT-2): a word inside a text is " cat", a different piece from "cat" at the start
+        query = " " + query.lstrip()
     return encode_text(query, encoder, device, model_path, seed=seed).vectors.mean(0)
 
 
@@ -934,7 +938,7 @@ class TextAnalysis:
         }
 
     def to_json(self, include_matrix: bool = True, indent: int | None = None) -> str:
-        return json.dumps(self.to_dict(include_matrix), ensure_ascii=False, indent=indent)
+        return json.dumps(self.to_dict(include_matrix), ensure_ascii=False, indent=indent, allow_nan=False)
 
     def caption(self) -> str:
         return (f"{self.score_label()} · similarity {self.similarity}, T = {self.temperature:g}, "

@@ -293,6 +293,20 @@ def _window(n: int, size: int) -> tuple[int, int]:
     return start, start + size
 
 
+def _model_window_start(enc: tx.Encoding, max_pieces: int) -> int:
+    """First token of the model's window: a slider whose last position reaches the end of the text."""
+    groups = enc.groups
+    if groups[-1][1] - groups[0][0] <= max_pieces:
+        st.session_state["win"] = 0
+        return 0
+    last = len(groups) - 1  # the smallest start whose window still ends at the text's last piece
+    while last > 0 and groups[-1][1] - groups[last - 1][0] <= max_pieces:
+        last -= 1
+    st.session_state["win"] = min(int(st.session_state.get("win", 0) or 0), last)
+    return st.slider(f"Window: the model reads {max_pieces} word pieces at a time and the text has "
+                     f"{len(groups):,} tokens; the window starts at token", 0, last, key="win", step=1)
+
+
 # ------------------------------------------------------------------------------------------- views
 
 
@@ -363,10 +377,7 @@ def view_matrix(enc: tx.Encoding, key: tuple, sim: str, temp: float, device: str
 
 
 def view_model(enc: tx.Encoding, key: tuple, sim: str, temp: float, device: str) -> None:
-    n = len(enc.tokens)
-    start = 0
-    if n > 1:
-        start, _ = _window(n, min(n, HEATMAP_TOKENS))
+    start = _model_window_start(enc, tx.load_model(enc.model_path, "cpu").content_length)
     ma = cached_model_attention(enc, key, start, device)
     c1, c2, c3 = st.columns(3)
     heads = list(HEADS_SPECIAL) + list(range(ma.num_heads))

@@ -125,6 +125,8 @@ def page_outputs(at) -> tuple[list[str], list[str], list[dict]]:
                    "number_input"):
         markdown += [w.label for w in getattr(at, widget)]  # widget labels are rendered as Markdown
     markdown += [m.label for m in at.metric]
+    for image in at.image:  # st.image captions are rendered as Markdown too
+        markdown += image.captions
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     return bodies, markdown, specs
 

@@ -218,3 +218,22 @@ def test_other_devices_match_cpu():
             gpu = attend(x.to(dev), name, 0.5, mask=mask.to(dev))
             assert torch.allclose(gpu.weights.cpu(), cpu.weights, atol=1e-5), (dev, name)
             assert torch.allclose(gpu.output.cpu(), cpu.output, atol=1e-5), (dev, name)
+
+
+@pytest.mark.parametrize("bad", [1e-40, 1e-5, 1e5])
+def test_temperature_outside_the_range_is_refused(bad):
+    with pytest.raises(InvalidParameter, match="between"):
+        attend(torch.randn(3, 2), "cosine", bad)
+    with pytest.raises(InvalidParameter, match="between"):
+        attend_blocked(torch.randn(3, 2), "cosine", bad)
+
+
+def test_overflowing_scores_are_a_typed_error_not_nan():
+    x = torch.full((3, 4), 1e19)
+    with pytest.raises(InvalidParameter, match="overflowed"):
+        attend(x, "dot")
+    with pytest.raises(InvalidParameter, match="overflowed"):
+        attend_blocked(x, "dot", block_size=2)
+    # at the smallest temperature a decisive row stays finite: all weight on the best key
+    w = attend(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), "cosine", 1e-4).weights
+    assert torch.equal(w, torch.eye(2))

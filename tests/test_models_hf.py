@@ -282,3 +282,17 @@ def test_a_forward_that_drops_or_refuses_attentions(gpt2_dir, tmp_path, monkeypa
     monkeypatch.setattr(modeling_gpt2.GPT2Model, "forward", refuses)
     with pytest.raises(ModelHasNoAttentions, match=r"cannot be run on token ids with output_attentions=True \(TypeError\)"):
         tx.analyze_text(TEXT, model_path=refused)
+
+
+def test_decoder_query_matches_the_word_inside_the_text(gpt2_dir):
+    """Byte-level BPE: a word typed as a query must be the ' word' piece the text contains, not 'word'."""
+    tok = tx.load_model(gpt2_dir).tokenizer
+    words = [w.strip(".") for w in TEXT.split()[1:]]
+    word = next(w for w in words if len(tok.encode(" " + w).ids) == 1 and tok.encode(w).ids != tok.encode(" " + w).ids)
+    enc = tx.encode_text(TEXT, "static", model_path=gpt2_dir)
+    inside = [i for i, (s, e) in enumerate(enc.offsets) if TEXT[s:e] == word]
+    assert inside, (word, enc.tokens)
+    q = tx.embed_query(word, "static", model_path=gpt2_dir)
+    assert torch.allclose(q, enc.vectors[inside[0]])
+    # BERT-like tokenizers are not space-sensitive: nothing changes for them
+    assert torch.allclose(tx.embed_query("kitten", "static"), tx.embed_query(" kitten", "static"))

@@ -311,3 +311,23 @@ def test_an_aligned_model_is_used_on_the_page_when_there_is_one(monkeypatch, tmp
     assert words[:2] == ["0 · blue", "1 · sky"]
     assert any("aligned model" in c.value.lower() for c in at.caption)
     assert "Not meaningful here" in " ".join(w.value for w in at.warning)  # the unaligned map keeps its label
+
+
+def test_an_uploaded_file_name_is_shown_as_text_not_markdown():
+    """A file name is user input: '[log in](https://evil.example).png' must not become a live link."""
+    import io
+
+    from PIL import Image
+
+    from inert import assert_page_inert
+
+    buf = io.BytesIO()
+    Image.new("RGB", (60, 60), (30, 120, 200)).save(buf, format="PNG")
+    at = open_page("pages/how_it_works.py")
+    at.radio(key="hiw_mode").set_value("image").run()
+    at.selectbox(key="hiw_photo_sample").set_value("Upload a photo…").run()
+    name = "[log in](https://evil.example)![x](https://tracker.example/p.png).png"
+    at.file_uploader(key="hiw_photo_upload").set_value((name, buf.getvalue(), "image/png")).run()
+    captions = [c for im in at.image for c in im.captions]
+    assert any("log in" in c for c in captions), captions
+    assert_page_inert(at)

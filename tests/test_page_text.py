@@ -121,7 +121,7 @@ def test_type_text_switch_similarity_and_query(at):
     ref = analyze_text("The kitten sat next to the car. <b>bold?</b>", "euclidean", 1.0, query="cat")
     np.testing.assert_allclose(euc, ref.scores, rtol=1e-4, atol=1e-6)
     assert not np.allclose(euc, cos, atol=1e-3)  # the highlight changed with the similarity
-    assert "euclidean" in at.query_params.get("s", "") or at.session_state["txt_sim"] == "euclidean"
+    assert at.query_params["s"] == ["euclidean"] or at.query_params["s"] == "euclidean"  # the shareable link follows
 
     at.text_input(key="query").set_value("automobile").run()
     (spans,) = highlights(at)
@@ -294,3 +294,18 @@ def test_long_sample_is_windowed_and_said_on_screen():
     at.radio(key="view").set_value("model").run()
     assert not at.exception
     assert "shown for tokens 1000-1509" in captions(at)
+
+
+def test_model_window_reaches_the_last_token_of_a_long_text():
+    """The model reads 510 word pieces at a time: the window slider must reach the text's end."""
+    text = " ".join(f"word{i % 50} is here." for i in range(160))  # > 510 pieces
+    at = open_page()
+    at.text_area(key="text").set_value(text).run()
+    at.radio(key="view").set_value("model").run()
+    assert not at.exception
+    n = len(tx.encode_text(text, "contextual").tokens)
+    slider = at.slider(key="win")
+    slider.set_value(slider.max).run()
+    assert not at.exception
+    ticks = json.loads(at.get("plotly_chart")[1].proto.spec)["data"][0]["x"]
+    assert ticks[-1].startswith(f"{n - 1}·"), (ticks[-1], n)

@@ -163,4 +163,4 @@ def photo_picker(key: str, label: str = "Photo", default: int = 0, container=Non
         first = names[min(default, len(names) - 2)]
         c.caption(f"No photo uploaded yet: showing “{first}”.")
         return str(sample_path(first)), first
-    return up.getvalue(), up.name
+    return up.getvalue(), md_escape(up.name)  # shown in Markdown captions: a name like "[x](url).png" stays text
