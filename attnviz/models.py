@@ -38,7 +38,7 @@ class SequentialOutput:
     output: torch.Tensor  # (b, output_dim) pooled and projected
     pooled: torch.Tensor  # (b, hidden) the weighted sum of hidden states
     weights: torch.Tensor  # (b, n) one weight per element, rows sum to 1 over valid elements
-    scores: torch.Tensor  # (b, n) raw scores before the softmax
+    scores: torch.Tensor  # (b, n) the softmax's input: the scorer's output, or sim(query, h_j) / T
 
 
 class SequentialAttention(nn.Module):
@@ -73,8 +73,7 @@ class SequentialAttention(nn.Module):
             q = query.unsqueeze(0) if query.dim() == 1 else query
             if q.shape[0] not in (1, h.shape[0]):
                 raise ShapeMismatch("query must be (d,), (1, d) or (batch, d).")
-            s = attend(self.hidden(q).unsqueeze(1), self.similarity, self.temperature, keys=h,
-                       key_mask=mask).scores.squeeze(1) / self.temperature  # (b, n)
+            s = get_similarity(self.similarity)(self.hidden(q).unsqueeze(1), h).squeeze(1) / self.temperature  # (b, n)
         w = masked_softmax(s.unsqueeze(1), mask).squeeze(1)  # over the sequence axis
         pooled = (w.unsqueeze(-1) * h).sum(dim=1)
         y = self.out(pooled) if self.out is not None else pooled
@@ -130,7 +129,7 @@ class ParallelAttention(nn.Module):
             ps = self.scorer(h).squeeze(-1)
         else:
             gist = (h * valid.unsqueeze(-1)).sum(1, keepdim=True) / counts.unsqueeze(-1)
-            ps = attend(gist, self.similarity, self.temperature, keys=h, key_mask=valid).scores.squeeze(1) / self.temperature
+            ps = get_similarity(self.similarity)(gist, h).squeeze(1) / self.temperature
         pool_w = masked_softmax(ps.unsqueeze(1), valid).squeeze(1)
         pooled = (pool_w.unsqueeze(-1) * h).sum(1)
         if self.out is not None:
