@@ -86,9 +86,10 @@ def cached_query(query: str, encoder: str, device: str, model_path: str | None) 
     return tx.embed_query(query, encoder, device if encoder != "random" else "cpu", model_path)
 
 
-@st.cache_data(max_entries=32, ttl=3600, show_spinner="Computing attention…")
+@st.cache_resource(max_entries=16, ttl=3600, show_spinner="Computing attention…")
 def cached_analysis(_enc: tx.Encoding, key: tuple, similarity: str, temperature: float, device: str) -> tx.TextAnalysis:
-    # ``key`` identifies the encoding (text, encoder, merge, device, model); the encoding itself is not hashed
+    # ``key`` identifies the encoding (text, encoder, merge, device, model); the encoding itself is not hashed.
+    # cache_resource: the (n, n) matrix (up to 16 MiB) is shared read-only, not unpickled on every rerun
     return tx.analyze_encoding(_enc, similarity, temperature, device=device)
 
 
@@ -339,10 +340,12 @@ def view_matrix(enc: tx.Encoding, key: tuple, sim: str, temp: float, device: str
     n = len(enc.tokens)
     a0, a1 = _window(n, HEATMAP_TOKENS)
     _apply_heatmap_click(a0, a1 - a0, a1 - a0)
-    rows = tx.self_attention_rows(enc, sim, temp, a0, a1, device)  # (window, n): rows sum to 1 over all n
+    received = cached_analysis(enc, key, sim, temp, device)
+    # (window, n), rows summing to 1 over all n: the cached matrix has them up to MATRIX_MAX_TOKENS
+    rows = (received.weights[a0:a1] if received.weights is not None
+            else tx.self_attention_rows(enc, sim, temp, a0, a1, device))
     sub = rows[:, a0:a1]
     labels = list(enc.tokens[a0:a1])
-    received = cached_analysis(enc, key, sim, temp, device)
     st.markdown("**Attention received** by each token (mean over all rows):")
     st.html(received.highlight())
     left, right = st.columns([3, 2])
