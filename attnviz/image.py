@@ -59,6 +59,7 @@ import io
 import json
 import math
 import os
+import re
 import struct
 import threading
 import warnings
@@ -176,7 +177,7 @@ def _read_source(source, max_bytes: int) -> tuple[bytes, str]:
         raise InvalidParameter(f"Cannot load an image from a {type(source).__name__}: give a path, bytes, a binary "
                                "file, a PIL image or a numpy array.")
     if len(data) > max_bytes:
-        raise ImageTooLarge(f"{what} is larger than {max_bytes / 2**20:.0f} MB: save a smaller copy first.")
+        raise ImageTooLarge(f"{_cap(what)} is larger than {max_bytes / 2**20:.0f} MB: save a smaller copy first.")
     if not data:
         raise NotAnImage(f"{_cap(what)} is empty (0 bytes): choose a {_FORMATS_TEXT} image.")
     return data, what
@@ -201,8 +202,11 @@ def _open_bytes(data: bytes, what: str, max_pixels: int) -> Image.Image:
     try:
         im = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageTooLarge(f"{_cap(what)} declares more pixels than allowed ({err}); "
-                            f"the limit is {max_pixels / 1e6:g} megapixels.") from None
+        # Pillow's own message names its internal limit (178956970 pixels), not ours: say ours, in megapixels
+        declared = re.search(r"\((\d+) pixels\)", str(err))
+        size = f"{int(declared.group(1)) / 1e6:,.0f} megapixels" if declared else "more pixels than allowed"
+        raise ImageTooLarge(f"{_cap(what)} declares {size}; the limit is {max_pixels / 1e6:g} megapixels "
+                            "(a guard against decompression bombs). Downscale it first.") from None
     except UnidentifiedImageError:
         fmt = _sniff(head)
         if fmt:

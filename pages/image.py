@@ -22,6 +22,7 @@ from streamlit_image_coordinates import streamlit_image_coordinates
 from attnviz import image as im
 from attnviz.errors import AttnvizError
 from attnviz.render import COLORMAPS, DEFAULT_COLORMAP
+from ui.classroom import md_escape
 from ui.shell import require_shell
 from ui.widgets import current_device, show_error, similarity_picker
 
@@ -100,7 +101,7 @@ def choose_source(max_pixels: int) -> tuple[str, bytes, str] | None:
         return sample, sample_bytes(fname), fname
     size = getattr(upload, "size", None) or len(upload.getbuffer())
     if size > limit or size > im.MAX_FILE_BYTES:
-        st.error(f"“{plain_name(upload.name)}” is {size / 2**20:.1f} MB; uploads are limited to "
+        st.error(f"“{md_escape(plain_name(upload.name))}” is {size / 2**20:.1f} MB; uploads are limited to "
                  f"{min(limit, im.MAX_FILE_BYTES) / 2**20:.0f} MB. Save a smaller copy (e.g. 4000 px on the long "
                  "side as JPEG) and try again.", icon="📦")
         return None
@@ -257,7 +258,8 @@ def main() -> None:
 
     left, right = st.columns(2, gap="medium")
     with left:
-        st.image(shown, caption=f"{name} — {photo.width} × {photo.height} px (upright)", width="stretch")
+        st.image(shown, caption=f"{md_escape(name)} — {photo.width} × {photo.height} px (upright)",  # GFM caption
+                 width="stretch")
     with right:
         streamlit_image_coordinates(overlay, key="img_click", use_column_width="always", image_format="JPEG",
                                     jpeg_quality=90, cursor="crosshair")

@@ -365,8 +365,8 @@ def view_matrix(enc: tx.Encoding, key: tuple, sim: str, temp: float, device: str
         if ent is not None:
             eff = np.exp(ent)
             st.caption(f"Mean {float(eff.mean()):.1f} effective tokens per row (of {n:,}); "
-                       f"most focused: {_token_label(enc, a0 + int(eff.argmin()))} ({float(eff.min()):.1f}), "
-                       f"most spread: {_token_label(enc, a0 + int(eff.argmax()))} ({float(eff.max()):.1f}).")
+                       f"most focused: {md_escape(_token_label(enc, a0 + int(eff.argmin())))} ({float(eff.min()):.1f}), "
+                       f"most spread: {md_escape(_token_label(enc, a0 + int(eff.argmax())))} ({float(eff.max()):.1f}).")
             st.dataframe([{"index": a0 + i, "token": labels[i], "entropy (nats)": round(float(ent[i]), 3),
                            "effective tokens": round(float(eff[i]), 2), "strongest key": enc.tokens[int(rows[i].argmax())],
                            "its weight": round(float(rows[i].max()), 4)} for i in range(len(labels))],

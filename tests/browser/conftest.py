@@ -6,13 +6,17 @@
 * ``browser``  (session): headless Debian Chromium through Python playwright (never ``playwright install``).
 * ``page``     (per test): a fresh context + page; on failure a full screenshot goes to
   ``test-artifacts/<test name>.png``.
+* ``fresh_app_url`` (per test): a server of the test's own, for what only a never-visited server shows.
 
 Tests that use them are marked ``@pytest.mark.browser``; without /usr/bin/chromium (or playwright)
-they are skipped, not failed.
+they are skipped locally — but with ``ATTNVIZ_REQUIRE_BROWSER=1`` (set by ``.ci/run``) a missing browser
+or playwright FAILS them, and so does a test module that skips itself for lack of playwright, so CI can
+never pass without having run the real-browser tests.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -30,6 +34,38 @@ CHROMIUM = os.environ.get("ATTNVIZ_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SERVER_START_TIMEOUT = 90
+
+
+REQUIRE_BROWSER = os.environ.get("ATTNVIZ_REQUIRE_BROWSER", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _missing(reason: str):
+    """Skip locally; fail where the browser is required (CI)."""
+    if REQUIRE_BROWSER:
+        pytest.fail(f"ATTNVIZ_REQUIRE_BROWSER is set but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def browser_problem() -> str | None:
+    """Why the real-browser tests cannot run here, or None."""
+    if not Path(CHROMIUM).exists():
+        return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the Python package playwright is not installed (pip install playwright; never `playwright install`)"
+    return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """Under ATTNVIZ_REQUIRE_BROWSER a browser test module that skips itself at import (e.g. through
+    ``pytest.importorskip("playwright.sync_api")``) is a collection error, not a silent skip."""
+    outcome = yield
+    rep = outcome.get_result()
+    if REQUIRE_BROWSER and rep.skipped and isinstance(collector, pytest.Module):
+        rep.outcome = "failed"
+        rep.longrepr = f"ATTNVIZ_REQUIRE_BROWSER is set but {collector.nodeid} skipped itself: {rep.longrepr}"
 
 
 def _free_port() -> int:
@@ -53,12 +89,11 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"rep_{rep.when}", rep)
 
 
-@pytest.fixture(scope="session")
-def app_url(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
+@contextlib.contextmanager
+def streamlit_server(log_dir: Path):
+    """``streamlit run app.py`` on a free loopback port; yields its URL; stopped by its own PID."""
     port = _free_port()
-    log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
+    log_path = log_dir / f"server-{port}.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -87,8 +122,28 @@ def app_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def app_url(tmp_path_factory):
+    problem = browser_problem()
+    if problem:
+        _missing(problem)
+    with streamlit_server(tmp_path_factory.mktemp("streamlit")) as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_app_url(browser, tmp_path):
+    """A server of its own, started for this test: its very first request is the test's (e.g. a deep link)."""
+    with streamlit_server(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def browser(app_url):
-    sync_api = pytest.importorskip("playwright.sync_api")
+    problem = browser_problem()
+    if problem:
+        _missing(problem)
+    from playwright import sync_api
+
     pw = sync_api.sync_playwright().start()
     b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
     try:

@@ -1,0 +1,274 @@
+"""Many users at once, and GPUs that fail.
+
+* Threads analyse different texts (and images) at the same moment on the one shared model: each gets its
+  own answer, equal to the one computed alone (no forward hooks, no shared mutable state).
+* Every Streamlit cache in pages/ and ui/ is bounded (``max_entries``), so memory cannot grow with visitors.
+* A CUDA out-of-memory, or a CUDA device that disappears, falls back to the CPU with a notice — through the
+  library and through the real pages (no GPU here: torch's CUDA initialisation is monkeypatched to fail the
+  way it does on a real machine).
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import attnviz.devices as devices
+from attnviz import image as im
+from attnviz import text as tx
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the app's ui/ package, also under a bare `pytest` (not `python -m pytest`)
+    sys.path.insert(0, str(ROOT))
+
+TEXTS = [
+    "The kitten chased a red ball across the kitchen floor.",
+    "She sat on the river bank and watched the water.",
+    "The bank raised its interest rates again this year.",
+    "Attention is all you need, said the paper in 2017.",
+    "注意力机制是深度学习中的一种技术。",
+    "A very long sentence " * 40 + "ends here.",
+    "Cars, trucks and buses filled the busy street at noon.",
+    "<b>Markup</b> & entities &amp; emoji 👩‍👩‍👧 all together",
+]
+
+
+def _run_together(fn, items, workers=8):
+    """Call fn(item) for all items at the same moment (a barrier lines the threads up)."""
+    barrier = threading.Barrier(len(items))
+
+    def go(item):
+        barrier.wait(timeout=60)
+        return fn(item)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(go, items))
+
+
+def _hooks(model: torch.nn.Module) -> list[str]:
+    """Forward hooks on the model (and global ones) that are not transformers' own.
+
+    transformers (5.x) installs one output-capturing hook per layer, once, that writes into a ContextVar —
+    so each thread (each Streamlit session's script thread) collects only its own attentions. Anything
+    else would be shared state between sessions."""
+    from torch.nn.modules import module as nn_module
+
+    hooks = [h for n in ("_global_forward_hooks", "_global_forward_pre_hooks") for h in getattr(nn_module, n, {}).values()]
+    for m in model.modules():
+        hooks += list(m._forward_hooks.values()) + list(m._forward_pre_hooks.values())
+    return [f"{h.__module__}.{h.__qualname__}" for h in hooks if not getattr(h, "__module__", "").startswith("transformers.")]
+
+
+# ------------------------------------------------------------------------------------------ threads
+
+
+@pytest.mark.timeout(180)
+def test_concurrent_text_analyses_each_get_their_own_answer():
+    def analyse(text):
+        a = tx.analyze_text(text, "cosine", 0.1, encoder="contextual", query="cat")
+        return a.tokens, a.scores, a.weights
+
+    alone = [analyse(t) for t in TEXTS]
+    together = _run_together(analyse, TEXTS)
+    for text, (tok0, s0, w0), (tok1, s1, w1) in zip(TEXTS, alone, together):
+        assert tok1 == tok0, text
+        np.testing.assert_allclose(s1, s0, atol=1e-5, err_msg=text)
+        np.testing.assert_allclose(w1, w0, atol=1e-5, err_msg=text)
+    assert not _hooks(tx.load_model().model)
+
+
+@pytest.mark.timeout(180)
+def test_concurrent_model_attentions_and_queries_do_not_mix():
+    """The trained model's own attentions (output_attentions per call) and query vectors, in parallel."""
+    encs = [tx.encode_text(t, "static") for t in TEXTS[:6]]
+    jobs = [("heads", e) for e in encs] + [("query", q) for q in ("cat", "money", "water", "paper")]
+
+    def work(job):
+        kind, x = job
+        if kind == "heads":
+            return tx.model_attentions(x).matrix(5, "average")
+        return tx.embed_query(x, "contextual").numpy()
+
+    alone = [work(j) for j in jobs]
+    together = _run_together(work, jobs, workers=len(jobs))
+    for job, a, b in zip(jobs, alone, together):
+        np.testing.assert_allclose(b, a, atol=1e-5, err_msg=str(job[0]))
+    assert not _hooks(tx.load_model().model)
+
+
+@pytest.mark.timeout(180)
+def test_concurrent_image_analyses_each_get_their_own_answer():
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    sources = [str(im.sample_path(f)) for f in ("china.jpg", "flower.jpg", "shapes.png")]
+    sources += [Image.fromarray(rng.integers(0, 256, (120 + 10 * i, 160, 3), np.uint8)) for i in range(5)]
+    sims = ["cosine", "euclidean", "rbf", "dot", "scaled_dot", "cosine", "general", "euclidean"]
+    jobs = list(zip(sources, sims))
+
+    def analyse(job):
+        src, sim = job
+        r = im.analyze_image(src, similarity=sim, query=(1, 2))
+        return (r.width, r.height), r.scores, r.received
+
+    alone = [analyse(j) for j in jobs]
+    together = _run_together(analyse, jobs)
+    for (size0, s0, r0), (size1, s1, r1) in zip(alone, together):
+        assert size1 == size0
+        np.testing.assert_allclose(s1, s0, atol=1e-6)
+        np.testing.assert_allclose(r1, r0, atol=1e-6)
+
+
+def test_the_model_loads_once_under_a_lock():
+    models = _run_together(lambda _: tx.load_model(), list(range(8)))
+    assert all(m is models[0] for m in models)
+
+
+# ------------------------------------------------------------------------------------------- caches
+
+
+def _cache_decorators():
+    for folder in ("pages", "ui"):
+        for path in sorted((ROOT / folder).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                for dec in node.decorator_list:
+                    target = dec.func if isinstance(dec, ast.Call) else dec
+                    name = ast.unparse(target)
+                    if name.endswith(("cache_data", "cache_resource")):
+                        kw = {k.arg: k.value for k in dec.keywords} if isinstance(dec, ast.Call) else {}
+                        yield f"{path.relative_to(ROOT)}::{node.name}", name, kw
+
+
+def test_every_streamlit_cache_is_bounded():
+    found = list(_cache_decorators())
+    assert len(found) >= 8  # the text and image pages' caches at least
+    unbounded = [where for where, _, kw in found
+                 if not isinstance(kw.get("max_entries"), ast.Constant) or not 0 < kw["max_entries"].value <= 128]
+    assert not unbounded, f"give these caches max_entries (and a ttl where entries are per user): {unbounded}"
+    # caches whose keys come from user input (texts, uploads) also expire
+    per_user = [where for where, _, kw in found if where.startswith(("pages/text.py", "pages/image.py"))
+                and where.split("::")[1] not in ("sample_text", "sample_bytes")]
+    no_ttl = [w for w in per_user if "ttl" not in dict((k, v) for ww, _, kw in found if ww == w for k, v in kw.items())]
+    assert not no_ttl, no_ttl
+
+
+# ---------------------------------------------------------------------------------- failing GPUs
+
+
+OOM = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 7.79 GiB total)")
+VANISHED = RuntimeError("No CUDA GPUs are available")
+FELL_OFF = RuntimeError("CUDA error: unspecified launch failure\nCUDA kernel errors might be asynchronously "
+                        "reported at some other API call")
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """This machine 'has' cuda:0, and every use of it fails with the error given to ``fail_with``."""
+    import ui.widgets
+
+    monkeypatch.setattr(devices, "available_devices", lambda: ["cpu", "cuda:0"])
+    monkeypatch.setattr(ui.widgets, "available_devices", lambda: ["cpu", "cuda:0"])
+    state = {"error": OOM, "calls": 0}
+
+    def lazy_init():
+        state["calls"] += 1
+        raise state["error"]
+
+    monkeypatch.setattr(torch.cuda, "_lazy_init", lazy_init)  # torch calls it before any CUDA work
+
+    def fail_with(err):
+        state["error"] = err
+        return state
+
+    return fail_with
+
+
+@pytest.mark.parametrize("error", [OOM, VANISHED, FELL_OFF], ids=["oom", "vanished", "fell_off"])
+def test_library_falls_back_to_the_cpu_with_a_notice(fake_gpu, error):
+    state = fake_gpu(error)
+    text = f"The GPU failed while the kitten slept ({type(error).__name__})."
+    a = tx.analyze_text(text, query="cat", device="cuda:0")
+    ref = tx.analyze_text(text, query="cat", device="cpu")
+    assert a.device == "cpu" and state["calls"] >= 2  # the GPU really was tried (encoder and attention)
+    np.testing.assert_allclose(a.scores, ref.scores, atol=1e-6)
+    assert any("this result was computed on the CPU instead" in n for n in a.notes)
+
+    r = im.analyze_image(str(im.sample_path("shapes.png")), query=(0, 0), device="cuda:0")
+    assert r.device == "cpu" and "computed on the CPU" in r.warning
+    ma = tx.model_attentions(tx.encode_text(text, "static"), device="cuda:0")
+    assert ma.device == "cpu"
+
+
+@pytest.mark.parametrize("err,retry", [
+    (OOM, True), (VANISHED, True), (FELL_OFF, True),
+    (torch.AcceleratorError("device reset by the driver"), True),  # torch >= 2.8's type for CUDA errors
+    (RuntimeError("CUDA driver error: device not ready"), True),
+    (RuntimeError("CUDA error: no CUDA-capable device is detected"), True),
+    (RuntimeError("Found no NVIDIA driver on your system."), True),
+    (RuntimeError("Expected all tensors to be on the same device, but found cuda:0 and cpu"), False),
+    (ValueError("a real bug"), False), (MemoryError(), False),
+])
+def test_which_errors_are_device_failures(err, retry):
+    assert devices.is_device_failure(err) is retry
+
+
+def test_real_bugs_are_not_hidden_by_the_fallback(fake_gpu):
+    fake_gpu(ValueError("a real bug"))
+    with pytest.raises(ValueError):
+        tx.analyze_text("Some text.", device="cuda:0")
+
+
+def _page(page: str, device: str = "cuda:0"):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["device_choice"] = device
+    at.run()
+    at.switch_page(page).run()
+    return at
+
+
+@pytest.mark.parametrize("error", [OOM, FELL_OFF], ids=["oom", "fell_off"])
+def test_text_page_retries_on_the_cpu_with_a_notice(fake_gpu, error):
+    fake_gpu(error)
+    at = _page("pages/text.py")
+    at.text_area(key="text").set_value(f"A kitten on a GPU that fails ({type(error).__name__}).").run()
+    assert not at.exception and not at.error
+    assert at.session_state["device"] == "cuda:0"
+    notes = " ".join(c.value for c in at.caption)
+    assert "this result was computed on the CPU instead" in notes
+    assert any("attnviz-tok" in el.proto.body for el in at.get("html"))  # the result is there
+
+
+@pytest.mark.parametrize("error", [OOM, VANISHED], ids=["oom", "vanished"])
+def test_image_page_retries_on_the_cpu_with_a_notice(fake_gpu, error):
+    fake_gpu(error)
+    at = _page("pages/image.py")
+    assert not at.exception and not at.error
+    assert any("computed on the CPU instead" in w.value for w in at.warning)
+    assert any("Computed on cpu" in c.value for c in at.caption)
+
+
+def test_a_gpu_that_disappears_between_reruns(monkeypatch, fake_gpu):
+    """The session chose cuda:0; the GPU is gone at the next rerun: a sidebar notice, the CPU, no error."""
+    import ui.widgets
+
+    fake_gpu(VANISHED)
+    at = _page("pages/image.py")
+    assert at.session_state["device"] == "cuda:0"
+    monkeypatch.setattr(devices, "available_devices", lambda: ["cpu"])
+    monkeypatch.setattr(ui.widgets, "available_devices", lambda: ["cpu"])
+    at.run()
+    assert not at.exception and not at.error
+    assert any("no longer available" in w.value for w in at.sidebar.warning)
+    assert at.session_state["device"] == "cpu"
+    assert any("Computed on cpu" in c.value for c in at.caption)
