@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import html
 import json
 import os
@@ -199,12 +200,31 @@ class Session:
 # ----------------------------------------------------------------------------------------- sessions
 
 
+async def _drive(s: "Session", page: str, actions: list, rng: random.Random, stop_at: float, think: float) -> None:
+    """Play ``actions`` in turn, a think time apart, until ``stop_at``; record each update's latency."""
+    n = 0
+    while time.monotonic() < stop_at:
+        name, act = actions[n % len(actions)]
+        n += 1
+        await asyncio.sleep(rng.uniform(0.5, 1.5) * think)
+        if time.monotonic() >= stop_at:
+            break
+        expect = act()
+        if not expect:
+            s.results.error(s.index, page, name, "missing_widget", f"no widget for {name}")
+            continue
+        dt = await s.rerun(page, name, expect=expect)
+        if dt is not None:
+            s.results.latencies[page].append(dt)
+            s.results.updates += 1
+
+
 async def text_session(s: Session, rng: random.Random, stop_at: float, think: float) -> None:
     page = "text"
-    n = 0
+    rounds = itertools.count()
 
     def own_text() -> str:
-        return f"{rng.choice(SENTENCES)}, said student {s.index} in round {n}."
+        return f"{rng.choice(SENTENCES)}, said student {s.index} in round {next(rounds)}."
 
     first = await s.rerun(page, "open", page_name="text",
                           query_string=f"text={urllib.request.quote(own_text())}&q={rng.choice(QUERIES)}")
@@ -225,32 +245,19 @@ async def text_session(s: Session, rng: random.Random, stop_at: float, think: fl
         ("new_text", new_text),
         ("view_back", lambda: s.set("view", string_value="Query attention") and "attnviz-tok"),
     ]
-    while time.monotonic() < stop_at:
-        name, act = actions[n % len(actions)]
-        n += 1
-        await asyncio.sleep(rng.uniform(0.5, 1.5) * think)
-        if time.monotonic() >= stop_at:
-            break
-        expect = act()
-        if not expect:
-            s.results.error(s.index, page, name, "missing_widget", f"no widget for {name}")
-            continue
-        dt = await s.rerun(page, name, expect=expect)
-        if dt is not None:
-            s.results.latencies[page].append(dt)
-            s.results.updates += 1
+    await _drive(s, page, actions, rng, stop_at, think)
 
 
 async def image_session(s: Session, rng: random.Random, stop_at: float, think: float) -> None:
     page = "image"
-    n = 0
+    clicks = itertools.count()
     first = await s.rerun(page, "open", page_name="image")
     if first is not None:
         s.results.first_load[page].append(first)
 
     def click():
         value = {"x": rng.uniform(5, 630), "y": rng.uniform(5, 420), "width": 640, "height": 427,
-                 "unix_time": int(time.time() * 1000) + s.index * 1000 + n}
+                 "unix_time": int(time.time() * 1000) + s.index * 1000 + next(clicks)}
         return s.set("img_click", json_value=json.dumps(value)) and "Computed on"
 
     def sample():
@@ -265,20 +272,7 @@ async def image_session(s: Session, rng: random.Random, stop_at: float, think: f
         ("sample", sample),
         ("opacity", lambda: s.set("img_opacity", double_array_value=[rng.choice([0.3, 0.55, 0.8])]) and "Computed on"),
     ]
-    while time.monotonic() < stop_at:
-        name, act = actions[n % len(actions)]
-        n += 1
-        await asyncio.sleep(rng.uniform(0.5, 1.5) * think)
-        if time.monotonic() >= stop_at:
-            break
-        expect = act()
-        if not expect:
-            s.results.error(s.index, page, name, "missing_widget", f"no widget for {name}")
-            continue
-        dt = await s.rerun(page, name, expect=expect)
-        if dt is not None:
-            s.results.latencies[page].append(dt)
-            s.results.updates += 1
+    await _drive(s, page, actions, rng, stop_at, think)
 
 
 async def run_sessions(base: str, sessions: int, duration: float, think: float, seed: int, results: Results,
