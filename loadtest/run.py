@@ -21,8 +21,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
 import html
+import itertools
 import json
 import os
 import random

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from browser_helpers import settled_box
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,20 +55,6 @@ def wait_for(predicate, timeout=60.0, what="condition"):
 def strongest(page) -> list[tuple[int, int]]:
     text = page.get_by_text(re.compile("^Strongest patches")).first.inner_text()
     return [(int(r), int(c)) for r, c in re.findall(r"\((\d+), (\d+)\)", text)]
-
-
-def settled_box(heat, aspect: float) -> dict:
-    """The heatmap's box once the component has laid it out (column width, the photo's aspect) and it
-    has stopped moving: a box measured mid-resize would put the click on the wrong patch."""
-    last = None
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        box = heat.bounding_box()
-        if box and box["height"] > 0 and abs(box["width"] / box["height"] - aspect) < 0.02 and box == last:
-            return box
-        last = box
-        time.sleep(0.3)
-    raise AssertionError(f"the heatmap never settled: {last}")
 
 
 def click_until_changed(page, heat, fx: float, fy: float, aspect: float, what: str) -> None:

@@ -27,6 +27,8 @@ pytestmark = pytest.mark.browser
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared inert-HTML checker
 from inert import assert_inert_html  # noqa: E402
 
+from browser_helpers import settled_box  # noqa: E402
+
 COMPONENT = 'iframe[title*="streamlit_image_coordinates"]'
 HOSTILE = "<img src=x onerror=alert(1)> <script>alert(2)</script> [link](javascript:alert(3))"
 TEXT = "The kitten chased a red ball, and the old car rusted in the rain. " + HOSTILE
@@ -121,19 +123,6 @@ def decode(src: str) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB")).astype(float)
-
-
-def settled_box(heat, aspect: float) -> dict:
-    """The heatmap's box once laid out at the photo's aspect and no longer moving."""
-    last = None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        box = heat.bounding_box()
-        if box and box["height"] > 0 and abs(box["width"] / box["height"] - aspect) < 0.02 and box == last:
-            return box
-        last = box
-        time.sleep(0.3)
-    raise AssertionError(f"the heatmap never settled: {last}")
 
 
 @pytest.fixture
