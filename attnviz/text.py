@@ -395,11 +395,17 @@ def check_text(text, max_chars: int = MAX_TEXT_CHARS) -> str:
     return text
 
 
+def _space_sensitive(tokenizer) -> bool:
+    """Byte-level BPE (GPT-2): " the" and "the" are different pieces; WordPiece (BERT): the same."""
+    return tokenizer.encode(" the", add_special_tokens=False).ids != tokenizer.encode("the", add_special_tokens=False).ids
+
+
 def tokenize(text: str, model_path: str | os.PathLike | None = None, max_chars: int = MAX_TEXT_CHARS) -> TokenizedText:
     """Word pieces with character offsets into ``text`` (Python str indices, so emoji count as 1)."""
     check_text(text, max_chars)
     m = load_model(model_path, "cpu")
     enc = m.tokenizer.encode(text, add_special_tokens=False)
+    byte_level = _space_sensitive(m.tokenizer)
     tokens, ids, offsets, words = [], [], [], []
     word, prev = -1, None
     for tok, i, (s, e), w in zip(enc.tokens, enc.ids, enc.offsets, enc.word_ids):
@@ -410,7 +416,7 @@ def tokenize(text: str, model_path: str | os.PathLike | None = None, max_chars: 
         if w is None or w != prev:  # a special token typed in the text (w None) is a word of its own
             word += 1
         prev = w
-        if tok[:1] in ("Ġ", "Ċ", "▁"):  # byte-level BPE / SentencePiece markers: show the user's own characters
+        if byte_level or tok[:1] == "▁":  # BPE bytes (Ġ, Ã©...) / SentencePiece marks: show the user's characters
             tok = text[s:e]
         tokens.append(tok)
         ids.append(i)
@@ -653,9 +659,9 @@ def embed_query(query: str, encoder: str = "contextual", device: str | torch.dev
         raise EmptyText("The query is empty: type a word or a phrase.")
     if len(query) > MAX_QUERY_CHARS:
         raise TextTooLong(f"The query has {len(query):,} characters; keep it under {MAX_QUERY_CHARS:,} (a word or a phrase).")
-    tok = load_model(model_path, "cpu").tokenizer
-    if tok.encode(" the", add_special_tokens=False).ids != tok.encode("the", add_special_tokens=False).ids:
+    if _space_sensitive(load_model(model_path, "cpu").tokenizer):
         # byte-level BPE (GPT-2): a word inside a text is " cat", a different piece from "cat" at the start
+        # of a text; the query is matched as a word inside the text (the text's first word reads slightly apart)
         query = " " + query.lstrip()
     return encode_text(query, encoder, device, model_path, seed=seed).vectors.mean(0)
 
@@ -912,7 +918,7 @@ class TextAnalysis:
     def top_pairs(self, k: int = 10, exclude_diagonal: bool = True) -> list[tuple[int, int, float]]:
         if self.weights is None:
             return []
-        return top_pairs(torch.from_numpy(self.weights), k, exclude_diagonal)
+        return top_pairs(torch.as_tensor(np.array(self.weights)), k, exclude_diagonal)  # weights may be read-only
 
     def to_dict(self, include_matrix: bool = True, decimals: int = 6) -> dict:
         def r(a):

@@ -32,24 +32,24 @@ DEFAULT_BATCH = ("The kitten sleeps on the sofa.\n"
 BUDGETS = (1, 2, 4, 6, 10, 20)
 
 
-@st.cache_data(max_entries=16, show_spinner="Encoding the batch…")
+@st.cache_data(max_entries=16, ttl=3600, show_spinner="Encoding the batch…")
 def _ragged(texts: tuple, encoder: str, similarity: str, temperature: float, device: str):
     return ragged_text_batch(list(texts), encoder, similarity, temperature, device)
 
 
-@st.cache_data(max_entries=16, show_spinner="Encoding both texts…")
+@st.cache_data(max_entries=16, ttl=3600, show_spinner="Encoding both texts…")
 def _text_to_text(a: str, b: str, encoder: str, similarity: str, temperature: float, device: str):
     res, ea, eb = text_to_text(a, b, encoder, similarity, temperature, device)
     return res, list(eb.offsets[:len(res.key_labels)]), eb.text
 
 
-@st.cache_data(max_entries=8, show_spinner="Describing both photos' patches…")
+@st.cache_data(max_entries=8, ttl=3600, show_spinner="Describing both photos' patches…")
 def _image_to_image(a, b, grid: int, similarity: str, temperature: float):
     res, g, (ia, ib) = image_to_image(a, b, grid, similarity, temperature)
     return res, g, np.asarray(ia), np.asarray(ib)
 
 
-@st.cache_data(max_entries=8, show_spinner="Encoding the text and the photo…")
+@st.cache_data(max_entries=8, ttl=3600, show_spinner="Encoding the text and the photo…")
 def _text_to_image(text: str, image, grid: int, similarity: str, encoder: str, device: str):
     from attnviz.image import thumbnail
 
@@ -57,7 +57,7 @@ def _text_to_image(text: str, image, grid: int, similarity: str, encoder: str, d
     return res, g, np.asarray(thumbnail(img, 360))
 
 
-@st.cache_data(max_entries=8, show_spinner="Asking the aligned model…")
+@st.cache_data(max_entries=8, ttl=3600, show_spinner="Asking the aligned model…")
 def _clip_text_to_image(text: str, image, model_path: str):
     from attnviz.image import thumbnail
 

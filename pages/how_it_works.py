@@ -33,17 +33,17 @@ STEP_KEY = "hiw_step"
 DEFAULT_TEXT = "The cat sat on the mat"
 
 
-@st.cache_data(max_entries=32, show_spinner="Turning the sentence into vectors…")
+@st.cache_data(max_entries=32, ttl=3600, show_spinner="Turning the sentence into vectors…")
 def _text_example(text: str, encoder: str, device: str):
     return text_example(text, encoder, device)
 
 
-@st.cache_data(max_entries=16, show_spinner="Cutting the photo into 3 × 3 patches…")
+@st.cache_data(max_entries=16, ttl=3600, show_spinner="Cutting the photo into 3 × 3 patches…")
 def _image_example(source):
     return image_example(source)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@st.cache_data(max_entries=16, ttl=3600, show_spinner=False)
 def _photo_with_grid(source, row_edges, col_edges, query=None, weights=None):
     from attnviz.image import load_image, thumbnail
     from attnviz.overlay import draw_grid_lines, outline_box, show_attention_on_image

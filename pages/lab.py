@@ -31,7 +31,7 @@ DEFAULT_SIMS = ["scaled_dot", "cosine", "rbf"]
 MAX_TEXT_TOKENS = 48
 
 
-@st.cache_data(max_entries=32, show_spinner="Turning the text into vectors…")
+@st.cache_data(max_entries=32, ttl=3600, show_spinner="Turning the text into vectors…")
 def _text_input(text: str, encoder: str, device: str):
     from attnviz.text import encode_text
 
@@ -43,7 +43,7 @@ def _text_input(text: str, encoder: str, device: str):
     return list(enc.tokens[:k]), enc.vectors[:k].double().numpy(), list(enc.offsets[:k]), notes
 
 
-@st.cache_data(max_entries=16, show_spinner="Cutting the photo into patches…")
+@st.cache_data(max_entries=16, ttl=3600, show_spinner="Cutting the photo into patches…")
 def _image_input(source, long_side: int):
     from attnviz.image import compute_features, load_image, thumbnail
 

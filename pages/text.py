@@ -90,7 +90,11 @@ def cached_query(query: str, encoder: str, device: str, model_path: str | None) 
 def cached_analysis(_enc: tx.Encoding, key: tuple, similarity: str, temperature: float, device: str) -> tx.TextAnalysis:
     # ``key`` identifies the encoding (text, encoder, merge, device, model); the encoding itself is not hashed.
     # cache_resource: the (n, n) matrix (up to 16 MiB) is shared read-only, not unpickled on every rerun
-    return tx.analyze_encoding(_enc, similarity, temperature, device=device)
+    analysis = tx.analyze_encoding(_enc, similarity, temperature, device=device)
+    for array in (analysis.weights, analysis.scores, analysis.entropy):  # shared by every session: never written
+        if isinstance(array, np.ndarray):
+            array.setflags(write=False)
+    return analysis
 
 
 @st.cache_resource(max_entries=8, ttl=3600, show_spinner="Running MiniLM with output_attentions…")
@@ -357,7 +361,7 @@ def view_matrix(enc: tx.Encoding, key: tuple, sim: str, temp: float, device: str
                        f"{float(sub.sum(1).mean()):.0%} of the shown rows' weight on average.")
     with right:
         st.markdown(f"**Top {TOP_K} pairs** (query → key, diagonal left out)")
-        pairs = top_pairs(torch.from_numpy(sub), TOP_K, exclude_diagonal=True)
+        pairs = top_pairs(torch.tensor(sub), TOP_K, exclude_diagonal=True)  # a copy: sub is read-only
         st.dataframe([{"query": f"{a0 + i} · {labels[i]}", "key": f"{a0 + j} · {labels[j]}", "weight": round(w, 5)}
                       for i, j, w in pairs], hide_index=True, width="stretch")
         st.markdown("**Entropy per row** (effective tokens = exp(entropy))")

@@ -155,7 +155,7 @@ def test_every_streamlit_cache_is_bounded():
                  if not isinstance(kw.get("max_entries"), ast.Constant) or not 0 < kw["max_entries"].value <= 128]
     assert not unbounded, f"give these caches max_entries (and a ttl where entries are per user): {unbounded}"
     # caches whose keys come from user input (texts, uploads) also expire
-    per_user = [where for where, _, kw in found if where.startswith(("pages/text.py", "pages/image.py"))
+    per_user = [where for where, _, kw in found if where.startswith("pages/")
                 and where.split("::")[1] not in ("sample_text", "sample_bytes")]
     no_ttl = [w for w in per_user if "ttl" not in dict((k, v) for ww, _, kw in found if ww == w for k, v in kw.items())]
     assert not no_ttl, no_ttl

@@ -92,3 +92,15 @@ def test_parallel_learned_pool_and_projection():
     out = model(torch.randn(5, 6))
     assert out.output.shape == (5, 3) and out.pooled.shape == (3,)
     assert torch.allclose(out.pool_weights.sum(), torch.tensor(1.0))
+
+
+def test_non_finite_queries_are_refused_not_nan():
+    import pytest
+
+    from attnviz.errors import InvalidParameter
+
+    model = SequentialAttention(3, similarity="dot", temperature=1.0)
+    with pytest.raises(InvalidParameter):
+        model(torch.randn(4, 3), query=torch.tensor([float("nan"), 0.0, 0.0]))
+    with pytest.raises(InvalidParameter):
+        ParallelAttention(3, similarity="dot")(torch.full((4, 3), float("inf")))

@@ -296,3 +296,12 @@ def test_decoder_query_matches_the_word_inside_the_text(gpt2_dir):
     assert torch.allclose(q, enc.vectors[inside[0]])
     # BERT-like tokenizers are not space-sensitive: nothing changes for them
     assert torch.allclose(tx.embed_query("kitten", "static"), tx.embed_query(" kitten", "static"))
+
+
+def test_decoder_labels_are_the_users_characters_for_any_script(gpt2_dir):
+    """Byte-level pieces of accents, CJK and emoji are shown as the user's text, not as BPE bytes (Ã©)."""
+    text = "Café naïve 学习 🙂 ok"
+    tk = tx.tokenize(text, gpt2_dir)
+    for label, (s, e) in zip(tk.tokens, tk.offsets):
+        assert label == text[s:e], (label, text[s:e])
+    assert not [t for t in tk.tokens if "Ã" in t or "Ġ" in t]  # no byte-level spelling leaks into a label
