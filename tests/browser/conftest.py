@@ -19,11 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -68,20 +64,6 @@ def pytest_make_collect_report(collector):
         rep.longrepr = f"ATTNVIZ_REQUIRE_BROWSER is set but {collector.nodeid} skipped itself: {rep.longrepr}"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -91,34 +73,17 @@ def pytest_runtest_makereport(item, call):
 
 @contextlib.contextmanager
 def streamlit_server(log_dir: Path):
-    """``streamlit run app.py`` on a free loopback port; yields its URL; stopped by its own PID."""
-    port = _free_port()
-    log_path = log_dir / f"server-{port}.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-             "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while not _healthy(url):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            proc.wait(10)
-            pytest.fail(f"streamlit did not start on {url}:\n{log_path.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.3)
-    try:
-        yield url
-    finally:
-        proc.terminate()
+    """``streamlit run app.py`` on a free loopback port (the load test's launcher); yields its URL."""
+    if str(ROOT) not in sys.path:  # loadtest/ lives at the repository root
+        sys.path.insert(0, str(ROOT))
+    from loadtest.run import streamlit_server as serve
+
+    with contextlib.ExitStack() as stack:
         try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+            url, _pid = stack.enter_context(serve(log_dir / "server.log", start_timeout=SERVER_START_TIMEOUT))
+        except RuntimeError as err:  # it did not start: its log tail is in the message
+            pytest.fail(str(err))
+        yield url
 
 
 @pytest.fixture(scope="session")
