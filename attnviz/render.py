@@ -1,4 +1,4 @@
-"""Rendering shared by the text and image views: colour maps, legends, matrix figures, PNG, CSV, JSON.
+"""Rendering shared by the text and image views: colour maps, legends, PNG, CSV, JSON (figures: attnviz.figures).
 
 Pure functions: numbers in, HTML strings / figures / bytes out. Every label that may come from a user
 is escaped (``html.escape``) before it reaches HTML or plotly (which reads a subset of HTML in labels);
@@ -11,13 +11,13 @@ import csv
 import html
 import io
 import json
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
 from .errors import InvalidParameter
+from .fmt import plain
 
 # colour-blind-safe, perceptually uniform maps first; cividis is the default (it is designed to read the
 # same for red-green colour-blind viewers)
@@ -96,26 +96,64 @@ def normalise(values, vmin: float | None = None, vmax: float | None = None) -> t
     return np.nan_to_num(scaled), lo, hi
 
 
-def format_number(x: float) -> str:
-    if x == 0 or not math.isfinite(x):
-        return f"{x:g}"
-    return f"{x:.3g}" if abs(x) >= 1e-3 else f"{x:.2e}"
+#: the one number formatter (attnviz.fmt), in its ASCII form: legends drawn into images use it too
+format_number = plain
+
+
+@dataclass(frozen=True)
+class Tick:
+    position: float  # 0 (vmin) .. 1 (vmax) along the bar
+    value: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Legend:
+    """A colour legend as data: what both the HTML bar (:func:`legend_html`) and the PNG bar
+    (``attnviz.overlay.colorbar``) draw, so the two can never disagree."""
+
+    vmin: float
+    vmax: float
+    cmap_name: str
+    label: str
+    ticks: tuple[Tick, ...]
+    stops: tuple[tuple[float, str], ...]  # (position 0..1, "#rrggbb") along the bar
+
+    def colours(self, positions) -> np.ndarray:
+        """``(k,) positions in [0, 1] -> (k, 3) uint8`` colours of the bar at those positions."""
+        return colormap(self.cmap_name)(positions)
+
+
+def legend(vmin: float, vmax: float, cmap_name: str = DEFAULT_COLORMAP, label: str = "attention weight",
+           ticks: int = 5, stops: int = 11) -> Legend:
+    """The legend of values ``vmin .. vmax`` under a colour map: ``ticks`` evenly spaced numbers (a value
+    below 1e-4 of the scale, e.g. 8.7e-11 next to 0.017, is shown as 0) and ``stops`` colour stops."""
+    ticks = max(2, int(ticks))
+    cmap = colormap(cmap_name)
+    tiny = 1e-4 * max(abs(vmin), abs(vmax))
+    marks = []
+    for i in range(ticks):
+        f = i / (ticks - 1)
+        v = vmin + (vmax - vmin) * f
+        marks.append(Tick(f, v, format_number(0.0 if abs(v) < tiny else v)))
+    return Legend(float(vmin), float(vmax), cmap_name, str(label) if label is not None else "", tuple(marks),
+                  tuple((i / (stops - 1), cmap.hex(i / (stops - 1))) for i in range(stops)))
 
 
 def legend_html(vmin: float, vmax: float, cmap_name: str = DEFAULT_COLORMAP, label: str = "attention weight",
                 ticks: int = 5) -> str:
     """A horizontal colour bar with its numeric scale, as inline-styled HTML (no JS, no CDN)."""
-    cmap = colormap(cmap_name)
-    stops = ", ".join(f"{cmap.hex(i / 10)} {i * 10}%" for i in range(11))
+    lg = legend(vmin, vmax, cmap_name, label, ticks)
+    gradient = ", ".join(f"{colour} {100 * pos:.0f}%" for pos, colour in lg.stops)
     tick_html = "".join(
-        f'<span style="position:absolute;left:{100 * i / (ticks - 1):.1f}%;transform:translateX(-50%)">'
-        f"{html.escape(format_number(vmin + (vmax - vmin) * i / (ticks - 1)))}</span>"
-        for i in range(ticks)
+        f'<span style="position:absolute;left:{100 * t.position:.1f}%;transform:translateX(-50%)">'
+        f"{html.escape(t.text)}</span>"
+        for t in lg.ticks
     )
     return (
         '<div class="attnviz-legend" style="margin:0.5em 0 1.2em 0;max-width:420px;font-size:0.8em">'
-        f'<div>{html.escape(label)}</div>'
-        f'<div style="height:12px;border:1px solid #888;background:linear-gradient(to right, {stops})"></div>'
+        f'<div>{html.escape(lg.label)}</div>'
+        f'<div style="height:12px;border:1px solid #888;background:linear-gradient(to right, {gradient})"></div>'
         f'<div style="position:relative;height:1.2em">{tick_html}</div></div>'
     )
 
@@ -125,44 +163,9 @@ def escape_label(label: str) -> str:
     return html.escape(str(label), quote=True)
 
 
-def unique_labels(labels: list[str]) -> list[str]:
-    """``"i·token"`` labels: unique (plotly merges equal category labels) and escaped."""
-    return [f"{i}·{escape_label(t)}" for i, t in enumerate(labels)]
-
-
-def matrix_figure(weights, x_labels: list[str], y_labels: list[str] | None = None, title: str = "",
-                  cmap_name: str = DEFAULT_COLORMAP, x_title: str = "key (attended to)",
-                  y_title: str = "query (attending)", colorbar_title: str = "weight"):
-    """A plotly heatmap of an ``(n, m)`` matrix with token labels; stays light at 512 x 512.
-
-    The matrix travels as float32 binary (plotly encodes numpy arrays), labels as escaped text; tick
-    labels are thinned above ~60 rows, while hover always shows the exact pair and value.
-    """
-    import plotly.graph_objects as go
-
-    z = np.asarray(weights, dtype=np.float32)
-    if z.ndim != 2:
-        raise InvalidParameter(f"matrix_figure takes an (n, m) matrix, got shape {z.shape}.")
-    y_labels = x_labels if y_labels is None else y_labels
-    xs, ys = unique_labels(x_labels), unique_labels(y_labels)
-    n, m = z.shape
-    # one constructor call: each update_* call would re-validate the whole figure (~2x slower at 512)
-    fig = go.Figure(
-        data=[go.Heatmap(
-            z=z, x=xs, y=ys, colorscale=colormap(cmap_name).plotly_scale(),
-            colorbar=dict(title=dict(text=colorbar_title)),
-            hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>",
-        )],
-        layout=dict(
-            title=dict(text=escape_label(title)),
-            margin=dict(l=10, r=10, t=40 if title else 10, b=10), height=min(900, max(360, 18 * n + 120)),
-            yaxis=dict(title=dict(text=y_title), autorange="reversed", nticks=min(n, 60),
-                       tickfont=dict(size=10 if n <= 40 else 8)),
-            xaxis=dict(title=dict(text=x_title), nticks=min(m, 60), tickangle=-60,
-                       tickfont=dict(size=10 if m <= 40 else 8)),
-        ),
-    )
-    return fig
+def unique_labels(labels: list[str], start: int = 0) -> list[str]:
+    """``"i·token"`` labels (``i`` from ``start``): unique (plotly merges equal category labels) and escaped."""
+    return [f"{i}·{escape_label(t)}" for i, t in enumerate(labels, start)]
 
 
 def matrix_png(weights, cmap_name: str = DEFAULT_COLORMAP, cell: int | None = None, max_side: int = 2048) -> bytes:
@@ -213,3 +216,12 @@ def to_json(obj, **kw) -> str:
         raise TypeError(f"cannot serialise {type(o).__name__}")
 
     return json.dumps(obj, default=default, ensure_ascii=False, allow_nan=False, **kw)
+
+
+def __getattr__(name: str):
+    # the plotly builders moved to attnviz.figures; old imports (``from attnviz.render import matrix_figure``) still work
+    if name == "matrix_figure":
+        from .figures import matrix_figure
+
+        return matrix_figure
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

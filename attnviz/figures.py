@@ -1,0 +1,212 @@
+"""Every plotly figure attnviz draws, as pure functions: arrays and labels in, a ``plotly.graph_objects.Figure`` out.
+
+    matrix_figure(weights, labels)                      # an (n, m) heatmap with token labels
+    clickable_heatmap(z, x_labels, y_labels, selected=(i, j))   # the same, every cell clickable in Streamlit
+    vectors_figure(wt), outputs_figure(wt)              # the walkthrough's 2-D PCA views
+    sweep_figure(sweeps), effective_figure(columns, labels)     # the similarity lab's charts
+
+The analyses (``attnviz.walkthrough``, ``attnviz.lab``, ``attnviz.text`` ...) hold numbers only; colours,
+colour maps and marker sizes are chosen here. Every label that may come from a user is escaped
+(plotly reads a subset of HTML in text). Pages place these figures; they do not build them.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .errors import InvalidParameter
+from .render import DEFAULT_COLORMAP, colormap, escape_label, unique_labels
+
+#: Okabe-Ito colours: distinguishable with colour-blindness, readable on light and dark backgrounds
+INPUT_COLOUR = "#0072B2"
+OUTPUT_COLOUR = "#E69F00"
+#: one colour per compared series (lab columns), in order
+SERIES_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7")
+
+
+def _go():
+    import plotly.graph_objects as go  # imported when a figure is built: the library imports without plotly
+
+    return go
+
+
+# ------------------------------------------------------------------------------------------ heatmaps
+
+
+def matrix_figure(weights, x_labels: list[str], y_labels: list[str] | None = None, title: str = "",
+                  cmap_name: str = DEFAULT_COLORMAP, x_title: str = "key (attended to)",
+                  y_title: str = "query (attending)", colorbar_title: str = "weight", first_index: int = 0):
+    """A plotly heatmap of an ``(n, m)`` matrix with token labels; stays light at 512 x 512.
+
+    The matrix travels as float32 binary (plotly encodes numpy arrays), labels as escaped text
+    (``"i·token"``, numbered from ``first_index``: a window of a long text keeps its absolute indices);
+    tick labels are thinned above ~60 rows, while hover always shows the exact pair and value.
+    """
+    go = _go()
+    z = np.asarray(weights, dtype=np.float32)
+    if z.ndim != 2:
+        raise InvalidParameter(f"matrix_figure takes an (n, m) matrix, got shape {z.shape}.")
+    y_labels = x_labels if y_labels is None else y_labels
+    xs, ys = unique_labels(list(x_labels), first_index), unique_labels(list(y_labels), first_index)
+    n, m = z.shape
+    # one constructor call: each update_* call would re-validate the whole figure (~2x slower at 512)
+    return go.Figure(
+        data=[go.Heatmap(
+            z=z, x=xs, y=ys, colorscale=colormap(cmap_name).plotly_scale(),
+            colorbar=dict(title=dict(text=escape_label(colorbar_title))),
+            hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>",
+        )],
+        layout=dict(
+            title=dict(text=escape_label(title)),
+            margin=dict(l=10, r=10, t=40 if title else 10, b=10), height=min(900, max(360, 18 * n + 120)),
+            yaxis=dict(title=dict(text=escape_label(y_title)), autorange="reversed", nticks=min(n, 60),
+                       tickfont=dict(size=10 if n <= 40 else 8)),
+            xaxis=dict(title=dict(text=escape_label(x_title)), nticks=min(m, 60), tickangle=-60,
+                       tickfont=dict(size=10 if m <= 40 else 8)),
+        ),
+    )
+
+
+def clickable_heatmap(z, x_labels: Sequence[str], y_labels: Sequence[str] | None = None, *, title: str = "",
+                      x_title: str = "key j", y_title: str = "query i", colorbar_title: str = "value",
+                      selected: tuple[int, int] | None = None, show_values: bool = True,
+                      value_format: str = ".3g", hover_format: str = ".6g", hover_hint: str = "click to explain",
+                      cmap_name: str = DEFAULT_COLORMAP, first_index: int = 0, zoomable: bool = False):
+    """:func:`matrix_figure` whose every cell can be clicked in Streamlit.
+
+    Plotly heatmaps report no selection to Streamlit, so an invisible square marker sits on each cell
+    centre (trace 1), carrying ``customdata = [row, col, value]`` (row and col count from 0 within
+    ``z``, whatever ``first_index`` the labels start at); read a click back with
+    ``ui.clicks.parse_clicked_cell``. ``selected`` outlines one cell (black under white: visible on any
+    colour); small matrices (<= 144 cells) print their numbers when ``show_values``. ``zoomable``
+    keeps plotly's drag-to-zoom (long texts); otherwise dragging does nothing, so a click is a click.
+    Show it with ``st.plotly_chart(fig, on_select="rerun", selection_mode="points")``.
+    """
+    go = _go()
+    z = np.asarray(z, dtype=np.float64)
+    y_labels = x_labels if y_labels is None else y_labels
+    fig = matrix_figure(z, list(x_labels), list(y_labels), title=title, cmap_name=cmap_name, x_title=x_title,
+                        y_title=y_title, colorbar_title=colorbar_title, first_index=first_index)
+    n, m = z.shape
+    heat = fig.data[0]
+    heat.hoverinfo = "skip"  # the markers above carry the hover
+    heat.hovertemplate = None
+    if show_values and n * m <= 144:
+        heat.texttemplate = "%{z:" + value_format + "}"
+        heat.textfont = dict(size=13 if max(n, m) <= 10 else 10)
+    xs, ys = list(heat.x), list(heat.y)
+    rows, cols = np.meshgrid(np.arange(n), np.arange(m), indexing="ij")
+    hint = f"<br>{escape_label(hover_hint)}" if hover_hint else ""
+    fig.add_trace(go.Scatter(
+        x=[xs[j] for j in cols.ravel()], y=[ys[i] for i in rows.ravel()], mode="markers",
+        marker=dict(symbol="square", size=max(6, min(40, 400 // max(n, m, 1))), color="rgba(0,0,0,0)"),
+        customdata=np.stack([rows.ravel(), cols.ravel(), z.ravel()], axis=1),
+        hovertemplate=(f"{escape_label(y_title)} %{{y}}<br>{escape_label(x_title)} %{{x}}<br>"
+                       f"{escape_label(colorbar_title)} %{{customdata[2]:{hover_format}}}{hint}<extra></extra>"),
+        showlegend=False, selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)),
+    ))
+    if selected is not None:
+        i, j = selected
+        for colour, width in (("#000000", 6), ("#ffffff", 2.5)):
+            fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, xref="x", yref="y",
+                          line=dict(color=colour, width=width))
+    if n <= 40:  # every label, not plotly's thinned selection
+        fig.update_yaxes(tickmode="array", tickvals=ys, ticktext=ys, tickfont=dict(size=13 if n <= 12 else 10))
+    if m <= 40:
+        fig.update_xaxes(tickmode="array", tickvals=xs, ticktext=xs, tickfont=dict(size=13 if m <= 12 else 10))
+    fig.update_xaxes(range=[-0.5, m - 0.5])  # the markers must not pad the axes
+    fig.update_yaxes(autorange=False, range=[n - 0.5, -0.5])
+    fig.update_layout(clickmode="event+select", hovermode="closest", **({} if zoomable else {"dragmode": False}))
+    return fig
+
+
+# ---------------------------------------------------------------------------- the walkthrough's views
+
+
+def _axis_title(projection, k: int) -> str:
+    return f"PCA axis {k + 1} ({projection.explained[k]:.0%} of the spread)"
+
+
+def vectors_figure(wt, title: str = "The vectors, reduced to 2-D by PCA"):
+    """Each input vector of a :class:`attnviz.walkthrough.Walkthrough` as a labelled point in its 2-D PCA view."""
+    go = _go()
+    c = wt.projection.coords
+    labels = unique_labels(list(wt.labels))
+    fig = go.Figure(go.Scatter(
+        x=c[:, 0], y=c[:, 1], mode="markers+text", text=labels, textposition="top center",
+        marker=dict(size=14, color=INPUT_COLOUR, line=dict(width=1, color="#ffffff")), name="input x_i",
+        hovertemplate="%{text}<br>(%{x:.3f}, %{y:.3f})<extra></extra>"))
+    fig.update_layout(title=dict(text=escape_label(title)), xaxis_title=_axis_title(wt.projection, 0),
+                      yaxis_title=_axis_title(wt.projection, 1), height=420, margin=dict(l=10, r=10, t=50, b=10))
+    return fig
+
+
+def outputs_figure(wt, title: str = "Each output y_i is pulled towards what x_i attends to"):
+    """Inputs and outputs of a walkthrough in the same 2-D PCA view, an arrow from each x_i to its y_i."""
+    go = _go()
+    c, o = wt.projection.coords, wt.output_coords
+    labels = unique_labels(list(wt.labels))
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=c[:, 0], y=c[:, 1], mode="markers+text", text=labels, textposition="top center",
+                             marker=dict(size=13, color=INPUT_COLOUR), name="input x_i",
+                             hovertemplate="input %{text}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=o[:, 0], y=o[:, 1], mode="markers", text=labels,
+                             marker=dict(size=13, color=OUTPUT_COLOUR, symbol="diamond"), name="output y_i",
+                             hovertemplate="output %{text}<extra></extra>"))
+    for i in range(wt.n):
+        fig.add_annotation(x=o[i, 0], y=o[i, 1], ax=c[i, 0], ay=c[i, 1], xref="x", yref="y", axref="x", ayref="y",
+                           showarrow=True, arrowhead=3, arrowwidth=1.5, arrowcolor=OUTPUT_COLOUR, text="")
+    fig.update_layout(title=dict(text=escape_label(title)), xaxis_title=_axis_title(wt.projection, 0),
+                      yaxis_title=_axis_title(wt.projection, 1), height=440, margin=dict(l=10, r=10, t=50, b=10),
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+# ---------------------------------------------------------------------------------- the lab's charts
+
+
+def sweep_figure(sweeps, title: str = "Temperature against attention spread"):
+    """Mean effective tokens against T (log axis), one line per :class:`attnviz.lab.TemperatureSweep`."""
+    from .similarity import SIMILARITIES
+
+    go = _go()
+    fig = go.Figure()
+    for c, sw in enumerate(sweeps):
+        label = SIMILARITIES[sw.similarity].label if sw.similarity in SIMILARITIES else sw.similarity
+        fig.add_trace(go.Scatter(x=sw.temperatures, y=sw.mean_effective, mode="lines+markers",
+                                 name=escape_label(label),
+                                 line=dict(color=SERIES_COLOURS[c % len(SERIES_COLOURS)], width=3),
+                                 hovertemplate="T = %{x}<br>effective tokens %{y:.2f}<extra></extra>"))
+    if sweeps:
+        n = sweeps[0].n
+        fig.add_hline(y=n, line_dash="dot", annotation_text=f"n = {n}: spread evenly over all tokens")
+        fig.add_hline(y=1, line_dash="dot", annotation_text="1: all on one token")
+        ts = list(sweeps[0].temperatures)
+        fig.update_xaxes(tickmode="array", tickvals=ts, ticktext=[f"{t:g}" for t in ts])
+    fig.update_xaxes(type="log", title="temperature T (log scale)")
+    fig.update_yaxes(title="effective tokens attended (mean over rows)")
+    fig.update_layout(title=dict(text=escape_label(title)), height=420, margin=dict(l=10, r=10, t=50, b=10),
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def effective_figure(columns, labels: Sequence[str], title: str = "Effective tokens per query"):
+    """Grouped bars: for each query token, exp(entropy) of its row under each :class:`attnviz.lab.LabColumn`."""
+    go = _go()
+    xs = unique_labels(list(labels))
+    fig = go.Figure()
+    for c, col in enumerate(columns):
+        fig.add_trace(go.Bar(x=xs, y=col.effective, name=escape_label(f"{col.label}, T = {col.temperature:g}"),
+                             marker_color=SERIES_COLOURS[c % len(SERIES_COLOURS)],
+                             hovertemplate="query %{x}<br>effective tokens %{y:.2f}<extra></extra>"))
+    fig.update_layout(barmode="group", title=dict(text=escape_label(title)), height=400,
+                      margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.35),
+                      xaxis_title="query token i", yaxis_title="effective tokens = exp(entropy of row i)")
+    fig.update_xaxes(tickangle=-60)
+    return fig
+
+
+__all__ = ["INPUT_COLOUR", "OUTPUT_COLOUR", "SERIES_COLOURS", "matrix_figure", "clickable_heatmap", "vectors_figure",
+           "outputs_figure", "sweep_figure", "effective_figure"]
