@@ -1,0 +1,650 @@
+"""Inside a trained head: the numbers a BERT-like head computes, recomputed from its own weights.
+
+The seed scores tokens by ``sim(x_i, x_j)``; a trained transformer first projects ``q_i = W_Q h_i + b_Q``,
+``k_j = W_K h_j + b_K`` and scores ``q_i . k_j / sqrt(d_head)``. This module shows every step:
+
+    head_trace(text, layer, head)          -> HeadTrace: h, q, k, v, scores, weights, context, output,
+                                              the seed's projection-free weights on the same h, and the
+                                              largest difference to the model's own attention
+    swap_head_similarity(text, layer, ...) -> SwapResult: the head (or the whole layer) rescored with any
+                                              similarity of attnviz.similarity from its own q and k, the
+                                              rest of the model run forward on those weights
+    head_metrics(text)                     -> {metric: (layers, heads)} for an overview (METRIC_DEFINITIONS)
+    qk_projection(trace)                   -> queries and keys in one 2-D plane (AttentionViz-style)
+
+Layers and heads count from 0; negative numbers count from the end. The text is cut to its first
+``max_tokens`` word pieces (the special tokens come on top) and the result says so in ``notice``.
+
+Thread safety: the shared model is never changed. A swap runs on a *twin* of the model (its module tree
+copied once, every parameter and buffer shared, so no weights are copied) whose attention implementation is
+``"attnviz_swap"``, registered with transformers' own ``AttentionInterface``; what to swap travels in a
+``contextvars.ContextVar`` set for the duration of one call, so concurrent sessions never see each other's
+settings, and layers outside the swap run the eager formula unchanged.
+
+``HeadTrace`` is written for any encoder: an image version (DINOv2: pre-LN, so ``h`` = norm1 of the residual
+stream, d_head 64) fills the same fields with patch labels as ``tokens`` and ``kind="image"``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import html
+import math
+import os
+import threading
+import weakref
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .attention import check_temperature, masked_softmax
+from .devices import run_with_fallback
+from .errors import InvalidParameter
+from .similarity import get_similarity
+
+#: the most word pieces a trace reads by default (the special tokens come on top)
+DEFAULT_MAX_TOKENS = 64
+#: the name of the swap attention in transformers' AttentionInterface
+SWAP_IMPLEMENTATION = "attnviz_swap"
+#: the similarity and temperature of the seed's projection-free attention, compared with the head's
+SEED_SIMILARITY = "cosine"
+#: at most this many rows and columns in the notebook HTML
+HTML_MAX_TOKENS = 64
+
+METRIC_DEFINITIONS: dict[str, str] = {
+    "entropy": "mean over rows of -sum_j w_ij ln w_ij, in nats (0 = each row on one token; ln n = uniform)",
+    "sink_share": "mean over rows of the weight on the special tokens ([CLS] and [SEP])",
+    "previous_token_share": "mean over rows i >= 1 of w_i,i-1: the weight on the token just before",
+    "next_token_share": "mean over rows i <= n-2 of w_i,i+1: the weight on the token just after",
+    "mean_distance": "mean over rows of sum_j w_ij |i - j|: how many positions away the weight goes, on average",
+}
+
+
+# ------------------------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, eq=False)
+class HeadTrace:
+    """Every number one head computes for one input. Arrays are float32 numpy; ``n`` = len(tokens).
+
+    ``h`` is the layer input the projections read: for a post-LN encoder (BERT, MiniLM) the previous layer's
+    output, ``hidden_states[layer]``; for a pre-LN one (DINOv2) the layer's first LayerNorm of the residual
+    stream (``h_source`` says which). ``output`` is the attention block's output dense applied to all heads'
+    contexts concatenated -- *before* the residual connection and LayerNorm.
+    """
+
+    kind: str  # "text" (or "image" for a patch version)
+    model_name: str
+    device: str
+    layer: int  # counted from 0, after negative indices are resolved
+    head: int
+    num_layers: int
+    num_heads: int
+    d_head: int
+    tokens: tuple[str, ...]  # specials included: [CLS] ... [SEP] (patch labels for images)
+    special: tuple[int, ...]  # positions of the special tokens (the usual attention sinks)
+    h: np.ndarray  # (n, hidden) the layer input
+    h_source: str  # how h was read, in words
+    w_q: np.ndarray  # (d_head, hidden) this head's rows of W_Q
+    b_q: np.ndarray  # (d_head,)
+    w_k: np.ndarray
+    b_k: np.ndarray
+    w_v: np.ndarray
+    b_v: np.ndarray
+    q: np.ndarray  # (n, d_head) = h W_Q^T + b_Q, this head's columns
+    k: np.ndarray  # (n, d_head)
+    v: np.ndarray  # (n, d_head)
+    scores: np.ndarray  # (n, n) q k^T / sqrt(d_head) before the softmax (padding masked with -inf, if any)
+    weights: np.ndarray  # (n, n) softmax of each row of scores
+    context: np.ndarray  # (n, d_head) = weights @ v
+    head_output: np.ndarray  # (n, hidden) this head's share of ``output``: context @ W_O[:, head columns]^T
+    output: np.ndarray  # (n, hidden) concat(all heads' contexts) @ W_O^T + b_O, before residual + LayerNorm
+    model_weights: np.ndarray  # (n, n) the model's own attention (output_attentions) for this head
+    max_abs_diff: float  # max |weights - model_weights|
+    seed_similarity: str
+    seed_temperature: float
+    seed_weights: np.ndarray  # (n, n) softmax(sim(h_i, h_j) / T): the seed's attention without projections
+    offsets: tuple[tuple[int, int] | None, ...] = ()  # character spans into the text (None for specials)
+    notice: str | None = None  # set when the input was cut
+    notes: tuple[str, ...] = ()
+
+    @property
+    def n(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def scale(self) -> float:
+        return math.sqrt(self.d_head)
+
+    def diagonal_share(self, per_row: bool = False) -> dict[str, float | np.ndarray]:
+        """The share of each row's weight on its own token, under the head (``model``) and the seed
+        (``seed``): the seed's sim(h_i, h_i) is the largest score of its row, so it stares at itself;
+        the projections W_Q != W_K are what lets a head look elsewhere. Means over rows unless ``per_row``."""
+        out = {}
+        for name, w in (("model", self.weights), ("seed", self.seed_weights)):
+            d = np.diagonal(w).astype(np.float64)
+            out[name] = d if per_row else float(d.mean())
+        return out
+
+    def explain(self, matrix: str, row: int, col: int) -> str:
+        """One cell of ``matrix`` (scores, weights, seed_weights, q, k, v, context, output, h) in words,
+        with the actual numbers."""
+        arrays = {"scores": self.scores, "weights": self.weights, "seed_weights": self.seed_weights, "q": self.q,
+                  "k": self.k, "v": self.v, "context": self.context, "output": self.output, "h": self.h}
+        if matrix not in arrays:
+            raise InvalidParameter(f"Unknown matrix {matrix!r}: choose one of {', '.join(arrays)}.")
+        a = arrays[matrix]
+        row, col = _cell(row, a.shape[0], "row"), _cell(col, a.shape[1], "column")
+        t = self.tokens
+        i, j = row, col
+        head = f"layer {self.layer}, head {self.head}"
+        f64 = lambda x: np.asarray(x, dtype=np.float64)  # noqa: E731
+        if matrix == "scores":
+            prod = f64(self.q[i]) * f64(self.k[j])
+            top = np.argsort(-np.abs(prod))[:3]
+            parts = ", ".join(f"d{d}: {prod[d]:+.3f}" for d in top)
+            return (f"score[{i},{j}] ({_q(t[i])} -> {_q(t[j])}, {head}) = Σ_d q_{i}[d]·k_{j}[d] / √{self.d_head} = "
+                    f"{prod.sum():.4f} / {self.scale:.4f} = {self.scores[i, j]:.4f}; largest terms {parts}.")
+        if matrix in ("weights", "seed_weights"):
+            if matrix == "weights":
+                s, how = f64(self.scores[i]), f"the scores of row {i}"
+            else:
+                s = f64(_seed_scores(self, i)) / self.seed_temperature
+                how = f"{self.seed_similarity}(h_{i}, h_j) / {self.seed_temperature:g} (no projections)"
+            e = np.exp(s - s.max())
+            rank = int((s > s[j]).sum()) + 1
+            return (f"{matrix}[{i},{j}] ({_q(t[i])} -> {_q(t[j])}) = exp({s[j]:.4f} - {s.max():.4f}) / "
+                    f"Σ_j exp(s_j - max) = {e[j]:.4f} / {e.sum():.4f} = {a[i, j]:.4f}, over {how}; "
+                    f"rank {rank} of {len(s)} in its row.")
+        if matrix in ("q", "k", "v"):
+            w, b = {"q": (self.w_q, self.b_q), "k": (self.w_k, self.b_k), "v": (self.w_v, self.b_v)}[matrix]
+            dot = float(f64(self.h[i]) @ f64(w[j]))
+            return (f"{matrix}_{i}[{j}] ({_q(t[i])}, {head}) = Σ_c h_{i}[c]·W_{matrix.upper()}[{j},c] + b[{j}] = "
+                    f"{dot:.4f} + {float(b[j]):.4f} = {a[i, j]:.4f} (h has {self.h.shape[1]} features).")
+        if matrix == "context":
+            terms = f64(self.weights[i]) * f64(self.v[:, j])
+            top = np.argsort(-np.abs(terms))[:3]
+            parts = ", ".join(f"{_q(t[m])} {self.weights[i, m]:.3f}×{self.v[m, j]:+.3f}" for m in top)
+            return (f"context_{i}[{j}] ({_q(t[i])}, {head}) = Σ_m w_{i},m · v_m[{j}] = {terms.sum():.4f}; "
+                    f"largest terms {parts}.")
+        if matrix == "output":
+            mine = float(self.head_output[i, j])
+            return (f"output_{i}[{j}] ({_q(t[i])}) = concat(all {self.num_heads} heads' contexts)·W_O[{j}] + b_O[{j}] = "
+                    f"{a[i, j]:.4f}, of which head {self.head} contributes {mine:+.4f} "
+                    "(before the residual connection and LayerNorm).")
+        return f"h_{i}[{j}] ({_q(t[i])}) = {a[i, j]:.4f}: {self.h_source}."
+
+    def to_dict(self, decimals: int = 6) -> dict:
+        r = lambda x: np.round(np.asarray(x, dtype=np.float64), decimals).tolist()  # noqa: E731
+        return {"kind": self.kind, "model": self.model_name, "device": self.device, "layer": self.layer,
+                "head": self.head, "d_head": self.d_head, "tokens": list(self.tokens), "q": r(self.q), "k": r(self.k),
+                "v": r(self.v), "scores": r(np.where(np.isfinite(self.scores), self.scores, np.nan)),
+                "weights": r(self.weights), "context": r(self.context), "output": r(self.output),
+                "max_abs_diff": self.max_abs_diff, "diagonal_share": self.diagonal_share(), "notice": self.notice}
+
+    def _repr_html_(self) -> str:
+        """Notebook view: a heat table of the weights, tokens escaped, colours built from numbers only."""
+        m = min(self.n, HTML_MAX_TOKENS)
+        toks = [html.escape(t) for t in self.tokens[:m]]
+        cell = "padding:1px 3px;font:11px monospace;text-align:right"
+        rows = ["<tr><th></th>" + "".join(f'<th style="{cell};writing-mode:vertical-rl">{t}</th>' for t in toks) + "</tr>"]
+        for i in range(m):
+            tds = []
+            for j in range(m):
+                w = float(self.weights[i, j])
+                ink = "#fff" if w > 0.55 else "#000"
+                tds.append(f'<td style="{cell};background:rgba(31,78,160,{w:.3f});color:{ink}" '
+                           f'title="{w:.4f}">{w:.2f}</td>')
+            rows.append(f'<tr><th style="{cell}">{toks[i]}</th>' + "".join(tds) + "</tr>")
+        ds = self.diagonal_share()
+        lines = [f"<b>{html.escape(self.model_name)}</b> layer {self.layer}, head {self.head} "
+                 f"(d_head {self.d_head}, {self.n} tokens): max |Δ| vs the model's attention {self.max_abs_diff:.2e}; "
+                 f"weight on itself {ds['model']:.3f} (seed {html.escape(self.seed_similarity)} on the same h: "
+                 f"{ds['seed']:.3f})"]
+        if self.notice:
+            lines.append(html.escape(self.notice))
+        if m < self.n:
+            lines.append(f"showing the first {m} of {self.n} tokens")
+        return ("<div>" + "<br>".join(lines) + '<table style="border-collapse:collapse">' + "".join(rows)
+                + "</table></div>")
+
+
+@dataclass(frozen=True, eq=False)
+class SwapResult:
+    """A layer's attention before and after rescoring ``heads`` with ``similarity``; arrays float32 numpy."""
+
+    tokens: tuple[str, ...]
+    layer: int
+    heads: tuple[int, ...]  # the heads that were rescored
+    similarity: str
+    temperature: float
+    original_weights: np.ndarray  # (heads, n, n) the whole layer, unchanged model
+    swapped_weights: np.ndarray  # (heads, n, n) the whole layer after the swap (other heads as they come)
+    head_overlap: np.ndarray  # (len(heads),) mean over rows of Σ_j min(a_ij, b_ij) per rescored head
+    overlap: float  # mean of head_overlap: 1 = the same weights
+    drift: float  # cosine between the original and the new sentence embedding (mean over tokens)
+    token_drift: np.ndarray  # (n,) 1 - cos of each token's final vector
+    moved_tokens: tuple[tuple[int, str, float], ...]  # (position, token, 1 - cos), most moved first
+    last_hidden_max_diff: float  # max |Δ| of the final hidden states
+    notice: str | None = None
+
+    def to_dict(self, decimals: int = 6) -> dict:
+        r = lambda x: np.round(np.asarray(x, dtype=np.float64), decimals).tolist()  # noqa: E731
+        return {"layer": self.layer, "heads": list(self.heads), "similarity": self.similarity,
+                "temperature": self.temperature, "swapped_weights": r(self.swapped_weights[list(self.heads)]),
+                "overlap": self.overlap, "drift": self.drift, "moved_tokens": [list(m) for m in self.moved_tokens[:10]],
+                "last_hidden_max_diff": self.last_hidden_max_diff, "notice": self.notice}
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def _q(token: str) -> str:
+    return repr(token)
+
+
+def _cell(i, size: int, what: str) -> int:
+    if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+        raise InvalidParameter(f"The {what} must be a whole number, got {i!r}.")
+    if not -size <= int(i) < size:
+        raise InvalidParameter(f"The {what} {i} is outside 0..{size - 1}.")
+    return int(i) % size
+
+
+def _seed_scores(trace: HeadTrace, row: int) -> np.ndarray:
+    h = torch.from_numpy(trace.h)
+    return get_similarity(trace.seed_similarity)(h[row:row + 1], h)[0].numpy()
+
+
+def _index(value, size: int, what: str) -> int:
+    """A layer or head number, negative counting from the end, as a plain index."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidParameter(f"The {what} must be a whole number, got {value!r}.")
+    if not -size <= int(value) < size:
+        raise InvalidParameter(f"The model has {size} {what}s (0..{size - 1}, or -1..-{size} from the end); "
+                               f"got {what} {value}.")
+    return int(value) % size
+
+
+def _check_max_tokens(max_tokens) -> int:
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, (int, np.integer)) or max_tokens < 1:
+        raise InvalidParameter(f"max_tokens must be a whole number of at least 1, got {max_tokens!r}.")
+    return int(max_tokens)
+
+
+def _temperature(similarity: str, temperature) -> float:
+    sim = get_similarity(similarity)
+    return check_temperature(sim.default_temperature if temperature is None else temperature)
+
+
+@dataclass(frozen=True)
+class _Blocks:
+    """The modules of one BERT-like attention block."""
+
+    query: torch.nn.Linear
+    key: torch.nn.Linear
+    value: torch.nn.Linear
+    out: torch.nn.Linear  # the attention output dense (W_O)
+    self_attention: torch.nn.Module
+
+
+def _layers(hf_model) -> list:
+    base = getattr(hf_model, "base_model", hf_model)
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    if layers is None:
+        kind = getattr(getattr(hf_model, "config", None), "model_type", type(hf_model).__name__)
+        raise InvalidParameter(
+            f"Head traces read BERT-like encoders (encoder.layer[i].attention.self.query/key/value and "
+            f"attention.output.dense); this model ({kind}) is laid out differently. Use the bundled all-MiniLM-L6-v2 "
+            "or another BERT-like folder.")
+    return list(layers)
+
+
+def _blocks(hf_model, layer: int) -> _Blocks:
+    block = _layers(hf_model)[layer]
+    att = getattr(block, "attention", None)
+    sa, out = getattr(att, "self", None), getattr(getattr(att, "output", None), "dense", None)
+    if sa is None or out is None or not all(hasattr(sa, a) for a in ("query", "key", "value")):
+        raise InvalidParameter("Head traces need attention.self.query/key/value and attention.output.dense in every "
+                               f"layer; layer {layer} of this model has another layout.")
+    return _Blocks(sa.query, sa.key, sa.value, out, sa)
+
+
+def _resolve_model(model, device):
+    """``(run, key)``: ``run(fn)`` calls ``fn(loaded_model)`` on the device (GPU failures retried on the CPU)."""
+    from .text import load_model
+
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        if hasattr(model, "model") and hasattr(model, "tokenizer") and hasattr(model, "prefix_ids"):
+            return lambda fn: (fn(model), str(model.device), None)  # a loaded model in memory: used as it is
+        raise InvalidParameter("model must be a model folder (a path), None for the bundled all-MiniLM-L6-v2, or a "
+                               "model returned by attnviz.text.load_model.")
+
+    def run(fn):
+        return run_with_fallback(lambda dev: fn(load_model(model, dev)), device)
+
+    return run
+
+
+def _encode(text: str, m, max_tokens: int):
+    """``(ids (1, n), tokens, offsets, special positions, notice)`` for the first ``max_tokens`` word pieces."""
+    from .text import check_text
+
+    check_text(text)
+    enc = m.tokenizer.encode(text, add_special_tokens=False)
+    pieces = [(t, i, o) for t, i, o in zip(enc.tokens, enc.ids, enc.offsets) if o[1] > o[0]]
+    if not pieces:
+        from .errors import EmptyText
+
+        raise EmptyText("The text has no tokens the model can read (only spaces or control characters?).")
+    limit = min(max_tokens, m.content_length)
+    notice = None
+    if len(pieces) > limit:
+        why = "" if limit == max_tokens else f" (the model reads {m.max_length} positions)"
+        notice = (f"The text has {len(pieces):,} word pieces; only the first {limit} are traced{why}, "
+                  f"plus {len(m.prefix_ids) + len(m.suffix_ids)} special tokens.")
+        pieces = pieces[:limit]
+    pre, suf = list(m.prefix_ids), list(m.suffix_ids)
+    ids = pre + [i for _, i, _ in pieces] + suf
+    tokens = tuple(m.prefix_tokens) + tuple(t for t, _, _ in pieces) + tuple(m.suffix_tokens)
+    offsets = (None,) * len(pre) + tuple((int(o[0]), int(o[1])) for _, _, o in pieces) + (None,) * len(suf)
+    special = tuple(range(len(pre))) + tuple(range(len(ids) - len(suf), len(ids)))
+    dev = next(m.model.parameters()).device
+    return torch.tensor([ids], device=dev), tokens, offsets, special, notice
+
+
+def _forward(m, ids: torch.Tensor, hidden: bool = True):
+    with torch.inference_mode():
+        return m.model(input_ids=ids, attention_mask=torch.ones_like(ids), output_attentions=True,
+                       output_hidden_states=hidden)
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float32).numpy().copy()
+
+
+# --------------------------------------------------------------------------------------------- trace
+
+
+def head_trace(text: str, layer: int, head: int, *, model=None, device: str | None = None,
+               max_tokens: int = DEFAULT_MAX_TOKENS, seed_similarity: str = SEED_SIMILARITY,
+               seed_temperature: float | None = None) -> HeadTrace:
+    """Recompute head ``head`` of layer ``layer`` on ``text`` from the model's weights: h, q, k, v, scores,
+    weights, context, output (see :class:`HeadTrace`), checked against the model's own attention.
+
+    ``model``: None (the bundled all-MiniLM-L6-v2), a BERT-like model folder, or a model from
+    ``attnviz.text.load_model``. ``seed_*``: the projection-free attention on the same h to compare with
+    (default cosine at its default temperature).
+    """
+    max_tokens = _check_max_tokens(max_tokens)
+    seed_t = _temperature(seed_similarity, seed_temperature)
+    seed_sim = get_similarity(seed_similarity)
+
+    def work(m):
+        n_layers = len(_layers(m.model))
+        li = _index(layer, n_layers, "layer")
+        blocks = _blocks(m.model, li)
+        n_heads = int(blocks.self_attention.num_attention_heads)
+        hi = _index(head, n_heads, "head")
+        d = int(blocks.self_attention.attention_head_size)
+        ids, tokens, offsets, special, notice = _encode(text, m, max_tokens)
+        out = _forward(m, ids)
+        with torch.inference_mode():
+            h = out.hidden_states[li][0].float()  # post-LN: the previous layer's output is the layer input
+            cols = slice(hi * d, (hi + 1) * d)
+            proj = {}
+            for name, lin in (("q", blocks.query), ("k", blocks.key), ("v", blocks.value)):
+                w, b = lin.weight.float(), lin.bias.float()
+                proj[name] = (w[cols], b[cols], h @ w.T + b)  # all heads: the output dense needs every context
+            q, k, v = (proj[x][2][:, cols] for x in "qkv")
+            scores = (q @ k.T) / math.sqrt(d)
+            weights = torch.softmax(scores, dim=-1)
+            context = weights @ v
+            n = h.shape[0]
+            qa, ka, va = (proj[x][2].view(n, n_heads, d).transpose(0, 1) for x in "qkv")
+            ctx_all = torch.softmax(qa @ ka.transpose(1, 2) / math.sqrt(d), dim=-1) @ va  # (heads, n, d)
+            concat = ctx_all.transpose(0, 1).reshape(n, n_heads * d)
+            wo, bo = blocks.out.weight.float(), blocks.out.bias.float()
+            output = concat @ wo.T + bo
+            head_output = context @ wo[:, cols].T
+            model_w = out.attentions[li][0, hi].float()
+            diff = float((weights - model_w).abs().max())
+            seed_w = masked_softmax(seed_sim(h, h) / seed_t)
+        return HeadTrace(
+            kind="text", model_name=m.name, device=str(m.device), layer=li, head=hi, num_layers=n_layers,
+            num_heads=n_heads, d_head=d, tokens=tokens, special=special, h=_np(h),
+            h_source=f"hidden_states[{li}]: the output of {'the embeddings' if li == 0 else f'layer {li - 1}'} "
+                     "(a post-LN encoder: the layer reads it as it is)",
+            w_q=_np(proj["q"][0]), b_q=_np(proj["q"][1]), w_k=_np(proj["k"][0]), b_k=_np(proj["k"][1]),
+            w_v=_np(proj["v"][0]), b_v=_np(proj["v"][1]), q=_np(q), k=_np(k), v=_np(v), scores=_np(scores),
+            weights=_np(weights), context=_np(context), head_output=_np(head_output), output=_np(output),
+            model_weights=_np(model_w), max_abs_diff=diff, seed_similarity=seed_sim.name, seed_temperature=seed_t,
+            seed_weights=_np(seed_w), offsets=offsets, notice=notice)
+
+    trace, _used, warning = _resolve_model(model, device)(work)
+    if warning:
+        trace = _with_note(trace, warning)
+    return trace
+
+
+def _with_note(obj, note: str):
+    from dataclasses import replace
+
+    return replace(obj, notes=tuple(obj.notes) + (note,)) if hasattr(obj, "notes") else obj
+
+
+# ------------------------------------------------------------------------------------- head metrics
+
+
+def metrics_from_attentions(attentions: np.ndarray, special: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """``(layers, heads, n, n)`` attention -> ``{metric: (layers, heads)}`` (see ``METRIC_DEFINITIONS``)."""
+    a = np.asarray(attentions, dtype=np.float64)
+    n = a.shape[-1]
+    ent = -(a * np.log(np.where(a > 0, a, 1.0))).sum(-1).mean(-1)
+    sink = a[..., list(special)].sum(-1).mean(-1) if special else np.zeros(a.shape[:2])
+    idx = np.arange(n)
+    prev = a[..., idx[1:], idx[1:] - 1].mean(-1) if n > 1 else np.zeros(a.shape[:2])
+    nxt = a[..., idx[:-1], idx[:-1] + 1].mean(-1) if n > 1 else np.zeros(a.shape[:2])
+    dist = (a * np.abs(idx[:, None] - idx[None, :])).sum(-1).mean(-1)
+    return {"entropy": ent, "sink_share": sink, "previous_token_share": prev, "next_token_share": nxt,
+            "mean_distance": dist}
+
+
+def head_metrics(text: str, *, model=None, device: str | None = None,
+                 max_tokens: int = DEFAULT_MAX_TOKENS) -> dict[str, np.ndarray]:
+    """Every head of every layer on ``text``, one number each: ``{metric: (layers, heads)}`` float64, with
+    the metrics of ``METRIC_DEFINITIONS``, computed from the model's own attention (one forward pass)."""
+    max_tokens = _check_max_tokens(max_tokens)
+
+    def work(m):
+        ids, _tokens, _offsets, special, _notice = _encode(text, m, max_tokens)
+        out = _forward(m, ids, hidden=False)
+        att = np.stack([a[0].detach().to("cpu", torch.float64).numpy() for a in out.attentions])
+        return metrics_from_attentions(att, special)
+
+    return _resolve_model(model, device)(work)[0]
+
+
+# ----------------------------------------------------------------------------------------- swapping
+
+
+@dataclass(frozen=True)
+class _SwapSpec:
+    layer: int
+    heads: tuple[int, ...]
+    score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    temperature: float
+    layer_of: dict  # id(self-attention module of the twin) -> layer index
+
+
+_SWAP: contextvars.ContextVar[_SwapSpec | None] = contextvars.ContextVar("attnviz_swap", default=None)
+_REGISTER_LOCK = threading.Lock()
+_REGISTERED = False
+_TWINS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_TWINS_LOCK = threading.Lock()
+
+
+def _eager(query, key, value, attention_mask, scaling):
+    """transformers' eager attention (models/bert/modeling_bert.py ``eager_attention_forward``), no dropout."""
+    w = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        w = w + attention_mask
+    return torch.softmax(w, dim=-1)
+
+
+def swap_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """The ``"attnviz_swap"`` attention function: eager attention, except in the layer and heads that the
+    current call's swap names, where the weights are ``masked_softmax(sim(q, k) / T)``.
+    Shapes as transformers passes them: q, k, v ``(batch, heads, n, d)`` -> ``((batch, n, heads, d), weights)``."""
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    weights = _eager(query, key, value, attention_mask, scaling)
+    spec = _SWAP.get()
+    if spec is not None and spec.layer_of.get(id(module)) == spec.layer:
+        key_mask = None
+        if attention_mask is not None:  # eager masks are additive: 0 for real keys, the dtype's minimum for padding
+            key_mask = (attention_mask[:, 0, 0, :] > torch.finfo(attention_mask.dtype).min / 2)
+        weights = weights.clone()
+        for h in spec.heads:
+            s = spec.score(query[:, h], key[:, h]) / spec.temperature  # (batch, n, n)
+            weights[:, h] = masked_softmax(s, key_mask)
+    out = torch.matmul(weights, value).transpose(1, 2).contiguous()
+    return out, weights
+
+
+def _register_swap() -> None:
+    """Register the swap attention (and the eager mask for it) with transformers, once, on first use."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    with _REGISTER_LOCK:
+        if _REGISTERED:
+            return
+        from transformers import AttentionInterface
+        from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+        AttentionInterface.register(SWAP_IMPLEMENTATION, swap_attention)
+        AttentionMaskInterface.register(SWAP_IMPLEMENTATION, ALL_MASK_ATTENTION_FUNCTIONS["eager"])
+        _REGISTERED = True
+
+
+def _twin(hf_model):
+    """``(twin, layer_of)``: a copy of the module tree sharing every parameter and buffer, whose attention
+    implementation is the swap; built once per model. The shared model itself is never changed."""
+    found = _TWINS.get(hf_model)
+    if found is not None:
+        return found
+    _register_swap()
+    with _TWINS_LOCK:
+        found = _TWINS.get(hf_model)
+        if found is not None:
+            return found
+        memo = {id(t): t for t in list(hf_model.parameters()) + list(hf_model.buffers())}
+        twin = copy.deepcopy(hf_model, memo)  # modules and config copied; tensors shared
+        twin.set_attn_implementation(SWAP_IMPLEMENTATION)
+        twin.eval()
+        layer_of = {id(_blocks(twin, i).self_attention): i for i in range(len(_layers(twin)))}
+        _TWINS[hf_model] = (twin, layer_of)
+        return twin, layer_of
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    a, b = a.double(), b.double()
+    return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1e-12)
+
+
+def swap_head_similarity(text: str, layer: int, head: int | None = None, similarity: str = "cosine",
+                         temperature: float | None = None, *, model=None, device: str | None = None,
+                         max_tokens: int = DEFAULT_MAX_TOKENS) -> SwapResult:
+    """Rescore head ``head`` of ``layer`` (``None``: every head of the layer) with ``similarity`` on its own q
+    and k -- weights = masked_softmax(sim(q, k) / T), T defaulting to the similarity's own -- and run the rest
+    of the model forward on those weights. ``scaled_dot`` at T = 1 is the model itself (to float rounding).
+    Returns the layer's weights before and after, their overlap, and how far the sentence embedding and
+    each token's final vector moved."""
+    max_tokens = _check_max_tokens(max_tokens)
+    sim = get_similarity(similarity)
+    t = _temperature(sim.name, temperature)
+
+    def work(m):
+        n_layers = len(_layers(m.model))
+        li = _index(layer, n_layers, "layer")
+        n_heads = int(_blocks(m.model, li).self_attention.num_attention_heads)
+        heads = tuple(range(n_heads)) if head is None else (_index(head, n_heads, "head"),)
+        ids, tokens, _offsets, _special, notice = _encode(text, m, max_tokens)
+        base = _forward(m, ids, hidden=False)
+        twin, layer_of = _twin(m.model)
+        spec = _SwapSpec(li, heads, lambda q, k: sim(q, k), t, layer_of)
+        token = _SWAP.set(spec)
+        try:
+            with torch.inference_mode():
+                new = twin(input_ids=ids, attention_mask=torch.ones_like(ids), output_attentions=True)
+        finally:
+            _SWAP.reset(token)
+        a0, a1 = base.last_hidden_state[0], new.last_hidden_state[0]
+        tok_drift = (1.0 - _cos(a0, a1)).clamp_min(0.0)
+        drift = float(_cos(a0.mean(0), a1.mean(0)))
+        w0, w1 = _np(base.attentions[li][0]), _np(new.attentions[li][0])
+        from .text import attention_overlap
+
+        per_head = np.array([attention_overlap(w0[h], w1[h]) for h in heads], dtype=np.float64)
+        td = tok_drift.to("cpu", torch.float64).numpy()
+        order = np.argsort(-td, kind="stable")
+        moved = tuple((int(i), tokens[i], float(td[i])) for i in order)
+        return SwapResult(tokens=tokens, layer=li, heads=heads, similarity=sim.name, temperature=t,
+                          original_weights=w0, swapped_weights=w1, head_overlap=per_head,
+                          overlap=float(per_head.mean()), drift=drift, token_drift=td.astype(np.float32),
+                          moved_tokens=moved, last_hidden_max_diff=float((a0 - a1).abs().max()), notice=notice)
+
+    return _resolve_model(model, device)(work)[0]
+
+
+# ------------------------------------------------------------------------------------ q/k projection
+
+
+def qk_projection(trace: HeadTrace) -> tuple[np.ndarray, np.ndarray, str]:
+    """Queries and keys of one head in one 2-D plane, as AttentionViz does (Yeh et al. 2023, "AttentionViz:
+    A Global View of Transformer Attention"): keys are translated so their centroid is the queries' centroid
+    (adds q.c to every score of a query: its softmax is unchanged), queries are scaled by a and keys by 1/a
+    (q.k unchanged) with a chosen so both sets have the same mean norm; then one PCA of queries and keys
+    together. Returns ``(queries (n, 2), keys (n, 2), note)``."""
+    q = np.asarray(trace.q, dtype=np.float64)
+    k = np.asarray(trace.k, dtype=np.float64)
+    qc, kc = q.mean(0), k.mean(0)
+
+    def moved(a: float):
+        qs = q * a
+        ks = (k - kc) / a + qc * a  # keys' centroid on the scaled queries' centroid
+        return qs, ks
+
+    def gap(log_a: float) -> float:
+        qs, ks = moved(math.exp(log_a))
+        return float(np.linalg.norm(qs, axis=1).mean() - np.linalg.norm(ks, axis=1).mean())
+
+    lo, hi = -20.0, 20.0  # the gap rises with a (mean |q| >= |mean q|): bisection on log a
+    if gap(lo) < 0 < gap(hi):
+        for _ in range(80):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if gap(mid) < 0 else (lo, mid)
+        a = math.exp((lo + hi) / 2)
+    else:  # degenerate (all keys equal, or all queries equal): scale alone
+        nq, nk = np.linalg.norm(q, axis=1).mean(), np.linalg.norm(k, axis=1).mean()
+        a = math.sqrt(nk / nq) if nq > 0 and nk > 0 else 1.0
+    qs, ks = moved(a)
+    both = np.concatenate([qs, ks])
+    centre = both.mean(0)
+    _u, sv, vt = np.linalg.svd(both - centre, full_matrices=False)
+    axes = vt[:2] if vt.shape[0] >= 2 else np.vstack([vt, np.zeros_like(vt)])[:2]
+    pq, pk = (qs - centre) @ axes.T, (ks - centre) @ axes.T
+    var = (sv ** 2) / max(float((sv ** 2).sum()), 1e-300)
+    note = (f"AttentionViz-style (Yeh et al. 2023): keys translated onto the queries' centroid and queries × {a:.3f}, "
+            f"keys ÷ {a:.3f} so both have mean norm {np.linalg.norm(qs, axis=1).mean():.3f} (each query's ranking "
+            f"and softmax of its keys unchanged); one PCA of the {len(q)} queries and {len(k)} keys together, "
+            f"the 2 axes explain {100 * float(var[:2].sum()):.1f}% of the variance.")
+    return pq.astype(np.float32), pk.astype(np.float32), note
+
+
+__all__ = ["DEFAULT_MAX_TOKENS", "HeadTrace", "METRIC_DEFINITIONS", "SWAP_IMPLEMENTATION", "SwapResult", "head_metrics",
+           "head_trace", "metrics_from_attentions", "qk_projection", "swap_attention", "swap_head_similarity"]
