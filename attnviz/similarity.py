@@ -1,13 +1,26 @@
 """The registry of similarity functions: ``SIMILARITIES[name] -> Similarity``.
 
 Every function maps queries ``q (..., n, d_q)`` and keys ``k (..., m, d_k)`` to raw scores
-``(..., n, m)``; attention weights are ``softmax(scores / temperature)`` over the keys. Adding a
-function is one ``_register(...)`` call here plus one parametrised test case.
+``(..., n, m)``; attention weights are ``softmax(scores / temperature)`` over the keys.
 
-None of them builds an ``(n, m, d)`` intermediate: distance kernels use the expansion
+Adding a function is one ``_register(Similarity(...))`` entry here, and nothing else: the entry
+carries everything the rest of attnviz reads from it —
+
+- ``fn``: the fast score, ``(..., n, d_q) x (..., m, d_k) -> (..., n, m)``;
+- ``reference``: the same score of one pair, ``(d_q,) x (d_k,) -> float``, written out the slow,
+  obvious way in float64 (the tests check ``fn`` against it);
+- ``explain``: that one score with the actual numbers filled in (the walkthrough's cell
+  explanation, :class:`Worked`);
+- ``use``: when the function is used (the lab), beside ``sentence`` / ``source`` / ``url`` (docs,
+  pages, ``attnviz similarities``);
+- ``prepare_keys`` (optional): per-key work done once for many query blocks (blocked attention);
+- ``benchmark``: how ``bench/run.py`` measures it.
+
+None of the fast functions builds an ``(n, m, d)`` intermediate: distance kernels use the expansion
 ``‖q−k‖² = ‖q‖² + ‖k‖² − 2 q·k`` (after centring on the key mean, which leaves distances unchanged
-and keeps float32 cancellation small), and ``additive`` (which needs ``(n, m, h)`` by definition)
-is computed in query blocks with a bounded hidden size.
+and keeps float32 cancellation small), ``manhattan`` uses ``torch.cdist`` (a pairwise kernel), and
+``additive`` (which needs ``(n, m, h)`` by definition) is computed in query blocks with a bounded
+hidden size.
 """
 
 from __future__ import annotations
@@ -15,11 +28,13 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
+import numpy as np
 import torch
 
 from .errors import InvalidParameter, ShapeMismatch, UnknownSimilarity
+from .fmt import factor, fmt, tex
 
 ScoreFn = Callable[..., torch.Tensor]
 
@@ -32,11 +47,44 @@ ADDITIVE_HIDDEN = 64
 ADDITIVE_BLOCK_ELEMENTS = 1 << 24
 #: on the CPU, blocks of at most this many (they fit in a cache: speed, not memory)
 ADDITIVE_CACHE_ELEMENTS = 1 << 18
+#: how bench/run.py measures a function: against a kernel target, reported only, or with fewer repeats
+BENCHMARK_KINDS = ("targeted", "reported", "slow")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One (query, key) pair of a walkthrough, for :attr:`Similarity.explain`: ``x_i (d,)``, ``x_j (d,)`` float64."""
+
+    i: int
+    j: int
+    x_i: np.ndarray
+    x_j: np.ndarray
+    label_i: str
+    label_j: str
+    params: dict = field(default_factory=dict)
+
+    @property
+    def head(self) -> str:
+        """The left-hand side every explanation starts with: ``s_ij = s(x_i, x_j)`` in LaTeX."""
+        return rf"s_{{{self.i}{self.j}}} = s(x_{{{self.i}}}, x_{{{self.j}}})"
+
+    @property
+    def d(self) -> int:
+        return int(self.x_i.shape[0])
+
+
+class Worked(NamedTuple):
+    """One score worked out: the number recomputed by the formula shown, the formula with the numbers
+    filled in (LaTeX, ending ``= <value>``), and a plain sentence (read aloud)."""
+
+    value: float
+    latex: str
+    text: str
 
 
 @dataclass(frozen=True)
 class Similarity:
-    """One similarity function and everything the UI and the docs say about it."""
+    """One similarity function and everything attnviz computes, checks, explains and says about it."""
 
     name: str
     label: str
@@ -45,10 +93,19 @@ class Similarity:
     source: str  # the paper it comes from
     url: str
     default_temperature: float
+    use: str  # when it is used, in one sentence (the lab's "When it is used")
     fn: ScoreFn = field(repr=False, compare=False)
+    #: ``(a (d_q,), b (d_k,), **params) -> float``: the score of one pair in float64, written independently of ``fn``
+    reference: Callable[..., float] = field(repr=False, compare=False)
+    #: ``Pair -> Worked``: one score with its actual numbers, for the walkthrough
+    explain: Callable[[Pair], Worked] = field(repr=False, compare=False)
+    #: ``(k, scale, **params) -> (q -> scale * sim(q, k))``, or None when those params are not handled:
+    #: per-key work done once for many query blocks (see :func:`block_scorer`)
+    prepare_keys: Callable[..., ScoreFn | None] | None = field(default=None, repr=False, compare=False)
     untrained: bool = False  # True when it has seeded random (not learned) parameters
     same_dim: bool = True  # False when queries and keys may have different widths
     params_doc: str = ""
+    benchmark: str = "reported"  # one of BENCHMARK_KINDS
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, **params) -> torch.Tensor:
         return self.fn(q, k, **params)
@@ -58,6 +115,8 @@ SIMILARITIES: dict[str, Similarity] = {}
 
 
 def _register(sim: Similarity) -> None:
+    if sim.benchmark not in BENCHMARK_KINDS:
+        raise ValueError(f"{sim.name}: benchmark must be one of {BENCHMARK_KINDS}, got {sim.benchmark!r}")
     SIMILARITIES[sim.name] = sim
 
 
@@ -71,6 +130,15 @@ def get_similarity(name: str | Similarity) -> Similarity:
         raise UnknownSimilarity(str(name), list(SIMILARITIES)) from None
 
 
+def _sum_terms(a, b, shown: int = 3, op: str = r"\cdot") -> str:
+    """``a_1 · b_1 + a_2 · b_2 + … (d terms)`` in LaTeX: the first ``shown`` products, then the count."""
+    terms = [f"{factor(a[c])} {op} {factor(b[c])}" for c in range(min(shown, len(a)))]
+    body = " + ".join(terms)
+    if len(a) > shown:
+        body += rf" + \dots\ ({len(a)}\text{{ terms}})"
+    return body
+
+
 def _check(q: torch.Tensor, k: torch.Tensor, same_dim: bool, name: str) -> None:
     if q.dim() < 2 or k.dim() < 2:
         raise ShapeMismatch(
@@ -79,7 +147,8 @@ def _check(q: torch.Tensor, k: torch.Tensor, same_dim: bool, name: str) -> None:
     if same_dim and q.shape[-1] != k.shape[-1]:
         raise ShapeMismatch(
             f"{name} needs queries and keys of the same width, got d={q.shape[-1]} and d={k.shape[-1]}; "
-            "use 'general' or 'additive' to compare vectors of different widths."
+            f"use {' or '.join(repr(n) for n, s in SIMILARITIES.items() if not s.same_dim)} to compare vectors of "
+            "different widths."
         )
 
 
@@ -231,6 +300,13 @@ def _rbf(q, k, sigma: float | None = None):
     return _squared_distance(q, k, -1.0 / (2.0 * sigma * sigma))
 
 
+def _manhattan(q, k):
+    _check(q, k, True, "manhattan")
+    # cdist's p=1 kernel works pair by pair: no (n, m, d) intermediate
+    return torch.cdist(q, k, p=1.0).neg_() if not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)) \
+        else -torch.cdist(q, k, p=1.0)
+
+
 _param_cache: dict[tuple, torch.Tensor] = {}
 _param_lock = threading.Lock()
 
@@ -286,89 +362,80 @@ def _additive(q, k, w_q: torch.Tensor | None = None, w_k: torch.Tensor | None = 
     return out
 
 
-_register(Similarity(
-    name="dot", label="Dot product", formula=r"s(q,k) = q^\top k",
-    sentence="Multiplies matching coordinates and adds them up: large when the vectors point the same way and are long.",
-    source="Luong, Pham & Manning 2015, Effective Approaches to Attention-based Neural Machine Translation",
-    url="https://arxiv.org/abs/1508.04025", default_temperature=1.0, fn=_dot,
-))
-_register(Similarity(
-    name="scaled_dot", label="Scaled dot product", formula=r"s(q,k) = \frac{q^\top k}{\sqrt{d}}",
-    sentence="The dot product divided by the square root of the width, so scores do not grow with the number of dimensions.",
-    source="Vaswani et al. 2017, Attention Is All You Need", url="https://arxiv.org/abs/1706.03762",
-    default_temperature=1.0, fn=_scaled_dot,
-))
-_register(Similarity(
-    name="cosine", label="Cosine similarity", formula=r"s(q,k) = \frac{q^\top k}{\lVert q\rVert\,\lVert k\rVert}",
-    sentence="Only the angle between the vectors counts, not their length; scores lie in [-1, 1], so it needs a small temperature to be decisive.",
-    source="Graves et al. 2014, Neural Turing Machines; used with a learned temperature in Liu et al. 2022, Swin Transformer V2",
-    url="https://arxiv.org/abs/2111.09883", default_temperature=0.1, fn=_cosine,
-))
-_register(Similarity(
-    name="euclidean", label="Euclidean (negative distance)", formula=r"s(q,k) = -\lVert q - k\rVert_2",
-    sentence="Nearer means more similar: the score is minus the straight-line distance between the two vectors (the seed article's Euclidean distance).",
-    source="The seed article (sim = Euclidean distance); cf. Kim, Papamakarios & Mnih 2021, The Lipschitz Constant of Self-Attention (L2 attention)",
-    url="https://arxiv.org/abs/2006.04710", default_temperature=1.0, fn=_euclidean,
-))
-_register(Similarity(
-    name="rbf", label="RBF (Gaussian) kernel", formula=r"s(q,k) = -\frac{\lVert q - k\rVert_2^2}{2\sigma^2},\ \sigma=\sqrt{d}",
-    sentence="A Gaussian bump around each query: weights fall off with the squared distance, and sigma sets how wide the bump is.",
-    source="Tsai et al. 2019, Transformer Dissection: A Unified Understanding of Transformer's Attention via the Lens of Kernel",
-    url="https://arxiv.org/abs/1908.11775", default_temperature=0.1, fn=_rbf,
-    params_doc="sigma (default sqrt(d))",
-))
-_register(Similarity(
-    name="general", label="General (bilinear)", formula=r"s(q,k) = q^\top W k",
-    sentence="A dot product through a matrix W, which can compare vectors of different kinds or widths; here W is identity plus seeded random noise, not learned.",
-    source="Luong, Pham & Manning 2015, Effective Approaches to Attention-based Neural Machine Translation",
-    url="https://arxiv.org/abs/1508.04025", default_temperature=1.0, fn=_general, untrained=True, same_dim=False,
-    params_doc=f"weight (d_q, d_k); default: identity + N(0, 1/d_k) noise, seed {UNTRAINED_SEED} (untrained)",
-))
-_register(Similarity(
-    name="additive", label="Additive (Bahdanau)", formula=r"s(q,k) = v^\top \tanh(W_1 q + W_2 k)",
-    sentence="A tiny one-layer network scores each pair; in a real model W1, W2 and v are learned, here they are seeded random numbers, so treat the pattern as untrained.",
-    source="Bahdanau, Cho & Bengio 2014, Neural Machine Translation by Jointly Learning to Align and Translate",
-    url="https://arxiv.org/abs/1409.0473", default_temperature=1.0, fn=_additive, untrained=True, same_dim=False,
-    params_doc=f"w_q (h, d_q), w_k (h, d_k), v (h,), h={ADDITIVE_HIDDEN}; default: N(0, 1/fan_in), seed {UNTRAINED_SEED} (untrained)",
-))
+# --------------------------------------------------------------------------------- key precompute
+
+
+def _prepare_dot(k, scale: float, **params):
+    if params:
+        return None
+
+    def score(q):
+        _check(q, k, True, "dot")
+        return _mm(q, k, scale)
+    return score
+
+
+def _prepare_scaled_dot(k, scale: float, **params):
+    if params:
+        return None
+
+    def score(q):
+        _check(q, k, True, "scaled_dot")
+        return _mm(q, k, scale / math.sqrt(q.shape[-1]))
+    return score
+
+
+def _prepare_cosine(k, scale: float, **params):
+    if not set(params) <= {"eps"}:
+        return None
+    eps = params.get("eps", 1e-8)
+    kn = _unit(k, eps)  # normalised once, not once per block
+
+    def score(q):
+        _check(q, k, True, "cosine")
+        return _mm(_unit(q, eps), kn, scale)
+    return score
+
+
+def _prepare_euclidean(k, scale: float, **params):
+    if params:
+        return None
+    keys = _centre_keys(k)  # centred once, not once per block
+
+    def score(q):
+        _check(q, k, True, "euclidean")
+        qc = q - keys.centre
+        return _neg_sqrt(_distance_to_centred(qc, (qc * qc).sum(-1), keys, 1.0), scale)
+    return score
+
+
+def _prepare_rbf(k, scale: float, **params):
+    if not set(params) <= {"sigma"}:
+        return None
+    keys = _centre_keys(k)
+    sigma = _rbf_sigma(k.shape[-1], params.get("sigma"))
+    factor_ = -scale / (2.0 * sigma * sigma)
+
+    def score(q):
+        _check(q, k, True, "rbf")
+        qc = q - keys.centre
+        return _distance_to_centred(qc, (qc * qc).sum(-1), keys, factor_)
+    return score
 
 
 def block_scorer(similarity: str | Similarity, k: torch.Tensor, scale: float = 1.0, **params) -> ScoreFn:
     """``q -> scale * sim(q, k)`` for many query blocks against the same keys ``k (..., m, d)``.
 
-    What the blocked attention paths call once per block of queries: the per-key work (normalising
-    for cosine, centring for the distances) is done here once, not once per block, and ``scale``
-    (``1 / temperature``) rides in the GEMM where it can instead of costing a pass over the block.
+    What the blocked attention paths call once per block of queries: the entry's ``prepare_keys`` does
+    the per-key work (normalising for cosine, centring for the distances) once, not once per block, and
+    ``scale`` (``1 / temperature``) rides in the GEMM where it can instead of costing a pass over the
+    block. An entry without ``prepare_keys`` (or with params it does not handle) is scored whole per block.
     """
     sim = get_similarity(similarity)
-    fn = sim.fn
-    if fn in (_dot, _scaled_dot) and not params:
-        def score(q):
-            _check(q, k, True, sim.name)
-            return _mm(q, k, scale / math.sqrt(q.shape[-1]) if fn is _scaled_dot else scale)
-        return score
-    if fn is _cosine and set(params) <= {"eps"}:
-        eps = params.get("eps", 1e-8)
-        kn = _unit(k, eps)
-
-        def score(q):
-            _check(q, k, True, "cosine")
-            return _mm(_unit(q, eps), kn, scale)
-        return score
-    if (fn is _euclidean and not params) or (fn is _rbf and set(params) <= {"sigma"}):
-        keys = _centre_keys(k)
-        factor = scale
-        if fn is _rbf:
-            sigma = _rbf_sigma(k.shape[-1], params.get("sigma"))
-            factor = -scale / (2.0 * sigma * sigma)
-
-        def score(q):
-            _check(q, k, True, sim.name)
-            qc = q - keys.centre
-            if fn is _rbf:
-                return _distance_to_centred(qc, (qc * qc).sum(-1), keys, factor)
-            return _neg_sqrt(_distance_to_centred(qc, (qc * qc).sum(-1), keys, 1.0), factor)
-        return score
+    if sim.prepare_keys is not None:
+        prepared = sim.prepare_keys(k, scale, **params)
+        if prepared is not None:
+            return prepared
 
     def score(q):
         s = sim(q, k, **params)
@@ -376,3 +443,235 @@ def block_scorer(similarity: str | Similarity, k: torch.Tensor, scale: float = 1
             return s
         return s * scale if (torch.is_grad_enabled() and s.requires_grad) else s.mul_(scale)
     return score
+
+
+# ------------------------------------------------------------------ references and worked examples
+# Each reference is the textbook formula of ONE pair in float64 Python, sharing nothing with the fast
+# kernels above; each explanation recomputes the score by the formula it shows.
+
+
+def _untrained_general_weight(dq: int, dk: int, seed: int = UNTRAINED_SEED) -> np.ndarray:
+    w = untrained_parameter((dq, dk), "general", torch.zeros((), dtype=torch.float64), seed).numpy()
+    return w + np.eye(dq) if dq == dk else w
+
+
+def _untrained_additive(dq: int, dk: int, hidden: int = ADDITIVE_HIDDEN, seed: int = UNTRAINED_SEED):
+    like = torch.zeros((), dtype=torch.float64)
+    return (untrained_parameter((hidden, dq), "additive_wq", like, seed).numpy(),
+            untrained_parameter((hidden, dk), "additive_wk", like, seed).numpy(),
+            untrained_parameter((1, hidden), "additive_v", like, seed).numpy()[0])
+
+
+def _ref_dot(a, b):
+    return math.fsum(float(a[t]) * float(b[t]) for t in range(len(a)))
+
+
+def _explain_dot(p: Pair) -> Worked:
+    i, j, d = p.i, p.j, p.d
+    v = _ref_dot(p.x_i, p.x_j)
+    return Worked(v, rf"{p.head} = x_{{{i}}}^\top x_{{{j}}} = \sum_{{c=1}}^{{{d}}} x_{{{i},c}}\,x_{{{j},c}}"
+                     rf" = {_sum_terms(p.x_i, p.x_j)} = {tex(v)}",
+                  f"The dot product of '{p.label_i}' and '{p.label_j}': multiply their {d} coordinates pairwise "
+                  f"and add them up, giving {fmt(v)}.")
+
+
+def _ref_scaled_dot(a, b):
+    return _ref_dot(a, b) / math.sqrt(len(a))
+
+
+def _explain_scaled_dot(p: Pair) -> Worked:
+    i, j, d = p.i, p.j, p.d
+    dot = _ref_dot(p.x_i, p.x_j)
+    v = dot / math.sqrt(d)
+    return Worked(v, rf"{p.head} = \frac{{x_{{{i}}}^\top x_{{{j}}}}}{{\sqrt{{d}}}} = \frac{{{tex(dot)}}}{{\sqrt{{{d}}}}}"
+                     rf" = \frac{{{tex(dot)}}}{{{tex(math.sqrt(d))}}} = {tex(v)}",
+                  f"The dot product of '{p.label_i}' and '{p.label_j}' is {fmt(dot)}; divided by the square root "
+                  f"of the width (√{d} = {fmt(math.sqrt(d))}) it is {fmt(v)}.")
+
+
+def _ref_cosine(a, b, eps: float = 1e-8):
+    na, nb = math.sqrt(_ref_dot(a, a)), math.sqrt(_ref_dot(b, b))
+    return _ref_dot(a, b) / (max(na, eps) * max(nb, eps))  # a zero vector scores 0 with everything
+
+
+def _explain_cosine(p: Pair) -> Worked:
+    i, j = p.i, p.j
+    dot, ni, nj = _ref_dot(p.x_i, p.x_j), math.sqrt(_ref_dot(p.x_i, p.x_i)), math.sqrt(_ref_dot(p.x_j, p.x_j))
+    v = _ref_cosine(p.x_i, p.x_j)
+    return Worked(v, rf"{p.head} = \frac{{x_{{{i}}}^\top x_{{{j}}}}}{{\lVert x_{{{i}}}\rVert\,\lVert x_{{{j}}}\rVert}}"
+                     rf" = \frac{{{tex(dot)}}}{{{tex(ni)} \times {tex(nj)}}} = {tex(v)}",
+                  f"The dot product of '{p.label_i}' and '{p.label_j}' is {fmt(dot)}; their lengths are {fmt(ni)} "
+                  f"and {fmt(nj)}; {fmt(dot)} divided by ({fmt(ni)} × {fmt(nj)}) is {fmt(v)}, the cosine of the "
+                  "angle between them.")
+
+
+def _squared_gap(a, b) -> float:
+    return math.fsum((float(a[t]) - float(b[t])) ** 2 for t in range(len(a)))
+
+
+def _ref_euclidean(a, b):
+    return -math.sqrt(_squared_gap(a, b))
+
+
+def _explain_euclidean(p: Pair) -> Worked:
+    i, j, d = p.i, p.j, p.d
+    sq = _squared_gap(p.x_i, p.x_j)
+    v = -math.sqrt(sq)
+    return Worked(v, rf"{p.head} = -\lVert x_{{{i}}} - x_{{{j}}}\rVert = -\sqrt{{\textstyle\sum_{{c=1}}^{{{d}}}"
+                     rf" (x_{{{i},c}} - x_{{{j},c}})^2}} = -\sqrt{{{tex(sq)}}} = {tex(v)}",
+                  f"The squared differences of the {d} coordinates of '{p.label_i}' and '{p.label_j}' add up to "
+                  f"{fmt(sq)}; the distance is its square root, {fmt(math.sqrt(sq))}, and the score is minus that: "
+                  f"{fmt(v)}.")
+
+
+def _ref_rbf(a, b, sigma: float | None = None):
+    sigma = math.sqrt(len(a)) if sigma is None else float(sigma)
+    return -_squared_gap(a, b) / (2 * sigma * sigma)
+
+
+def _explain_rbf(p: Pair) -> Worked:
+    i, j = p.i, p.j
+    sq = _squared_gap(p.x_i, p.x_j)
+    sigma = float(p.params.get("sigma") or math.sqrt(p.d))
+    v = -sq / (2 * sigma * sigma)
+    return Worked(v, rf"{p.head} = -\frac{{\lVert x_{{{i}}} - x_{{{j}}}\rVert^2}}{{2\sigma^2}}"
+                     rf" = -\frac{{{tex(sq)}}}{{2 \times {tex(sigma)}^2}} = {tex(v)}",
+                  f"The squared distance between '{p.label_i}' and '{p.label_j}' is {fmt(sq)}; divided by 2σ² "
+                  f"(σ = {fmt(sigma)}) and negated, the score is {fmt(v)}.")
+
+
+def _ref_manhattan(a, b):
+    return -math.fsum(abs(float(a[t]) - float(b[t])) for t in range(len(a)))
+
+
+def _explain_manhattan(p: Pair) -> Worked:
+    i, j, d = p.i, p.j, p.d
+    gaps = np.abs(p.x_i - p.x_j)
+    shown = " + ".join(tex(g) for g in gaps[:3]) + (rf" + \dots\ ({d}\text{{ terms}})" if d > 3 else "")
+    total = math.fsum(float(g) for g in gaps)
+    v = -total
+    return Worked(v, rf"{p.head} = -\lVert x_{{{i}}} - x_{{{j}}}\rVert_1 = -\sum_{{c=1}}^{{{d}}}"
+                     rf" \lvert x_{{{i},c}} - x_{{{j},c}}\rvert = -({shown}) = {tex(v)}",
+                  f"The differences of the {d} coordinates of '{p.label_i}' and '{p.label_j}', each taken without "
+                  f"its sign, add up to {fmt(total)} (the city-block distance); the score is minus that: {fmt(v)}.")
+
+
+def _ref_general(a, b, weight=None, seed: int = UNTRAINED_SEED):
+    w = _untrained_general_weight(len(a), len(b), seed) if weight is None else np.asarray(weight, dtype=np.float64)
+    return math.fsum(float(a[s]) * float(w[s, t]) * float(b[t]) for s in range(w.shape[0]) for t in range(w.shape[1]))
+
+
+def _explain_general(p: Pair) -> Worked:
+    i, j = p.i, p.j
+    if p.params.get("weight") is not None:
+        w = np.asarray(p.params["weight"], dtype=np.float64)
+        wx = w @ p.x_j
+        v = _ref_dot(p.x_i, wx)
+        return Worked(v, rf"{p.head} = x_{{{i}}}^\top (W x_{{{j}}}) = {_sum_terms(p.x_i, wx)} = {tex(v)}",
+                      f"The matrix W turns '{p.label_j}' into a new vector; its dot product with '{p.label_i}' "
+                      f"is {fmt(v)}.")
+    noise = _untrained_general_weight(p.d, p.d, int(p.params.get("seed", UNTRAINED_SEED))) - np.eye(p.d)
+    dot, extra = _ref_dot(p.x_i, p.x_j), _ref_dot(p.x_i, noise @ p.x_j)
+    v = dot + extra
+    return Worked(v, rf"{p.head} = x_{{{i}}}^\top W x_{{{j}}},\ W = I + N \;\Rightarrow\; "
+                     rf"x_{{{i}}}^\top x_{{{j}}} + x_{{{i}}}^\top N x_{{{j}}} = {tex(dot)} + {factor(extra)} = {tex(v)}",
+                  f"W is the identity plus seeded random noise N (untrained), so the score of '{p.label_i}' and "
+                  f"'{p.label_j}' is their plain dot product {fmt(dot)} plus the noise term {fmt(extra)}: {fmt(v)}.")
+
+
+def _ref_additive(a, b, w_q=None, w_k=None, v=None, hidden: int = ADDITIVE_HIDDEN, seed: int = UNTRAINED_SEED):
+    dq_, dk_, dv_ = _untrained_additive(len(a), len(b), hidden, seed)
+    wq = dq_ if w_q is None else np.asarray(w_q, dtype=np.float64)
+    wk = dk_ if w_k is None else np.asarray(w_k, dtype=np.float64)
+    vv = dv_ if v is None else np.asarray(v, dtype=np.float64)
+    return math.fsum(float(vv[h]) * math.tanh(_ref_dot(wq[h], a) + _ref_dot(wk[h], b)) for h in range(len(vv)))
+
+
+def _explain_additive(p: Pair) -> Worked:
+    i, j = p.i, p.j
+    h = int(p.params.get("hidden", ADDITIVE_HIDDEN))
+    wq, wk, vv = _untrained_additive(p.d, p.d, h, int(p.params.get("seed", UNTRAINED_SEED)))
+    wq = wq if p.params.get("w_q") is None else np.asarray(p.params["w_q"], dtype=np.float64)
+    wk = wk if p.params.get("w_k") is None else np.asarray(p.params["w_k"], dtype=np.float64)
+    vv = vv if p.params.get("v") is None else np.asarray(p.params["v"], dtype=np.float64)
+    hid = np.tanh(wq @ p.x_i + wk @ p.x_j)
+    v = math.fsum(float(a) * float(b) for a, b in zip(vv, hid))
+    return Worked(v, rf"{p.head} = v^\top \tanh(W_1 x_{{{i}}} + W_2 x_{{{j}}}) = \sum_{{h=1}}^{{{len(vv)}}} v_h\,t_h"
+                     rf" = {_sum_terms(vv, hid)} = {tex(v)}",
+                  f"A tiny network with {len(vv)} hidden units (untrained, seeded random weights) mixes "
+                  f"'{p.label_i}' and '{p.label_j}', squashes each unit t_h with tanh, and adds the units up with "
+                  f"weights v: {fmt(v)}.")
+
+
+# ----------------------------------------------------------------------------------------- registry
+
+_register(Similarity(
+    name="dot", label="Dot product", formula=r"s(q,k) = q^\top k",
+    sentence="Multiplies matching coordinates and adds them up: large when the vectors point the same way and are long.",
+    source="Luong, Pham & Manning 2015, Effective Approaches to Attention-based Neural Machine Translation",
+    url="https://arxiv.org/abs/1508.04025", default_temperature=1.0,
+    use="Luong-style attention in sequence-to-sequence translation; cheap, but long vectors win regardless of direction.",
+    fn=_dot, reference=_ref_dot, explain=_explain_dot, prepare_keys=_prepare_dot, benchmark="targeted",
+))
+_register(Similarity(
+    name="scaled_dot", label="Scaled dot product", formula=r"s(q,k) = \frac{q^\top k}{\sqrt{d}}",
+    sentence="The dot product divided by the square root of the width, so scores do not grow with the number of dimensions.",
+    source="Vaswani et al. 2017, Attention Is All You Need", url="https://arxiv.org/abs/1706.03762",
+    default_temperature=1.0,
+    use="The default inside transformers (BERT, GPT, ViT): the dot product kept at a sensible size as the width grows.",
+    fn=_scaled_dot, reference=_ref_scaled_dot, explain=_explain_scaled_dot, prepare_keys=_prepare_scaled_dot,
+    benchmark="targeted",
+))
+_register(Similarity(
+    name="cosine", label="Cosine similarity", formula=r"s(q,k) = \frac{q^\top k}{\lVert q\rVert\,\lVert k\rVert}",
+    sentence="Only the angle between the vectors counts, not their length; scores lie in [-1, 1], so it needs a small temperature to be decisive.",
+    source="Graves et al. 2014, Neural Turing Machines; used with a learned temperature in Liu et al. 2022, Swin Transformer V2",
+    url="https://arxiv.org/abs/2111.09883", default_temperature=0.1,
+    use="Comparing embeddings by direction only: memory look-ups, retrieval, and Swin Transformer V2's attention, always with a small (often learned) temperature.",
+    fn=_cosine, reference=_ref_cosine, explain=_explain_cosine, prepare_keys=_prepare_cosine, benchmark="targeted",
+))
+_register(Similarity(
+    name="euclidean", label="Euclidean (negative distance)", formula=r"s(q,k) = -\lVert q - k\rVert_2",
+    sentence="Nearer means more similar: the score is minus the straight-line distance between the two vectors (the seed article's Euclidean distance).",
+    source="The seed article (sim = Euclidean distance); cf. Kim, Papamakarios & Mnih 2021, The Lipschitz Constant of Self-Attention (L2 attention)",
+    url="https://arxiv.org/abs/2006.04710", default_temperature=1.0,
+    use="Distance-based attention, e.g. L2 self-attention, which keeps attention Lipschitz-continuous; the seed article's 'Euclidean distance'.",
+    fn=_euclidean, reference=_ref_euclidean, explain=_explain_euclidean, prepare_keys=_prepare_euclidean,
+    benchmark="targeted",
+))
+_register(Similarity(
+    name="rbf", label="RBF (Gaussian) kernel", formula=r"s(q,k) = -\frac{\lVert q - k\rVert_2^2}{2\sigma^2},\ \sigma=\sqrt{d}",
+    sentence="A Gaussian bump around each query: weights fall off with the squared distance, and sigma sets how wide the bump is.",
+    source="Tsai et al. 2019, Transformer Dissection: A Unified Understanding of Transformer's Attention via the Lens of Kernel",
+    url="https://arxiv.org/abs/1908.11775", default_temperature=0.1,
+    use="The kernel view of attention: a Gaussian bump around each query; with sigma = 1 it is dot-product attention with a key-length penalty (see below).",
+    fn=_rbf, reference=_ref_rbf, explain=_explain_rbf, prepare_keys=_prepare_rbf,
+    params_doc="sigma (default sqrt(d))",
+))
+_register(Similarity(
+    name="manhattan", label="Manhattan (negative L1 distance)", formula=r"s(q,k) = -\lVert q - k\rVert_1",
+    sentence="Nearer means more similar, measured along the axes: the score is minus the sum of the absolute coordinate differences (the city-block distance).",
+    source="Chen et al. 2020, AdderNet: Do We Really Need Multiplications in Deep Learning? (the negative L1 distance in place of products)",
+    url="https://arxiv.org/abs/1912.13200", default_temperature=10.0,
+    use="Multiplication-free networks (AdderNet and adder attention for vision transformers): additions and absolute values only; the L1 distance grows with the width, hence a large default temperature.",
+    fn=_manhattan, reference=_ref_manhattan, explain=_explain_manhattan,
+))
+_register(Similarity(
+    name="general", label="General (bilinear)", formula=r"s(q,k) = q^\top W k",
+    sentence="A dot product through a matrix W, which can compare vectors of different kinds or widths; here W is identity plus seeded random noise, not learned.",
+    source="Luong, Pham & Manning 2015, Effective Approaches to Attention-based Neural Machine Translation",
+    url="https://arxiv.org/abs/1508.04025", default_temperature=1.0,
+    use="Luong's 'general' score: a learned matrix lets queries and keys of different kinds or widths be compared (untrained here).",
+    fn=_general, reference=_ref_general, explain=_explain_general, untrained=True, same_dim=False,
+    params_doc=f"weight (d_q, d_k); default: identity + N(0, 1/d_k) noise, seed {UNTRAINED_SEED} (untrained)",
+))
+_register(Similarity(
+    name="additive", label="Additive (Bahdanau)", formula=r"s(q,k) = v^\top \tanh(W_1 q + W_2 k)",
+    sentence="A tiny one-layer network scores each pair; in a real model W1, W2 and v are learned, here they are seeded random numbers, so treat the pattern as untrained.",
+    source="Bahdanau, Cho & Bengio 2014, Neural Machine Translation by Jointly Learning to Align and Translate",
+    url="https://arxiv.org/abs/1409.0473", default_temperature=1.0,
+    use="Bahdanau's original attention for translation: a small learned network scores each pair (untrained here).",
+    fn=_additive, reference=_ref_additive, explain=_explain_additive, untrained=True, same_dim=False,
+    params_doc=f"w_q (h, d_q), w_k (h, d_k), v (h,), h={ADDITIVE_HIDDEN}; default: N(0, 1/fan_in), seed {UNTRAINED_SEED} (untrained)",
+    benchmark="slow",
+))

@@ -5,7 +5,7 @@ import torch
 import attnviz
 from attnviz import SIMILARITIES, get_similarity, scores
 from attnviz.errors import InvalidParameter, ShapeMismatch, UnknownSimilarity
-from attnviz.similarity import ADDITIVE_HIDDEN, untrained_parameter
+from attnviz.similarity import ADDITIVE_HIDDEN, BENCHMARK_KINDS, block_scorer, untrained_parameter
 
 from memory import peak_growth_mib
 from reference import ref_scores
@@ -29,12 +29,15 @@ def _params_for(name, q, k):
 
 
 def test_registry_has_what_the_issue_names():
-    for name in ("dot", "scaled_dot", "cosine", "euclidean", "rbf", "general", "additive"):
+    for name in ("dot", "scaled_dot", "cosine", "euclidean", "rbf", "manhattan", "general", "additive"):
         assert name in SIMILARITIES
     for sim in SIMILARITIES.values():
         assert sim.formula and sim.sentence and sim.source and sim.url.startswith("https://")
         assert sim.default_temperature > 0
-        assert sim.sentence.endswith(".")
+        assert sim.sentence.endswith(".") and sim.use.endswith(".") and sim.label
+        assert callable(sim.fn) and callable(sim.reference) and callable(sim.explain)
+        assert sim.prepare_keys is None or callable(sim.prepare_keys)
+        assert sim.benchmark in BENCHMARK_KINDS
     assert SIMILARITIES["general"].untrained and SIMILARITIES["additive"].untrained
     assert not SIMILARITIES["cosine"].untrained
 
@@ -46,8 +49,21 @@ def test_scores_match_float64_reference(name, n, m, d):
     q = torch.randn(n, d, generator=g, dtype=torch.float64) * 2 + 0.5
     k = torch.randn(m, d, generator=g, dtype=torch.float64) * 2 - 0.5
     got = scores(q, k, name).numpy()
-    want = ref_scores(q.numpy(), k.numpy(), name, _params_for(name, q, k))
+    want = ref_scores(q.numpy(), k.numpy(), name)  # the entry's own per-pair formula, default parameters
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("scale", [1.0, 0.25])
+def test_block_scorer_matches_the_whole_score(name, scale):
+    """Blocked attention scores query blocks against keys prepared once (the entry's prepare_keys, if any)."""
+    g = torch.Generator().manual_seed(5)
+    q = torch.randn(11, 6, generator=g, dtype=torch.float64) + 1.0
+    k = torch.cat([q[:2], torch.randn(7, 6, generator=g, dtype=torch.float64)])
+    whole = scores(q, k, name) * scale
+    score = block_scorer(name, k, scale)
+    blocked = torch.cat([score(q[i:i + 4]) for i in range(0, 11, 4)])
+    assert torch.allclose(blocked, whole, rtol=1e-10, atol=1e-10), name
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -100,7 +116,7 @@ def test_general_and_additive_compare_different_widths():
         got = scores(q, k, name).numpy()
         want = ref_scores(q.numpy(), k.numpy(), name, _params_for(name, q, k))
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
-    for name in ("dot", "cosine", "euclidean"):
+    for name in (n for n, sim in SIMILARITIES.items() if sim.same_dim):
         with pytest.raises(ShapeMismatch, match="general"):
             scores(q, k, name)
 
@@ -138,8 +154,8 @@ def test_unknown_similarity_says_what_exists():
     assert isinstance(e.value, attnviz.AttnvizError)
 
 
-@pytest.mark.parametrize("name", ["euclidean", "rbf", "cosine"])
-def test_distance_kernels_build_no_n_m_d_intermediate(name):
+@pytest.mark.parametrize("name", NAMES)
+def test_no_kernel_builds_an_n_m_d_intermediate(name):
     """n = m = 1024, d = 384: an (n, m, d) float32 intermediate would be 1.5 GiB; n x m is 4 MiB."""
     grown = peak_growth_mib("import attnviz; x = torch.randn(1024, 384)", f"attnviz.scores(x, x, {name!r})")
     assert grown < 200, grown
