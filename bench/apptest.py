@@ -23,24 +23,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-def navigation_only_fix() -> None:
-    """The same fix as tests/conftest.py: app.py declares its pages with st.navigation, yet AppTest
-    re-detects the legacy `pages/` folder on every run and would then run a page file alone, without
-    app.py's sidebar. Tell it the truth: this app does not use MPA v1."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if getattr(PagesManager.__init__, "_attnviz_fix", False):
-        return
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    init._attnviz_fix = True
-    PagesManager.__init__ = init
-
-
 def land(page: str, timeout: float = 120, app: Path = ROOT / "app.py") -> float:
     """Seconds of one AppTest run of a new session that opens ``page`` directly."""
     from streamlit.testing.v1 import AppTest
@@ -58,7 +40,9 @@ def land(page: str, timeout: float = 120, app: Path = ROOT / "app.py") -> float:
 
 
 def measure(page: str, warm_runs: int = 3, timeout: float = 120) -> dict:
-    navigation_only_fix()
+    from ui.shell import navigation_only  # AppTest would otherwise run a page without app.py (see there)
+
+    navigation_only()
     cold = land(page, timeout)
     warm = [land(page, timeout) for _ in range(max(1, warm_runs))]
     return {"cold": round(cold, 2), "warm": round(statistics.median(warm), 3),

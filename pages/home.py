@@ -1,12 +1,11 @@
 """Home: what attnviz is, what each page does, and which device computes."""
 
-from pathlib import Path
-
 import streamlit as st
 import torch
 
 from attnviz import SIMILARITIES
 from attnviz.devices import available_devices, device_label
+from attnviz.pages import HOME, PAGES
 from ui.shell import require_shell
 from ui.widgets import current_device
 
@@ -20,30 +19,11 @@ st.markdown(
     "function and the device live."
 )
 
-PAGE_INFO = [
-    ("pages/text.py", "📝 Text attention",
-     "Sequential attention on your own text: every token highlighted by its weight, a query word or token to "
-     "follow, the full matrix, and MiniLM's own trained heads beside it."),
-    ("pages/image.py", "🖼️ Image attention",
-     "Parallel attention on a photo: cut into patches, every patch attends to every other at once; click a "
-     "patch to see what it attends to, drawn as a heatmap over the photo."),
-    ("pages/how_it_works.py", "🧮 How it works",
-     "A small example walked through step by step: vectors, scores, temperature, softmax, weighted sum — "
-     "every number explained."),
-    ("pages/lab.py", "🧪 Similarity lab",
-     "The same input under several similarity functions side by side, with entropy and effective tokens."),
-    ("pages/hard_cases.py", "🧗 Hard cases",
-     "The article's three hard cases measured live: long sequences, ragged batches with padding masks, "
-     "and cross-modal attention."),
-]
-
-ROOT = Path(__file__).resolve().parents[1]
-available = [info for info in PAGE_INFO if (ROOT / info[0]).exists()]
 cols = st.columns(2)
-for i, (path, title, text) in enumerate(available):
+for i, info in enumerate(p for p in PAGES if p is not HOME):
     with cols[i % 2].container(border=True):
-        st.page_link(path, label=title)
-        st.write(text)
+        st.page_link(info.path, label=info.title, icon=info.icon)
+        st.write(info.description)
 
 st.subheader("Device")
 device = current_device()

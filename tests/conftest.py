@@ -1,26 +1,24 @@
 """Shared test set-up."""
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the app's ui/ package, also under a bare `pytest` (not `python -m pytest`)
+    sys.path.insert(0, str(ROOT))
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _streamlit_navigation_only():
-    """app.py declares its pages with st.navigation. AppTest re-detects the legacy `pages/` folder on every
-    run (a real server does it once, then st.navigation turns it off), and on a rerun it would then execute
-    the page file alone, without app.py's sidebar. Tell it the truth: this app does not use MPA v1."""
-    from streamlit.runtime.pages_manager import PagesManager
+    """AppTest resets Streamlit's legacy-``pages/``-mode flag before every run and would then run a page file
+    alone, without app.py's sidebar: the one workaround, ``ui.shell.navigation_only``, keeps it off."""
+    from ui.shell import navigation_only
 
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    PagesManager.__init__ = init
+    navigation_only()
     yield
-    PagesManager.__init__ = original

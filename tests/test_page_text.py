@@ -12,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import attnviz.text as tx
+from attnviz.pages import page
 from attnviz.text import analyze_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +91,7 @@ def at():
 
 
 def test_opens_with_a_sample_and_a_query(at):
-    assert at.title[0].value == "📝 Text attention"
+    assert at.title[0].value == page("pages/text.py").heading == ":material/article: Text attention"
     assert at.text_area(key="text").value == KITTEN
     (spans,) = highlights(at)
     ref = analyze_text(KITTEN, "cosine", 0.1, "contextual", query="cat")
