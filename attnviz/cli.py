@@ -8,9 +8,7 @@ Bad input prints one line on stderr and exits 2; it never shows a traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import logging
 import sys
 
 from . import __version__
@@ -85,13 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="attnviz", description="See where attention goes in text and images, under any similarity function.")
     parser.add_argument("--version", action="version", version=f"attnviz {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in ("cli_text", "cli_image"):
-        try:
-            mod = importlib.import_module(f".{module}", __package__)
-        except ImportError as err:  # pragma: no cover - only while a sub-command is missing
-            logging.getLogger(__name__).debug("sub-command %s unavailable: %s", module, err)
-            continue
-        mod.register(sub)
+    from . import cli_head, cli_image, cli_text  # here, not at the top: they import DEVICE_HELP and device_arg from here
+
+    for module in (cli_text, cli_image, cli_head):
+        module.register(sub)
     p = sub.add_parser("similarities", help="list the similarity functions (formula, source, default temperature)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--markdown", action="store_true", help="print the generated reference page (docs/similarities.md)")

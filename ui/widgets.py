@@ -9,20 +9,14 @@ import streamlit as st
 from attnviz import SIMILARITIES, AttnvizError, get_similarity
 from attnviz.devices import available_devices, best_device, device_label
 from attnviz.settings import device_choice
+from attnviz.state import TEMPERATURES, nearest_temperature
 
 log = logging.getLogger("attnviz.ui")
-
-#: temperatures offered by the slider (log-spaced, so small values get room)
-TEMPERATURES = (0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
-
-
-def _nearest_temperature(t: float) -> float:
-    return min(TEMPERATURES, key=lambda v: abs(v - t))
 
 
 def _reset_temperature(prefix: str) -> None:
     sim = get_similarity(st.session_state[f"{prefix}_sim"])
-    st.session_state[f"{prefix}_temp"] = _nearest_temperature(sim.default_temperature)
+    st.session_state[f"{prefix}_temp"] = nearest_temperature(sim.default_temperature)
 
 
 def similarity_picker(prefix: str, default: str = "cosine", container=None, explain: bool = True) -> tuple[str, float]:
@@ -36,7 +30,7 @@ def similarity_picker(prefix: str, default: str = "cosine", container=None, expl
     if st.session_state.get(sim_key) not in names:
         st.session_state[sim_key] = default if default in names else names[0]
     if st.session_state.get(temp_key) not in TEMPERATURES:
-        st.session_state[temp_key] = _nearest_temperature(get_similarity(st.session_state[sim_key]).default_temperature)
+        st.session_state[temp_key] = nearest_temperature(get_similarity(st.session_state[sim_key]).default_temperature)
     name = c.selectbox("Similarity function", names, key=sim_key, format_func=lambda n: SIMILARITIES[n].label,
                        on_change=_reset_temperature, args=(prefix,),
                        help="How alike two vectors are; attention weights are softmax(similarity / temperature).")
