@@ -208,5 +208,92 @@ def effective_figure(columns, labels: Sequence[str], title: str = "Effective tok
     return fig
 
 
+# ------------------------------------------------------------------------------- pictures of patches
+
+
+def patch_picture(photo, grid, weights=None, query: int | None = None, opacity: float = 0.55) -> np.ndarray:
+    """A photo ``(h, w, 3)`` with its patch grid: one patch's attention ``weights (rows * cols,)`` laid
+    over it (or just the grid lines when ``weights`` is None), and patch ``query`` outlined.
+
+    ``grid`` is the :class:`attnviz.image.PatchGrid` of the full-size photo; it is scaled to ``photo``
+    (usually a thumbnail), so the same grid serves every display size. Returns ``(h, w, 3)`` uint8.
+    """
+    from .overlay import as_rgb_array, draw_grid_lines, outline_box, show_attention_on_image
+
+    photo = as_rgb_array(photo)
+    g = grid.scaled(photo.shape[1], photo.shape[0])
+    if weights is None:
+        out = draw_grid_lines(photo, g.row_edges, g.col_edges)
+    else:
+        w = np.asarray(weights, dtype=np.float64).reshape(g.rows, g.cols)
+        out = show_attention_on_image(photo, w, opacity=opacity, grid_lines=(g.row_edges, g.col_edges))
+    if query is not None:
+        r, c = divmod(int(query), g.cols)
+        out = outline_box(out, g.box(r, c))
+    return out
+
+
+# ------------------------------------------------------------------------------ hard cases (long sequences)
+
+#: full attention and the blocked path in the scaling figures (Okabe-Ito vermillion and blue)
+SCALING_COLOURS = {"full": "#D55E00", "blocked": "#0072B2"}
+
+
+def _seconds_label(v: float) -> str:
+    if v < 1e-3:
+        return f"{v * 1e6:g} µs"
+    if v < 1:
+        return f"{v * 1e3:g} ms"
+    return f"{v:g} s"
+
+
+def scaling_figures(result):
+    """Two figures of a :class:`attnviz.hardcases.ScalingResult`, full vs blocked, log-log: the median time
+    of one call against n (error bars from the fastest to the slowest repeat), and its peak extra memory."""
+    import math
+
+    go = _go()
+    names = {"full": "full attention (whole n × n matrix)",
+             "blocked": f"blocked attention ({result.block_elements:,} scores per block)"}
+    figs = []
+    for what, title, ytitle in (("time", "Time of one attention call", "time (log scale)"),
+                                ("memory", "Peak extra memory of one call", "memory (log scale)")):
+        fig = go.Figure()
+        values = []
+        for method in ("full", "blocked"):
+            if what == "time":
+                pts = [(p.n, p.seconds, p.low, p.high) for p in result.measured(method) if p.seconds]
+            else:
+                pts = [(p.n, p.peak_bytes / 2**20, None, None) for p in result.measured(method)
+                       if p.peak_bytes is not None and p.peak_bytes > 0]
+            values += [y for _, y, _, _ in pts] + [v for _, _, lo, hi in pts for v in (lo, hi) if v]
+            error = None
+            if what == "time":
+                error = dict(type="data", symmetric=False, visible=True, thickness=2, width=6,
+                             array=[(hi if hi is not None else y) - y for _, y, _, hi in pts],
+                             arrayminus=[y - (lo if lo is not None else y) for _, y, lo, _ in pts])
+            fig.add_trace(go.Scatter(
+                x=[n for n, *_ in pts], y=[y for _, y, _, _ in pts], mode="lines+markers", name=names[method],
+                line=dict(color=SCALING_COLOURS[method], width=3), marker=dict(size=9), error_y=error,
+                customdata=[[lo, hi] for _, _, lo, hi in pts] if what == "time" else None,
+                hovertemplate=("n = %{x:,}<br>median %{y:.4g} s<br>fastest %{customdata[0]:.4g} s, slowest "
+                               "%{customdata[1]:.4g} s<extra></extra>") if what == "time"
+                else "n = %{x:,}<br>%{y:.4g} MiB<extra></extra>"))
+        ns = sorted({p.n for p in result.points if p.status == "measured"})
+        fig.update_xaxes(type="log", title="sequence length n (log scale)", tickmode="array", tickvals=ns,
+                         ticktext=[f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else f"{n}" for n in ns])
+        values = [v for v in values if v and v > 0]
+        if values:
+            decades = [10.0 ** k for k in range(math.floor(math.log10(min(values))),
+                                                 math.ceil(math.log10(max(values))) + 1)]
+            fig.update_yaxes(tickmode="array", tickvals=decades,
+                             ticktext=[_seconds_label(v) if what == "time" else f"{v:g} MiB" for v in decades])
+        fig.update_yaxes(type="log", title=ytitle)
+        fig.update_layout(title=dict(text=escape_label(f"{title} on {result.device}")), height=400,
+                          margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.3))
+        figs.append(fig)
+    return figs
+
+
 __all__ = ["INPUT_COLOUR", "OUTPUT_COLOUR", "SERIES_COLOURS", "matrix_figure", "clickable_heatmap", "vectors_figure",
-           "outputs_figure", "sweep_figure", "effective_figure"]
+           "outputs_figure", "sweep_figure", "effective_figure", "patch_picture", "SCALING_COLOURS", "scaling_figures"]

@@ -2,7 +2,7 @@
 
     fmt(0.000032)   -> '3.200×10^−5'       people (Unicode minus and times)
     tex(0.000032)   -> '3.200\\times10^{-5}' LaTeX (st.latex)
-    plain(0.000032) -> '3.2e-05'            ASCII, where a font may lack '−' and '×' (PNG legends, tooltips)
+    plain(0.000032) -> '3.20e-05'            ASCII, where a font may lack '−' and '×' (PNG legends, tooltips)
 
 All three share one rule: ``digits`` significant digits, positional between 1e-4 and 1e6 (a large
 number keeps its integer digits: 22026.47 -> '22026'), scientific outside; a value that only looks
@@ -58,7 +58,7 @@ def tex(x: float, digits: int = 4) -> str:
 
 
 def plain(x: float, digits: int = 3) -> str:
-    """The same number in ASCII (``3.2e-05``): for legends drawn into images and for tooltips."""
+    """The same number in ASCII (``3.20e-05``): for legends drawn into images and for tooltips."""
     x = float(x)
     if x == 0:
         return "0"
@@ -66,7 +66,7 @@ def plain(x: float, digits: int = 3) -> str:
         return "inf" if x > 0 else ("-inf" if x < 0 else "nan")
     if _positional(x):
         return _fixed(x, digits)
-    return f"{x:.{digits}g}" if "e" in f"{x:.{digits}g}" else f"{x:.{digits - 1}e}"
+    return f"{x:.{digits - 1}e}"
 
 
 def factor(x: float) -> str:

@@ -34,24 +34,13 @@ import torch
 
 from .attention import attend, check_temperature, effective_tokens, masked_softmax, row_entropy
 from .errors import InvalidParameter, ShapeMismatch
-from .similarity import SIMILARITIES, get_similarity
+from .similarity import get_similarity
+from .walkthrough import Example
 
 #: at most this many similarity functions side by side
 MAX_COLUMNS = 4
 #: the temperatures of the sweep (log-spaced)
 SWEEP_TEMPERATURES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
-
-#: when each function is used, in one sentence (its paper is in the registry: ``sim.source``, ``sim.url``)
-USES: dict[str, str] = {
-    "dot": "Luong-style attention in sequence-to-sequence translation; cheap, but long vectors win regardless of direction.",
-    "scaled_dot": "The default inside transformers (BERT, GPT, ViT): the dot product kept at a sensible size as the width grows.",
-    "cosine": "Comparing embeddings by direction only: memory look-ups, retrieval, and Swin Transformer V2's attention, always with a small (often learned) temperature.",
-    "euclidean": "Distance-based attention, e.g. L2 self-attention, which keeps attention Lipschitz-continuous; the seed article's 'Euclidean distance'.",
-    "rbf": "The kernel view of attention: a Gaussian bump around each query; with sigma = 1 it is dot-product attention with a key-length penalty (see below).",
-    "general": "Luong's 'general' score: a learned matrix lets queries and keys of different kinds or widths be compared (untrained here).",
-    "additive": "Bahdanau's original attention for translation: a small learned network scores each pair (untrained here).",
-}
-
 
 def _as_float64(vectors) -> torch.Tensor:
     x = torch.as_tensor(np.asarray(vectors, dtype=np.float64))
@@ -74,7 +63,7 @@ class LabColumn:
     entropy: np.ndarray  # (n,) nats
     effective: np.ndarray  # (n,) exp(entropy): 1 = one token, m = all equally
     untrained: bool
-    use: str
+    use: str  # when the function is used (its registry entry's ``use``)
     source: str
     url: str
 
@@ -110,7 +99,7 @@ def compare(vectors, similarities: Sequence[str], temperatures: Mapping[str, flo
         res = attend(x, sim.name, t, keys=k)
         w = res.weights
         out.append(LabColumn(sim.name, sim.label, t, res.scores.numpy(), w.numpy(), row_entropy(w).numpy(),
-                             effective_tokens(w).numpy(), sim.untrained, USES.get(sim.name, sim.sentence),
+                             effective_tokens(w).numpy(), sim.untrained, sim.use,
                              sim.source, sim.url))
     return out
 
@@ -232,59 +221,77 @@ def cosine_needs_temperature(vectors, temperatures: Sequence[float] = (1.0, 0.1)
                                  tuple(effs), tuple(mins), tuple(maxw), tuple(math.exp(2.0 / t) for t in temperatures))
 
 
-# ------------------------------------------------------------------------------------------ figures
+# ------------------------------------------------------------------------------------------ inputs
+
+#: the lab compares at most this many word pieces of a text
+MAX_TEXT_TOKENS = 48
 
 
-def sweep_figure(sweeps: Sequence[TemperatureSweep], title: str = "Temperature against attention spread"):
-    """Mean effective tokens against T (log axis), one line per similarity."""
-    import plotly.graph_objects as go
+def text_input(text: str, encoder: str = "contextual", device=None, max_tokens: int = MAX_TEXT_TOKENS,
+               model_path=None) -> Example:
+    """A text's first ``max_tokens`` word pieces and their vectors ``(n, d)`` float64, with a note when cut."""
+    from .text import ENCODERS, encode_text
 
-    from .render import escape_label
-
-    fig = go.Figure()
-    colours = ("#0072B2", "#E69F00", "#009E73", "#CC79A7")
-    for c, sw in enumerate(sweeps):
-        label = SIMILARITIES[sw.similarity].label if sw.similarity in SIMILARITIES else sw.similarity
-        fig.add_trace(go.Scatter(x=sw.temperatures, y=sw.mean_effective, mode="lines+markers",
-                                 name=escape_label(label), line=dict(color=colours[c % len(colours)], width=3),
-                                 hovertemplate="T = %{x}<br>effective tokens %{y:.2f}<extra></extra>"))
-    if sweeps:
-        n = sweeps[0].n
-        fig.add_hline(y=n, line_dash="dot", annotation_text=f"n = {n}: spread evenly over all tokens")
-        fig.add_hline(y=1, line_dash="dot", annotation_text="1: all on one token")
-    if sweeps:
-        ts = list(sweeps[0].temperatures)
-        fig.update_xaxes(tickmode="array", tickvals=ts, ticktext=[f"{t:g}" for t in ts])
-    fig.update_xaxes(type="log", title="temperature T (log scale)")
-    fig.update_yaxes(title="effective tokens attended (mean over rows)")
-    fig.update_layout(title=dict(text=escape_label(title)), height=420, margin=dict(l=10, r=10, t=50, b=10),
-                      legend=dict(orientation="h", y=-0.25))
-    return fig
+    enc = encode_text(text, encoder, device, model_path)
+    k = min(len(enc.tokens), max_tokens)
+    notes = list(enc.notes)
+    if len(enc.tokens) > k:
+        notes.insert(0, f"The text has {len(enc.tokens)} tokens; the lab compares the first {k}.")
+    return Example(tuple(enc.tokens[:k]), enc.vectors[:k].double().numpy(), "text", ENCODERS[encoder].label,
+                   tuple(notes), offsets=tuple(enc.offsets[:k]), text=text)
 
 
-def effective_figure(columns: Sequence[LabColumn], labels: Sequence[str], title: str = "Effective tokens per query"):
-    """Grouped bars: for each query token, exp(entropy) of its row under each similarity."""
-    import plotly.graph_objects as go
+def image_input(source, long_side: int = 8) -> Example:
+    """A photo cut into patches (``long_side`` along its longer side) and each patch's features."""
+    from .image import compute_features, load_image
 
-    from .render import escape_label, unique_labels
+    feats = compute_features(load_image(source), grid=long_side)
+    g = feats.grid
+    labels = tuple(f"r{r}c{c}" for r in range(g.rows) for c in range(g.cols))
+    return Example(labels, feats.features.astype(np.float64), "image", "handcrafted patch features", grid=g)
 
-    xs = unique_labels(list(labels))
-    colours = ("#0072B2", "#E69F00", "#009E73", "#CC79A7")
-    fig = go.Figure()
-    for c, col in enumerate(columns):
-        fig.add_trace(go.Bar(x=xs, y=col.effective, name=escape_label(f"{col.label}, T = {col.temperature:g}"),
-                             marker_color=colours[c % len(colours)],
-                             hovertemplate="query %{x}<br>effective tokens %{y:.2f}<extra></extra>"))
-    fig.update_layout(barmode="group", title=dict(text=escape_label(title)), height=400,
-                      margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.35),
-                      xaxis_title="query token i", yaxis_title="effective tokens = exp(entropy of row i)")
-    fig.update_xaxes(tickangle=-60)
-    return fig
+
+# ------------------------------------------------------------------------------------------ tables
+
+
+def entropy_table(columns: Sequence[LabColumn], labels: Sequence[str]) -> dict[str, list]:
+    """One row per query: entropy (nats) and effective tokens under each compared function."""
+    table: dict[str, list] = {"query": [f"{i}·{t}" for i, t in enumerate(labels)]}
+    for col in columns:
+        table[f"{col.similarity}: entropy (nats)"] = [round(float(v), 4) for v in col.entropy]
+        table[f"{col.similarity}: effective tokens"] = [round(float(v), 3) for v in col.effective]
+    return table
+
+
+def demo_temperature(vectors, sigma: float = 1.0) -> float:
+    """The temperature :func:`suggest_temperature` picks for :func:`euclidean_as_dot` on ``vectors``."""
+    return suggest_temperature(euclidean_as_dot(vectors, sigma=sigma, temperature=1.0).rbf_scores)
+
+
+def demo_table(demo: EuclideanDotDemo, labels: Sequence[str], query: int) -> dict[str, list]:
+    """One row per key: its length and the weight ``query`` gives it under rbf, dot − ‖k‖²/2 and plain dot."""
+    r6 = lambda a: [round(float(v), 6) for v in a]  # noqa: E731
+    return {
+        "key": [f"{i}·{t}" for i, t in enumerate(labels)],
+        "‖k‖": [round(float(v), 4) for v in demo.key_norms],
+        f"rbf σ={demo.sigma:g} weight (query {query})": r6(demo.rbf_weights[query]),
+        f"dot − ‖k‖²/2 weight (query {query})": r6(demo.penalised_weights[query]),
+        f"plain dot weight (query {query})": r6(demo.dot_weights[query]),
+    }
+
+
+def __getattr__(name: str):
+    # the figures moved to attnviz.figures; old imports (``from attnviz.lab import sweep_figure``) still work
+    if name in ("sweep_figure", "effective_figure"):
+        from . import figures
+
+        return getattr(figures, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
-    "MAX_COLUMNS", "SWEEP_TEMPERATURES", "DEMO_TEMPERATURES", "USES", "suggest_temperature", "LabColumn", "compare",
-    "TemperatureSweep", "temperature_sweep",
-    "EuclideanDotDemo", "euclidean_as_dot", "CosineTemperatureDemo", "cosine_needs_temperature", "sweep_figure",
-    "effective_figure",
+    "MAX_COLUMNS", "SWEEP_TEMPERATURES", "DEMO_TEMPERATURES", "MAX_TEXT_TOKENS", "suggest_temperature", "LabColumn",
+    "compare", "TemperatureSweep", "temperature_sweep", "EuclideanDotDemo", "euclidean_as_dot",
+    "CosineTemperatureDemo", "cosine_needs_temperature", "text_input", "image_input", "entropy_table",
+    "demo_temperature", "demo_table",
 ]

@@ -1,12 +1,9 @@
 """How it works: a small example walked through step by step; click any number to see where it comes from."""
 
-import numpy as np
 import streamlit as st
 
 from attnviz import get_similarity
-from attnviz.highlight import highlight_html
-from attnviz.text import ENCODERS
-from attnviz.walkthrough import (
+from attnviz.explain import (
     ARTICLE_LATEX,
     MATRICES,
     NOTATION_SENTENCES,
@@ -14,15 +11,17 @@ from attnviz.walkthrough import (
     STANDARD_LATEX,
     STEPS,
     WHY_MAX_SUBTRACTED,
-    article_literal,
     explain_cell,
-    fmt,
-    image_example,
-    outputs_figure,
-    text_example,
-    vectors_figure,
-    walk_example,
+    notation_caption,
+    notation_table,
+    overflow_summary,
+    scaled_summary,
 )
+from attnviz.figures import outputs_figure, patch_picture, vectors_figure
+from attnviz.fmt import fmt
+from attnviz.highlight import highlight_html
+from attnviz.text import ENCODERS
+from attnviz.walkthrough import article_literal, image_example, text_example, walk_example
 from ui.classroom import clickable_matrix, md_escape, photo_picker, style_figure
 from ui.shell import require_shell
 from ui.widgets import current_device, show_error, similarity_picker
@@ -44,28 +43,16 @@ def _image_example(source):
 
 
 @st.cache_data(max_entries=16, ttl=3600, show_spinner=False)
-def _photo_with_grid(source, row_edges, col_edges, query=None, weights=None):
-    from attnviz.image import load_image, thumbnail
-    from attnviz.overlay import draw_grid_lines, outline_box, show_attention_on_image
+def _photo(source):
+    import numpy as np
 
-    img = load_image(source)
-    small = thumbnail(img, 480)
-    sy, sx = small.height / img.height, small.width / img.width
-    rows = [round(e * sy) for e in row_edges]
-    cols = [round(e * sx) for e in col_edges]
-    if weights is None:
-        out = draw_grid_lines(np.asarray(small), rows, cols)
-    else:
-        out = show_attention_on_image(small, np.asarray(weights).reshape(len(rows) - 1, len(cols) - 1),
-                                      opacity=0.55, grid_lines=(rows, cols))
-    if query is not None:
-        r, c = divmod(query, len(cols) - 1)
-        out = outline_box(out, (cols[c], rows[r], cols[c + 1], rows[r + 1]))
-    return out
+    from attnviz.image import load_image, thumbnail
+
+    return np.asarray(thumbnail(load_image(source), 480))
 
 
 def _go(delta: int) -> None:
-    st.session_state[STEP_KEY] = int(np.clip(st.session_state.get(STEP_KEY, 0) + delta, 0, len(STEPS) - 1))
+    st.session_state[STEP_KEY] = min(max(int(st.session_state.get(STEP_KEY, 0)) + delta, 0), len(STEPS) - 1)
 
 
 def _explained_matrix(wt, name: str, caption: str, colorbar: str) -> tuple[int, int]:
@@ -118,7 +105,7 @@ for note in example.notes:
 
 # ---------------------------------------------------------------------------------------- navigation
 
-step = int(np.clip(st.session_state.get(STEP_KEY, 0), 0, len(STEPS) - 1))
+step = min(max(int(st.session_state.get(STEP_KEY, 0)), 0), len(STEPS) - 1)
 st.session_state[STEP_KEY] = step
 nav = st.columns([1, 1, 5], vertical_alignment="center")
 nav[0].button("◀ Back", key="hiw_back", on_click=_go, args=(-1,), disabled=step == 0, width="stretch")
@@ -136,7 +123,7 @@ if current.key == "vectors":
     st.markdown(md_escape(wt.source))
     if mode == "image":
         g = example.grid
-        st.image(_photo_with_grid(source, g.row_edges, g.col_edges),
+        st.image(patch_picture(_photo(source), g),
                  caption=f"{photo_name}: 3 × 3 patches, r = row and c = column (r0c0 is the top left).", width=480)
     st.plotly_chart(style_figure(vectors_figure(wt)), key="hiw_pca", width="stretch")
     st.caption(PCA_SENTENCE.format(d=wt.d, kept=float(wt.projection.explained.sum())) +
@@ -152,22 +139,14 @@ elif current.key == "scores":
 
 elif current.key == "scaled":
     st.latex(rf"\frac{{s_{{ij}}}}{{T}}, \qquad T = {fmt(wt.temperature)}")
-    lo, hi = float(wt.scores.min()), float(wt.scores.max())
-    st.markdown(f"The scores ran from **{fmt(lo)}** to **{fmt(hi)}**; divided by T = {fmt(wt.temperature)} they run "
-                f"from **{fmt(lo / wt.temperature)}** to **{fmt(hi / wt.temperature)}**. "
-                + ("A temperature below 1 stretches the gaps, so the softmax will pick winners more decisively."
-                   if wt.temperature < 1 else
-                   "A temperature of 1 or more leaves the gaps as they are or shrinks them, so the weights spread out."))
+    st.markdown(scaled_summary(wt))
     _explained_matrix(wt, "scaled", "The same matrix as before, every number divided by the temperature T.",
                       "score / T")
 
 elif current.key == "exp":
     st.latex(r"e_{ij} = \exp\!\Big(\frac{s_{ij}}{T} - \max_k \frac{s_{ik}}{T}\Big)")
     st.info(WHY_MAX_SUBTRACTED, icon="💡")
-    big = float(wt.scaled.max())
-    f32 = "infinity in float32" if big > 88.72 else "still fits in float32"
-    st.markdown(f"On this example the largest scaled score is **{fmt(big)}**: without the shift its exp would be "
-                f"**{fmt(wt.unshifted_max)}** ({f32}). With the shift the largest exp of every row is exactly 1.")
+    st.markdown(overflow_summary(wt))
     st.caption("Row maxima m_i: " + ", ".join(f"{i}·{md_escape(t)} = {fmt(m)}"
                                                for i, (t, m) in enumerate(zip(labels, wt.row_max))))
     _explained_matrix(wt, "exp", "exp of each scaled score minus its row's maximum: every number is between 0 and 1, "
@@ -184,15 +163,14 @@ elif current.key == "weights":
     st.latex(r"a_{ij} = \frac{e_{ij}}{Z_i} = \mathrm{softmax}_j\Big(\frac{s_{ij}}{T}\Big), \qquad \sum_j a_{ij} = 1")
     i, _ = _explained_matrix(wt, "weights", "Row i: how query i shares its attention among all the keys j. "
                              "Each row adds up to 1.", "weight")
-    sums = wt.weights.sum(axis=1)
-    st.caption("Row sums of the weights: " + ", ".join(fmt(s, 6) for s in sums) + ".")
+    st.caption("Row sums of the weights: " + ", ".join(fmt(s, 6) for s in wt.weight_row_sums) + ".")
     if mode == "text":
         st.markdown(f"Row {i} ({md_escape(labels[i])}) as a highlight over the sentence:")
         st.html(highlight_html(example.text, example.offsets, wt.weights[i], list(labels),
                                legend_label=f"weight given by token {i}"))
     else:
         g = example.grid
-        st.image(_photo_with_grid(source, g.row_edges, g.col_edges, i, tuple(wt.weights[i])),
+        st.image(patch_picture(_photo(source), g, wt.weights[i], i),
                  caption=f"Where patch {labels[i]} (outlined) looks: brighter patches get more of its weight.",
                  width=480)
 
@@ -213,13 +191,5 @@ else:  # the article's notation
         st.markdown("- " + sentence)
     lit = article_literal(wt)
     st.subheader("The article's formulas read literally, on this example")
-    table = {
-        "token": [f"{i}·{t}" for i, t in enumerate(labels)],
-        "standard: Σ_j a_ij": np.round(lit.standard_sums, 6),
-        "article: a_j (one per element)": np.round(lit.pooled, 6),
-        "article: Σ_j a_j s(i,j)": np.round(lit.coefficient_sums, 6),
-    }
-    st.dataframe(table, hide_index=True, key="hiw_notation_table")
-    st.caption(f"In the standard form every row of weights adds up to 1. Read literally, the article's coefficients "
-               f"a_j·s(i,j) add up to between {fmt(lit.coefficient_sums.min())} and {fmt(lit.coefficient_sums.max())}, "
-               f"and {lit.negative_share:.0%} of them are negative, so its y_i is not an average of the vectors.")
+    st.dataframe(notation_table(lit, labels), hide_index=True, key="hiw_notation_table")
+    st.caption(notation_caption(lit))

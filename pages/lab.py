@@ -1,25 +1,27 @@
 """Similarity lab: the same input under two to four similarity functions, side by side, and two findings
 measured on that input."""
 
-import numpy as np
 import streamlit as st
 
 from attnviz import SIMILARITIES, get_similarity
+from attnviz.figures import effective_figure, matrix_figure, patch_picture, sweep_figure
+from attnviz.fmt import fmt
 from attnviz.highlight import highlight_html
 from attnviz.lab import (
     DEMO_TEMPERATURES,
     MAX_COLUMNS,
+    MAX_TEXT_TOKENS,
     compare,
     cosine_needs_temperature,
-    effective_figure,
+    demo_table,
+    demo_temperature,
+    entropy_table,
     euclidean_as_dot,
-    suggest_temperature,
-    sweep_figure,
+    image_input,
     temperature_sweep,
+    text_input,
 )
-from attnviz.render import matrix_figure
 from attnviz.text import ENCODERS
-from attnviz.walkthrough import fmt
 from ui.classroom import classroom_on, md_escape, photo_picker, style_figure
 from ui.shell import require_shell
 from ui.widgets import TEMPERATURES, current_device, show_error
@@ -28,39 +30,25 @@ require_shell()  # a deep link on a fresh server must still get app.py's sidebar
 
 DEFAULT_TEXT = "The kitten chased the ball, then the cat slept on the warm car."
 DEFAULT_SIMS = ["scaled_dot", "cosine", "rbf"]
-MAX_TEXT_TOKENS = 48
 
 
 @st.cache_data(max_entries=32, ttl=3600, show_spinner="Turning the text into vectors…")
 def _text_input(text: str, encoder: str, device: str):
-    from attnviz.text import encode_text
-
-    enc = encode_text(text, encoder, device)
-    k = min(len(enc.tokens), MAX_TEXT_TOKENS)
-    notes = list(enc.notes)
-    if len(enc.tokens) > k:
-        notes.insert(0, f"The text has {len(enc.tokens)} tokens; the lab compares the first {k}.")
-    return list(enc.tokens[:k]), enc.vectors[:k].double().numpy(), list(enc.offsets[:k]), notes
+    return text_input(text, encoder, device)
 
 
 @st.cache_data(max_entries=16, ttl=3600, show_spinner="Cutting the photo into patches…")
 def _image_input(source, long_side: int):
-    from attnviz.image import compute_features, load_image, thumbnail
-
-    img = load_image(source)
-    feats = compute_features(img, grid=long_side)
-    g = feats.grid
-    labels = [f"r{r}c{c}" for r in range(g.rows) for c in range(g.cols)]
-    return labels, feats.features.astype(np.float64), g, np.asarray(thumbnail(img, 360))
+    return image_input(source, long_side)
 
 
-def _overlay(photo: np.ndarray, grid, weights: np.ndarray, query: int) -> np.ndarray:
-    from attnviz.overlay import outline_box, show_attention_on_image
+@st.cache_data(max_entries=16, ttl=3600, show_spinner=False)
+def _thumbnail(source):
+    import numpy as np
 
-    g = grid.scaled(photo.shape[1], photo.shape[0])
-    out = show_attention_on_image(photo, weights.reshape(g.rows, g.cols), opacity=0.55)
-    r, c = divmod(query, g.cols)
-    return outline_box(out, g.box(r, c))
+    from attnviz.image import load_image, thumbnail
+
+    return np.asarray(thumbnail(load_image(source), 360))
 
 
 st.title("🧪 Similarity lab")
@@ -74,8 +62,8 @@ with left:
                     format_func=lambda m: "Text" if m == "text" else "Photo patches")
     if mode == "text":
         st.session_state.setdefault("lab_text", DEFAULT_TEXT)
-        text = st.text_area("Your text (the first 48 word pieces are compared)", key="lab_text", height=90,
-                            max_chars=2000)
+        text = st.text_area(f"Your text (the first {MAX_TEXT_TOKENS} word pieces are compared)", key="lab_text",
+                            height=90, max_chars=2000)
         encoder = st.selectbox("Where the vectors come from", list(ENCODERS), key="lab_encoder",
                                format_func=lambda e: ENCODERS[e].label)
     else:
@@ -92,15 +80,12 @@ if len(names) < 2:
     st.stop()
 
 try:
-    if mode == "text":
-        labels, vectors, offsets, notes = _text_input(text, encoder, current_device())
-    else:
-        labels, vectors, grid, photo = _image_input(source, long_side)
-        notes = []
+    example = _text_input(text, encoder, current_device()) if mode == "text" else _image_input(source, long_side)
 except Exception as err:
     show_error(err)
     st.stop()
-for note in notes:
+labels, vectors = list(example.labels), example.vectors
+for note in example.notes:
     st.caption(md_escape(note))
 if len(labels) < 2:
     st.warning("Attention needs at least two tokens: type a few more words.", icon="☝️")
@@ -144,10 +129,10 @@ for c, col in enumerate(columns):
                   help="exp(entropy) of each row, averaged: 1 = all weight on one token, n = spread evenly.")
         st.metric(f"{col.label}: mean largest weight", f"{col.mean_max_weight:.3f}")
         if mode == "text":
-            st.html(highlight_html(text, offsets, col.weights[query], labels,
+            st.html(highlight_html(text, list(example.offsets), col.weights[query], labels,
                                    legend_label=f"weight from token {query}"))
         else:
-            st.image(_overlay(photo, grid, col.weights[query], query),
+            st.image(patch_picture(_thumbnail(source), example.grid, col.weights[query], query),
                      caption=f"Where patch {labels[query]} (outlined) looks under {col.label}.", width="stretch")
         st.caption(f"**When it is used:** {col.use} Paper: [{col.source}]({col.url}).")
 
@@ -155,11 +140,7 @@ st.header("How spread out is each row?")
 st.plotly_chart(style_figure(effective_figure(columns, labels)), key="lab_effective", width="stretch")
 st.caption("For every query token, the effective number of tokens it attends to, exp(entropy of its row): 1 means "
            f"all its attention is on one token, {len(labels)} means spread evenly over all of them.")
-table = {"query": [f"{i}·{t}" for i, t in enumerate(labels)]}
-for col in columns:
-    table[f"{col.similarity}: entropy (nats)"] = np.round(col.entropy, 4)
-    table[f"{col.similarity}: effective tokens"] = np.round(col.effective, 3)
-st.dataframe(table, hide_index=True, key="lab_entropy_table")
+st.dataframe(entropy_table(columns, labels), hide_index=True, key="lab_entropy_table")
 
 st.header("What the temperature does")
 sweeps = [temperature_sweep(vectors, n) for n in names]
@@ -175,7 +156,7 @@ st.markdown("The last term depends only on the query, so it is the same for ever
             "ignores anything added to the whole row. So attention with the squared-distance score gives **exactly** "
             "the weights of dot-product attention whose scores lose half of each key's squared length: long keys "
             "are penalised.")
-suggested = suggest_temperature(euclidean_as_dot(vectors, sigma=1.0, temperature=1.0).rbf_scores)
+suggested = demo_temperature(vectors, sigma=1.0)
 if st.session_state.get("lab_demo_temp") not in DEMO_TEMPERATURES:
     st.session_state["lab_demo_temp"] = suggested
 demo_t = float(st.select_slider(f"Temperature for this demonstration (suggested for your input: {suggested:g})",
@@ -191,14 +172,7 @@ st.caption(f"Measured on your {len(labels)} vectors at T = {fmt(demo_t)}: attnvi
            f"(largest difference {demo.max_weight_diff:.1e}); the score matrices differ by exactly −‖q‖²/2 along each "
            f"row (spread of that difference within a row: {demo.max_score_gap:.1e}). Without the penalty the plain "
            f"dot product gives different weights (largest difference {demo.max_weight_diff_plain_dot:.3f}).")
-rows = {
-    "key": [f"{i}·{t}" for i, t in enumerate(labels)],
-    "‖k‖": np.round(demo.key_norms, 4),
-    f"rbf σ=1 weight (query {query})": np.round(demo.rbf_weights[query], 6),
-    f"dot − ‖k‖²/2 weight (query {query})": np.round(demo.penalised_weights[query], 6),
-    f"plain dot weight (query {query})": np.round(demo.dot_weights[query], 6),
-}
-st.dataframe(rows, hide_index=True, key="lab_euclid_table")
+st.dataframe(demo_table(demo, labels, query), hide_index=True, key="lab_euclid_table")
 st.caption("attnviz's 'euclidean' similarity uses the distance itself, −‖q−k‖, not its square: the identity above "
            "is for the squared distance, which is the 'rbf' score with σ = 1 (the registry's default σ is √d).")
 

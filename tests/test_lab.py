@@ -13,14 +13,12 @@ from hypothesis import strategies as st
 from attnviz import InvalidParameter, get_similarity
 from attnviz.lab import (
     SWEEP_TEMPERATURES,
-    USES,
     compare,
     cosine_needs_temperature,
-    effective_figure,
     euclidean_as_dot,
-    sweep_figure,
     temperature_sweep,
 )
+from attnviz.figures import effective_figure, sweep_figure
 from attnviz.similarity import SIMILARITIES
 
 RNG = np.random.default_rng(3)
@@ -51,8 +49,16 @@ def test_compare_matches_softmax_entropy_and_effective_tokens():
         np.testing.assert_allclose(col.entropy, entropy(w), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(col.effective, np.exp(entropy(w)), rtol=1e-10)
         assert col.mean_effective == pytest.approx(float(np.exp(entropy(w)).mean()))
-        assert col.use and col.source and col.url.startswith("https://")
-    assert set(USES) == set(SIMILARITIES)
+        assert col.use == get_similarity(col.similarity).use and col.source and col.url.startswith("https://")
+
+
+@pytest.mark.parametrize("name", list(SIMILARITIES))
+def test_every_registered_function_can_be_compared(name):
+    col = compare(X, [name])[0]
+    sim = SIMILARITIES[name]
+    assert col.label == sim.label and col.use == sim.use and col.temperature == sim.default_temperature
+    np.testing.assert_allclose(col.weights.sum(axis=1), 1.0, rtol=1e-12)
+    assert np.all((col.effective >= 1.0 - 1e-12) & (col.effective <= X.shape[0] + 1e-9))
 
 
 def test_compare_takes_one_to_four_functions():

@@ -84,7 +84,8 @@ def test_walkthrough_steps_forward_and_back_showing_the_right_numbers(cat_vector
 
 
 def test_any_cell_can_be_explained_by_row_and_column(cat_vectors):
-    from attnviz.walkthrough import explain_cell, text_example, walk_example
+    from attnviz.explain import explain_cell
+    from attnviz.walkthrough import text_example, walk_example
 
     at = open_page("pages/how_it_works.py")
     for _ in range(5):
@@ -267,7 +268,7 @@ def _toggle_app():
     import streamlit as st
 
     from ui.classroom import classroom_toggle, style_figure
-    from attnviz.walkthrough import cell_figure
+    from attnviz.figures import clickable_heatmap as cell_figure
 
     classroom_toggle(st.sidebar)
     st.plotly_chart(style_figure(cell_figure([[0.5, 0.5], [0.2, 0.8]], ["a", "b"], ["a", "b"])), key="fig")

@@ -11,58 +11,33 @@ import pytest
 import torch
 
 from attnviz import SIMILARITIES, InvalidParameter, ShapeMismatch
+from attnviz.explain import MATRICES, STEP_KEYS, STEPS, explain_cell
+from attnviz.figures import clickable_heatmap
+from attnviz.fmt import fmt, plain, tex
 from attnviz.walkthrough import (
-    MATRICES,
+    MATRIX_NAMES,
     MAX_TOKENS,
     SHOWN_COORDS,
-    STEP_KEYS,
-    STEPS,
     article_literal,
-    cell_figure,
-    explain_cell,
-    fmt,
     image_example,
-    parse_clicked_cell,
     reduce_2d,
-    tex,
     text_example,
     walk,
 )
+from reference import ref_scores
+from ui.clicks import parse_clicked_cell
 
 RNG = np.random.default_rng(7)
 X = RNG.normal(size=(5, 6))
 LABELS = ["the", "cat", "sat", "on", "mat"]
 
 
-def reference_scores(x: np.ndarray, name: str) -> np.ndarray | None:
-    """The textbook formulas in numpy, written out pair by pair (None for the untrained ones)."""
-    n, d = x.shape
-    s = np.empty((n, n))
-    for i in range(n):
-        for j in range(n):
-            q, k = x[i], x[j]
-            if name == "dot":
-                s[i, j] = sum(q[c] * k[c] for c in range(d))
-            elif name == "scaled_dot":
-                s[i, j] = sum(q[c] * k[c] for c in range(d)) / math.sqrt(d)
-            elif name == "cosine":
-                s[i, j] = (q @ k) / (math.sqrt(q @ q) * math.sqrt(k @ k))
-            elif name == "euclidean":
-                s[i, j] = -math.sqrt(sum((q[c] - k[c]) ** 2 for c in range(d)))
-            elif name == "rbf":
-                s[i, j] = -sum((q[c] - k[c]) ** 2 for c in range(d)) / (2 * d)  # sigma = sqrt(d)
-            else:
-                return None
-    return s
-
-
 @pytest.mark.parametrize("name", list(SIMILARITIES))
 @pytest.mark.parametrize("temperature", [0.1, 1.0, 3.0])
 def test_every_step_matches_an_independent_computation(name, temperature):
     wt = walk(X, LABELS, name, temperature)
-    ref = reference_scores(X, name)
-    if ref is not None:
-        np.testing.assert_allclose(wt.scores, ref, rtol=1e-12, atol=1e-12)
+    # every function, the untrained ones included: the registry's own float64 formula, pair by pair
+    np.testing.assert_allclose(wt.scores, ref_scores(X, X, name), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(wt.scaled, wt.scores / temperature, rtol=1e-15)
     np.testing.assert_allclose(wt.row_max, wt.scaled.max(axis=1))
     assert np.all(wt.exp <= 1.0) and np.allclose(wt.exp.max(axis=1), 1.0)  # the largest exp of a row is exp(0)
@@ -87,6 +62,10 @@ def test_every_cell_explanation_recomputes_the_number_it_explains(name):
                 # the formula ends with the number itself, as shown
                 assert e.latex.rstrip().endswith("= " + tex(e.recomputed)), e.latex
                 assert e.text
+                if matrix == "scores":  # the registry's own worked example: the labels and the number, in words
+                    assert f"'{LABELS[i]}'" in e.text and f"'{LABELS[j]}'" in e.text, e.text
+                    assert fmt(e.recomputed) in e.text, e.text
+                    assert e.latex.startswith(f"s_{{{i}{j}}} = s(x_{{{i}}}, x_{{{j}}}) = "), e.latex
 
 
 def test_cosine_explanation_shows_the_actual_numbers():
@@ -156,6 +135,7 @@ def test_the_articles_literal_formulas_are_not_a_weighted_average():
 def test_steps_cover_the_whole_computation():
     assert STEP_KEYS == ("vectors", "scores", "scaled", "exp", "sums", "weights", "output", "notation")
     assert all(s.matrix is None or s.matrix in MATRICES for s in STEPS)
+    assert tuple(MATRICES) == MATRIX_NAMES  # a title for every matrix the computation can show
 
 
 @pytest.mark.parametrize("value,text,latex", [
@@ -164,6 +144,7 @@ def test_steps_cover_the_whole_computation():
 ])
 def test_number_formats(value, text, latex):
     assert fmt(value) == text and tex(value) == latex
+    assert plain(value, 4) == text.replace("−", "-").replace("×10^-7", "e-07").replace("∞", "inf")
 
 
 def test_bad_input_is_refused_with_a_sentence():
@@ -179,7 +160,7 @@ def test_bad_input_is_refused_with_a_sentence():
 
 
 def test_clicks_are_read_from_the_invisible_markers():
-    fig = cell_figure(np.arange(6.0).reshape(2, 3), ["a", "b", "c"], ["x", "y"], selected=(1, 2))
+    fig = clickable_heatmap(np.arange(6.0).reshape(2, 3), ["a", "b", "c"], ["x", "y"], selected=(1, 2))
     heat, dots = fig.data
     assert heat.type == "heatmap" and dots.type == "scatter"
     assert dots.customdata.tolist()[5] == [1, 2, 5.0]  # row, column, value of the last cell

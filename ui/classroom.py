@@ -13,7 +13,8 @@ import re
 
 import streamlit as st
 
-from attnviz.walkthrough import cell_figure, parse_clicked_cell
+from attnviz.figures import clickable_heatmap
+from ui.clicks import parse_clicked_cell
 
 CLASSROOM_KEY = "classroom"
 
@@ -136,9 +137,9 @@ def clickable_matrix(z, x_labels, y_labels, key: str, *, title: str, x_title: st
     if st.session_state.get(ck) not in range(m):
         st.session_state[ck] = min(default[1], m - 1)
     cell = (st.session_state[rk], st.session_state[ck])
-    fig = cell_figure(z, x_labels, y_labels, title=title, x_title=x_title, y_title=y_title,
-                      colorbar_title=colorbar_title, selected=cell, show_values=show_values,
-                      value_format=value_format)
+    fig = clickable_heatmap(z, x_labels, y_labels, title=title, x_title=x_title, y_title=y_title,
+                            colorbar_title=colorbar_title, selected=cell, show_values=show_values,
+                            value_format=value_format)
     st.plotly_chart(style_figure(fig), key=chart_key, on_select="rerun", selection_mode="points", width="stretch")
     st.caption(caption)
     c1, c2 = st.columns(2)

@@ -1,0 +1,275 @@
+"""What the walkthrough says: the steps, the matrices' titles, and the explanation of any one number.
+
+    wt = walk(ex.vectors, ex.labels, "cosine", 0.1)              # attnviz.walkthrough: the numbers
+    e = explain_cell(wt, "weights", 0, 2)                        # this module: the words
+    e.latex   # a_{02} = e_{02} / Z_{0} as LaTeX, with this example's two numbers and their quotient filled in
+    e.text    # the same as one plain sentence ("'The' gives 'sat' the weight ... of its attention.")
+
+A score is explained by its similarity's own registry entry (``Similarity.explain``), so a function
+added to the registry brings its explanation with it. Every explanation recomputes the number it
+explains from the inputs, by the formula it shows (``recomputed``, checked against ``value`` by the
+tests). Pure library code: no streamlit; numbers are written by :mod:`attnviz.fmt`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InvalidParameter
+from .fmt import factor, fmt, tex
+from .similarity import Pair, Worked, get_similarity
+from .walkthrough import MATRIX_NAMES, ArticleLiteral, Walkthrough
+
+WHY_MAX_SUBTRACTED = (
+    "Before taking exp, each row's largest value is subtracted. exp(a - m) / sum exp(b - m) equals "
+    "exp(a) / sum exp(b), because the factor exp(-m) cancels above and below the fraction, so the "
+    "weights do not change; but the largest term becomes exp(0) = 1, so nothing overflows. Without the "
+    "shift, exp of a large score is too big for a computer: float32 overflows to infinity above "
+    "exp(88.7) and float64 above exp(709.8), and infinity / infinity is not a number."
+)
+
+PCA_SENTENCE = (
+    "The vectors have {d} numbers each; to draw them on a flat screen they are reduced to 2-D with "
+    "principal component analysis (PCA): centre them on their mean and project onto the two directions "
+    "of largest spread, found with a singular value decomposition (torch.linalg.svd). The two axes keep "
+    "{kept:.0%} of the spread; the attention maths itself always uses all {d} numbers."
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str
+    title: str
+    matrix: str | None  # the clickable matrix this step shows (a key of MATRICES), or None
+    sentence: str
+
+
+STEPS: tuple[Step, ...] = (
+    Step("vectors", "The vectors", "vectors",
+         "Every token (or patch) is a list of numbers, a vector x_i. Similar things should get similar vectors."),
+    Step("scores", "Similarity scores", "scores",
+         "Every pair (i, j) gets a score s_ij = sim(x_i, x_j): row i says how much x_i resembles each x_j."),
+    Step("scaled", "Divide by the temperature", "scaled",
+         "Each score is divided by the temperature T. A small T stretches the differences (sharper attention); "
+         "a large T shrinks them (attention spread evenly)."),
+    Step("exp", "Exponentiate (after subtracting the row maximum)", "exp",
+         "Softmax, part 1: subtract each row's largest value, then take exp. Every number becomes positive, "
+         "and the largest in each row is exactly 1."),
+    Step("sums", "Add up each row", "sums",
+         "Softmax, part 2: add the exps of each row, Z_i = sum_j e_ij."),
+    Step("weights", "Divide: the attention weights", "weights",
+         "Softmax, part 3: divide each exp by its row's sum. Now every row is a set of weights that add up to 1."),
+    Step("output", "The weighted sum: the output", "outputs",
+         "Each output y_i is the weighted average of all the vectors, using row i's weights: y_i = sum_j a_ij x_j."),
+    Step("notation", "The seed article's notation", None,
+         "The article writes the same idea more loosely; here are both forms, and what the article's literal "
+         "formulas would compute on this example."),
+)
+STEP_KEYS = tuple(s.key for s in STEPS)
+
+#: matrix name -> (title, row axis title, column axis title)
+MATRICES: dict[str, tuple[str, str, str]] = {
+    "vectors": ("input vectors x (first coordinates)", "token i", "coordinate c"),
+    "scores": ("scores s_ij", "query i", "key j"),
+    "scaled": ("scores / T", "query i", "key j"),
+    "exp": ("e_ij = exp(s_ij/T − row max)", "query i", "key j"),
+    "sums": ("exps with their row sum Z_i (last column)", "query i", "key j, then Σ"),
+    "weights": ("attention weights a_ij", "query i", "key j"),
+    "outputs": ("outputs y (first coordinates)", "output i", "coordinate c"),
+}
+
+
+# ---------------------------------------------------------------------------------- explanations
+
+
+@dataclass(frozen=True)
+class CellExplanation:
+    """One number of one matrix, explained: ``latex`` (for st.latex) and ``text`` (plain, read aloud)."""
+
+    matrix: str
+    row: int
+    col: int
+    value: float  # the number as stored in the walkthrough's matrix
+    recomputed: float  # the same number recomputed from the inputs by the formula shown
+    latex: str
+    text: str
+
+
+def _score_explanation(wt: Walkthrough, i: int, j: int) -> Worked:
+    """The score s_ij worked out by its similarity's own registry entry (``Similarity.explain``)."""
+    pair = Pair(i, j, wt.vectors[i], wt.vectors[j], wt.labels[i], wt.labels[j], dict(wt.params))
+    return get_similarity(wt.similarity).explain(pair)
+
+
+def explain_cell(wt: Walkthrough, matrix: str, row: int, col: int) -> CellExplanation:
+    """Explain the number at ``(row, col)`` of ``matrix`` (a key of :data:`MATRICES`).
+
+    The number is recomputed from the inputs by the formula that is shown (``recomputed``), so the
+    explanation can be checked against the matrix (``value``).
+    """
+    if matrix not in MATRICES:
+        raise InvalidParameter(f"Unknown matrix {matrix!r}: choose one of {', '.join(MATRICES)}.")
+    m = wt.matrix(matrix)
+    try:
+        i, j = int(row), int(col)
+    except (TypeError, ValueError):
+        raise InvalidParameter(f"A cell is (row, column) in whole numbers, got ({row!r}, {col!r}).") from None
+    if not (0 <= i < m.shape[0] and 0 <= j < m.shape[1]):
+        raise InvalidParameter(f"Cell ({i}, {j}) is outside the {m.shape[0]} x {m.shape[1]} matrix.")
+    value = float(m[i, j])
+    t = wt.temperature
+    n = wt.n
+    li = wt.labels[i]
+
+    if matrix == "vectors":
+        v = float(wt.vectors[i, j])
+        latex = rf"x_{{{i},{j}}} = {tex(v)}"
+        text = (f"Coordinate {j} of the vector of '{li}' is {fmt(v)} (one of its {wt.d} numbers). {wt.source}")
+        return CellExplanation(matrix, i, j, value, v, latex, text)
+
+    if matrix == "scores":
+        v, latex, text = _score_explanation(wt, i, j)
+        return CellExplanation(matrix, i, j, value, v, latex, text)
+
+    s = float(wt.scores[i, min(j, n - 1)])  # the "sums" matrix has one column more (Z_i)
+    if matrix == "scaled":
+        v = s / t
+        latex = rf"\frac{{s_{{{i}{j}}}}}{{T}} = \frac{{{tex(s)}}}{{{tex(t)}}} = {tex(v)}"
+        text = f"The score {fmt(s)} divided by the temperature {fmt(t)} is {fmt(v)}."
+        return CellExplanation(matrix, i, j, value, v, latex, text)
+
+    row_scaled = wt.scores[i] / t
+    mx = float(row_scaled.max())
+    jmax = int(row_scaled.argmax())
+
+    def exp_of(k: int) -> float:
+        return math.exp(float(row_scaled[k]) - mx)
+
+    if matrix == "exp" or (matrix == "sums" and j < n):
+        a = s / t
+        v = exp_of(j)
+        latex = (rf"e_{{{i}{j}}} = \exp\!\Big(\frac{{s_{{{i}{j}}}}}{{T}} - \max_k \frac{{s_{{{i}k}}}}{{T}}\Big)"
+                 rf" = \exp({tex(a)} - {factor(mx)}) = \exp({tex(a - mx)}) = {tex(v)}")
+        text = (f"Row {i}'s largest scaled score is {fmt(mx)} (key {jmax}, '{wt.labels[jmax]}'). "
+                f"{fmt(a)} minus {fmt(mx)} is {fmt(a - mx)}, and exp of that is {fmt(v)}.")
+        return CellExplanation(matrix, i, j, value, v, latex, text)
+
+    exps = [exp_of(k) for k in range(n)]
+    z = math.fsum(exps)
+    if matrix == "sums":  # the last column: the row sum
+        terms = " + ".join(tex(e) for e in exps)
+        latex = rf"Z_{{{i}}} = \sum_{{j}} e_{{{i}j}} = {terms} = {tex(z)}"
+        text = f"Adding the {n} exps of row {i} ('{li}') gives Z = {fmt(z)}."
+        return CellExplanation(matrix, i, j, value, z, latex, text)
+
+    if matrix == "weights":
+        v = exps[j] / z
+        latex = (rf"a_{{{i}{j}}} = \frac{{e_{{{i}{j}}}}}{{Z_{{{i}}}}} = \frac{{{tex(exps[j])}}}{{{tex(z)}}} = {tex(v)}")
+        text = (f"'{li}' gives '{wt.labels[j]}' the weight {fmt(exps[j])} / {fmt(z)} = {fmt(v)}: "
+                f"{v:.1%} of its attention.")
+        return CellExplanation(matrix, i, j, value, v, latex, text)
+
+    # outputs: coordinate j of y_i
+    w = np.asarray(exps) / z
+    col = wt.vectors[:, j]
+    v = float(w @ col)
+    terms = " + ".join(f"{factor(w[k])} \\cdot {factor(col[k])}" for k in range(n))
+    latex = rf"y_{{{i},{j}}} = \sum_{{k}} a_{{{i}k}}\,x_{{k,{j}}} = {terms} = {tex(v)}"
+    text = (f"Coordinate {j} of the output for '{li}': each token's coordinate {j} times the weight '{li}' gives "
+            f"it, all added up: {fmt(v)}.")
+    return CellExplanation(matrix, i, j, value, v, latex, text)
+
+
+# --------------------------------------------------------------------------- the article's notation
+
+ARTICLE_LATEX = (r"a_i = \mathrm{softmax}\Big(\sum_{j=1}^{n} \alpha_{ij}\, s(i,j)\Big), \qquad "
+                 r"y_i = \sum_{j=1}^{n} a_j\, s(i,j)\, x_j")
+STANDARD_LATEX = (r"a_{ij} = \mathrm{softmax}_j\Big(\frac{s(i,j)}{T}\Big) = "
+                  r"\frac{\exp(s(i,j)/T)}{\sum_{k=1}^{n} \exp(s(i,k)/T)}, \qquad y_i = \sum_{j=1}^{n} a_{ij}\, x_j")
+NOTATION_SENTENCES = (
+    "The standard form gives every pair (i, j) its own weight a_ij, normalised along row i, so each output "
+    "y_i is a weighted average of the vectors: the weights are positive and add up to 1.",
+    "The article's a_i has only one index. Its softmax is over a single number per element (the sum of "
+    "α_ij s(i,j) over j), and α_ij is never defined apart from being 'the weight of x_i and x_j', which is "
+    "what is being computed. Read literally (α_ij = 1), it gives one importance per element — the pooling "
+    "weights of the article's SequentialAttention code — not one weight per pair.",
+    "Its output formula then multiplies the weight a_j by the raw score s(i,j) again. Those coefficients "
+    "are not normalised: they need not add up to 1 and are negative wherever the score is negative (always, "
+    "for a negative distance), so y_i is not an average of the vectors.",
+    "The two agree once the score goes inside the softmax and keeps both indices: a_ij = softmax_j(s(i,j)/T) "
+    "(the article's T is 1), and y_i = Σ_j a_ij x_j (the score is already inside a_ij, so it is not multiplied "
+    "in again). That is the form attnviz computes and this walkthrough shows.",
+)
+
+
+# --------------------------------------------------------------------------- the article's notation
+
+ARTICLE_LATEX = (r"a_i = \mathrm{softmax}\Big(\sum_{j=1}^{n} \alpha_{ij}\, s(i,j)\Big), \qquad "
+                 r"y_i = \sum_{j=1}^{n} a_j\, s(i,j)\, x_j")
+STANDARD_LATEX = (r"a_{ij} = \mathrm{softmax}_j\Big(\frac{s(i,j)}{T}\Big) = "
+                  r"\frac{\exp(s(i,j)/T)}{\sum_{k=1}^{n} \exp(s(i,k)/T)}, \qquad y_i = \sum_{j=1}^{n} a_{ij}\, x_j")
+NOTATION_SENTENCES = (
+    "The standard form gives every pair (i, j) its own weight a_ij, normalised along row i, so each output "
+    "y_i is a weighted average of the vectors: the weights are positive and add up to 1.",
+    "The article's a_i has only one index. Its softmax is over a single number per element (the sum of "
+    "α_ij s(i,j) over j), and α_ij is never defined apart from being 'the weight of x_i and x_j', which is "
+    "what is being computed. Read literally (α_ij = 1), it gives one importance per element — the pooling "
+    "weights of the article's SequentialAttention code — not one weight per pair.",
+    "Its output formula then multiplies the weight a_j by the raw score s(i,j) again. Those coefficients "
+    "are not normalised: they need not add up to 1 and are negative wherever the score is negative (always, "
+    "for a negative distance), so y_i is not an average of the vectors.",
+    "The two agree once the score goes inside the softmax and keeps both indices: a_ij = softmax_j(s(i,j)/T) "
+    "(the article's T is 1), and y_i = Σ_j a_ij x_j (the score is already inside a_ij, so it is not multiplied "
+    "in again). That is the form attnviz computes and this walkthrough shows.",
+)
+
+
+# ------------------------------------------------------------------------ sentences about the numbers
+
+
+def scaled_summary(wt: Walkthrough) -> str:
+    """Markdown (numbers only, no user text): the range of the scores before and after dividing by T."""
+    lo, hi, t = float(wt.scores.min()), float(wt.scores.max()), wt.temperature
+    effect = ("A temperature below 1 stretches the gaps, so the softmax will pick winners more decisively."
+              if t < 1 else
+              "A temperature of 1 or more leaves the gaps as they are or shrinks them, so the weights spread out.")
+    return (f"The scores ran from **{fmt(lo)}** to **{fmt(hi)}**; divided by T = {fmt(t)} they run "
+            f"from **{fmt(lo / t)}** to **{fmt(hi / t)}**. " + effect)
+
+
+#: exp overflows float32 above this (float64 above ~709.78)
+FLOAT32_EXP_LIMIT = 88.72
+
+
+def overflow_summary(wt: Walkthrough) -> str:
+    """Markdown (numbers only): what exp of the largest scaled score would be without the max-subtraction."""
+    big = float(wt.scaled.max())
+    f32 = "infinity in float32" if big > FLOAT32_EXP_LIMIT else "still fits in float32"
+    return (f"On this example the largest scaled score is **{fmt(big)}**: without the shift its exp would be "
+            f"**{fmt(wt.unshifted_max)}** ({f32}). With the shift the largest exp of every row is exactly 1.")
+
+
+def notation_table(lit: ArticleLiteral, labels) -> dict[str, list]:
+    """The article's literal formulas beside the standard form, one row per token (for a data frame)."""
+    return {
+        "token": [f"{i}·{t}" for i, t in enumerate(labels)],
+        "standard: Σ_j a_ij": [round(float(v), 6) for v in lit.standard_sums],
+        "article: a_j (one per element)": [round(float(v), 6) for v in lit.pooled],
+        "article: Σ_j a_j s(i,j)": [round(float(v), 6) for v in lit.coefficient_sums],
+    }
+
+
+def notation_caption(lit: ArticleLiteral) -> str:
+    return (f"In the standard form every row of weights adds up to 1. Read literally, the article's coefficients "
+            f"a_j·s(i,j) add up to between {fmt(lit.coefficient_sums.min())} and {fmt(lit.coefficient_sums.max())}, "
+            f"and {lit.negative_share:.0%} of them are negative, so its y_i is not an average of the vectors.")
+
+
+__all__ = [
+    "WHY_MAX_SUBTRACTED", "PCA_SENTENCE", "Step", "STEPS", "STEP_KEYS", "MATRICES", "CellExplanation", "explain_cell",
+    "ARTICLE_LATEX", "STANDARD_LATEX", "NOTATION_SENTENCES", "scaled_summary", "FLOAT32_EXP_LIMIT",
+    "overflow_summary", "notation_table", "notation_caption",
+]
