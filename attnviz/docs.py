@@ -6,7 +6,7 @@ from .similarity import SIMILARITIES
 
 
 def similarity_reference() -> str:
-    """Markdown: one section per similarity function (formula, sentence, paper, default temperature)."""
+    """Markdown: one section per similarity function (formula, sentence, use, paper, default temperature)."""
     out = [
         "# Similarity functions",
         "",
@@ -20,7 +20,8 @@ def similarity_reference() -> str:
         out.append(f"| `{s.name}` | ${s.formula}$ | {s.default_temperature:g} | {'yes' if s.untrained else 'no'} |")
     for s in SIMILARITIES.values():
         out += ["", f"## `{s.name}` — {s.label}", "", f"$${s.formula}$$", "", s.sentence, "",
-                f"- Source: {s.source} ({s.url})", f"- Default temperature: {s.default_temperature:g}"]
+                f"- When it is used: {s.use}", f"- Source: {s.source} ({s.url})",
+                f"- Default temperature: {s.default_temperature:g}"]
         if s.params_doc:
             out.append(f"- Parameters: {s.params_doc}")
         if s.untrained:

@@ -45,8 +45,8 @@ import torch  # noqa: E402
 
 import attnviz  # noqa: E402
 
-#: the four similarities with a kernel target (the rest are reported)
-KERNEL_TARGETED = ("dot", "scaled_dot", "cosine", "euclidean")
+#: the similarities with a kernel target (the rest are reported): their registry entries say so (``benchmark``)
+KERNEL_TARGETED = tuple(n for n, s in attnviz.SIMILARITIES.items() if s.benchmark == "targeted")
 #: (section path, limit): value <= limit passes
 TARGETS = [
     *((f"kernel.{name}.ratio", 1.25) for name in KERNEL_TARGETED),
@@ -72,8 +72,8 @@ REPEATS = {
     "full": dict(kernel=15, kernel_other=7, kernel_slow=3, text=15, switch=15, image=5, image_switch=9, app_warm=5),
     "quick": dict(kernel=7, kernel_other=3, kernel_slow=2, text=9, switch=7, image=3, image_switch=5, app_warm=3),
 }
-#: similarities whose attend is far slower than the reference (fewer repeats)
-SLOW = ("additive",)
+#: similarities whose attend is far slower than the reference (fewer repeats), from the registry
+SLOW = tuple(n for n, s in attnviz.SIMILARITIES.items() if s.benchmark == "slow")
 
 
 # ----------------------------------------------------------------------------------------- timing
