@@ -12,10 +12,7 @@ the image's full size. Bad input: one line on stderr and exit 2 (cli.py turns ou
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-
-import numpy as np
 
 from .cli import DEVICE_HELP, device_arg
 
@@ -81,32 +78,30 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from .errors import InvalidParameter
-    from .image import analyze_image
-    from .settings import load_settings
+    from .image import analyze_image, configured_max_pixels
+
+    from .overlay import check_opacity
 
     out = args.out
     if out is not None and not out.lower().endswith(".png"):
         raise InvalidParameter(f"--out must name a .png file, got {out!r}.")
-    raw = os.environ.get("ATTNVIZ_MAX_IMAGE_PIXELS")  # the deployment limit (attnviz.settings), if set
-    max_pixels = load_settings({} if raw is None else {"ATTNVIZ_MAX_IMAGE_PIXELS": raw}).max_image_pixels
+    check_opacity(args.opacity)  # checked even without --out: a bad option is an error either way
+    max_pixels = configured_max_pixels()  # the deployment limit (ATTNVIZ_MAX_IMAGE_PIXELS), if set
     res = analyze_image(
         args.path, similarity=args.similarity, temperature=args.temperature, patch=args.patch, grid=args.grid,
         query=args.query, view=args.view, device=device_arg(args.device), position_weight=args.position_weight,
-        extractor=args.features, cmap=args.colormap, opacity=args.opacity, show_grid=args.grid_lines,
-        max_pixels=max_pixels)
+        extractor=args.features, max_pixels=max_pixels)
     if out is not None:
-        res.save(out)
+        res.save(out, cmap=args.colormap, opacity=args.opacity, show_grid=args.grid_lines)
     if res.warning:
         print(f"attnviz: {res.warning}", file=sys.stderr)
     if args.json:
         print(res.to_json())
         return 0
-    s = res.scores
-    top = np.argsort(s, axis=None)[::-1][:5]
     print(f"{res.width} x {res.height} px, {res.grid.rows} x {res.grid.cols} patches, {res.similarity} "
           f"T={res.temperature:g} on {res.device}: {res.view_label}")
     print("strongest patches (row, col: weight): "
-          + ", ".join(f"({i // res.grid.cols}, {i % res.grid.cols}): {s.flat[i]:.4f}" for i in top))
+          + ", ".join(f"({r}, {c}): {w:.4f}" for r, c, w in res.top_patches(5)))
     if out is not None:
         print(f"overlay written to {out} ({res.width} x {res.height})")
     return 0

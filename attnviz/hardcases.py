@@ -493,9 +493,9 @@ def joint_patch_features(image_a, image_b, grid: int = 6, size: tuple[int, int] 
     a, b = a.resize((w, h), Image.BILINEAR), b.resize((w, h), Image.BILINEAR)
     g = im.patch_grid((w, h), grid=grid)
     raw = np.concatenate([im.handcrafted_features(a, g), im.handcrafted_features(b, g)])
-    z = im.standardise(raw, im._FLOORS)  # the image module's own floors and weights (see patch_features)
-    z[:, im._COLOUR] *= 1.0 / math.sqrt(im._COLOUR.stop - im._COLOUR.start)
-    z[:, im._TEXTURE] *= 1.0 / math.sqrt(im._TEXTURE.stop - im._TEXTURE.start)
+    z = im.standardise(raw, im.FLOORS)  # the image module's own floors and weights (see patch_features)
+    z[:, im.COLOUR] *= 1.0 / math.sqrt(im.COLOUR.stop - im.COLOUR.start)
+    z[:, im.TEXTURE] *= 1.0 / math.sqrt(im.TEXTURE.stop - im.TEXTURE.start)
     return z[:g.n], z[g.n:], g, (a, b)
 
 

@@ -3,6 +3,7 @@
 Like pytorch-grad-cam's ``show_cam_on_image``, nothing here knows about the UI::
 
     rgb = show_attention_on_image(photo, scores, cmap="cividis", opacity=0.5)   # (H, W, 3) uint8
+    rgb = show_attention_on_image(photo, weights, grid=res.grid, show_grid=True, query=(2, 3))  # patches
     png = png_bytes(rgb)
 
 * ``photo``: ``(H, W, 3)`` uint8 RGB (or a PIL image); ``scores``: a ``(rows, cols)`` map, one value per patch.
@@ -21,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .errors import InvalidParameter
-from .render import DEFAULT_COLORMAP, colormap, format_number, normalise
+from .render import DEFAULT_COLORMAP, colormap, legend, normalise
 
 #: resampling filters for :func:`upsample`
 UPSAMPLING = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
@@ -177,18 +178,34 @@ def heat_image(values01, height: int, width: int, cmap=DEFAULT_COLORMAP, method:
 
 def show_attention_on_image(image, values, *, cmap=DEFAULT_COLORMAP, opacity: float = 0.5,
                             vmin: float | None = None, vmax: float | None = None, method: str = "bicubic",
+                            grid=None, show_grid: bool = False, query=None,
                             grid_lines: tuple[Sequence[int], Sequence[int]] | None = None,
                             outline: tuple[int, int, int, int] | None = None) -> np.ndarray:
-    """The photo with the ``(rows, cols)`` map drawn over it: ``(H, W, 3)`` uint8 at the photo's size.
+    """The photo with the per-patch map drawn over it: ``(H, W, 3)`` uint8 at the photo's size.
 
-    ``vmin``/``vmax`` fix the colour scale (default: the map's min and max); ``grid_lines`` =
-    ``(row_edges, col_edges)`` in pixels; ``outline`` = a patch box to frame (the query patch).
+    The one function every photo view draws with (the image page, the lab, the hard cases, How it works).
+
+    ``values``: a ``(rows, cols)`` map, or the ``rows * cols`` weights in row-major order when ``grid`` is
+    given. ``grid``: the :class:`attnviz.image.PatchGrid` the values belong to, at any resolution (it is laid
+    over the photo's own size); with it, ``show_grid`` draws the patch borders and ``query`` — ``(row, col)``
+    or a row-major index — frames that patch. ``vmin``/``vmax`` fix the colour scale (default: the map's min
+    and max). Without a grid, ``grid_lines = (row_edges, col_edges)`` and ``outline = (left, top, right,
+    bottom)`` are in the photo's pixels.
     """
     a = check_opacity(opacity)
     if isinstance(image, Image.Image):
         base = image if image.mode == "RGB" else image.convert("RGB")
     else:
         base = Image.fromarray(as_rgb_array(image), "RGB")
+    g = None
+    if grid is not None:
+        g = grid.scaled(base.width, base.height)
+        flat = np.asarray(values)
+        if flat.size != g.rows * g.cols:
+            raise InvalidParameter(f"{flat.size} values do not fit a {g.rows} x {g.cols} patch grid.")
+        values = flat.reshape(g.rows, g.cols)
+    elif show_grid or query is not None:
+        raise InvalidParameter("show_grid and query need the patch grid: pass grid=.")
     v = _as_map(values)
     scaled, _, _ = normalise(v, vmin, vmax)
     if a == 0.0:
@@ -196,8 +213,13 @@ def show_attention_on_image(image, values, *, cmap=DEFAULT_COLORMAP, opacity: fl
     else:
         heat = heat_image(scaled, base.height, base.width, cmap, method)
         out = np.array(heat if a == 1.0 else Image.blend(base, heat, a))
+    if g is not None and show_grid:
+        grid_lines = (g.row_edges, g.col_edges)
     if grid_lines is not None:
         out = draw_grid_lines(out, grid_lines[0], grid_lines[1])
+    if g is not None and query is not None:
+        r, c = divmod(int(query), g.cols) if np.ndim(query) == 0 else query
+        outline = g.box(r, c)
     if outline is not None:
         out = outline_box(out, outline)
     return out
@@ -222,10 +244,8 @@ def colorbar(vmin: float, vmax: float, cmap=DEFAULT_COLORMAP, *, length: int = 2
     font = _font(font_size)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
 
-    def labels_for(n: int) -> list[str]:
-        tiny = 1e-4 * max(abs(vmin), abs(vmax))  # 8.7e-11 next to 0.017 is a zero to the eye
-        values = (vmin + (vmax - vmin) * i / (n - 1) for i in range(n))
-        return [format_number(0.0 if abs(v) < tiny else v) for v in values]
+    def labels_for(n: int) -> list[str]:  # the ticks of the one legend model, which legend_html draws too
+        return [t.text for t in legend(vmin, vmax, getattr(cmap, "name", cmap), label or "", n).ticks]
 
     ticks = max(2, int(ticks))
     labels = labels_for(ticks)

@@ -10,6 +10,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from attnviz import SIMILARITIES
@@ -88,10 +89,11 @@ def test_bad_parameters(photo, feats):
         attend_patches(photo, feats, similarity="nope")
     with pytest.raises(InvalidParameter):
         attend_patches(photo, feats, temperature=0)
+    res = attend_patches(photo, feats)
     with pytest.raises(InvalidParameter):
-        attend_patches(photo, feats, cmap="rainbow")
+        res.overlay(cmap="rainbow")
     with pytest.raises(InvalidParameter):
-        attend_patches(photo, feats, opacity=1.5)
+        res.to_png(opacity=1.5)
     with pytest.raises(InvalidParameter, match="features are for"):
         attend_patches(photo.resize((100, 100)), feats)
 
@@ -110,14 +112,38 @@ def test_large_grid_runs(photo):
 
 
 def test_overlay_full_size_and_display_copy(photo, feats):
-    res = attend_patches(photo, feats, query=(2, 2), show_grid=True)
-    full = res.overlay()
+    res = attend_patches(photo, feats, query=(2, 2))
+    full = res.overlay(show_grid=True)
     assert full.shape == (320, 480, 3)
     small = res.overlay(max_side=240)
     assert small.shape == (160, 240, 3)
     thumb = photo.resize((120, 80))
     assert res.overlay(thumb).shape == (80, 120, 3)
     assert np.array_equal(res.overlay(opacity=0, show_grid=False, outline_query=False), np.asarray(photo))
+    assert not np.array_equal(res.overlay(show_grid=True), res.overlay())  # the grid is an argument of drawing
+
+
+def test_results_hold_numbers_not_display_state(photo, feats):
+    import dataclasses
+
+    res = attend_patches(photo, feats, query=(2, 2))
+    names = {f.name for f in dataclasses.fields(res)}
+    assert not names & {"cmap", "opacity", "show_grid"}
+    a = res.to_png(cmap="viridis", opacity=0.8)
+    b = res.to_png(cmap="cividis", opacity=0.8)
+    assert a != b and res.to_png() == res.to_png(cmap="cividis", opacity=0.5)
+
+
+def test_summary_numbers(photo, feats):
+    from attnviz.attention import effective_tokens
+
+    res = attend_patches(photo, feats, query=(2, 2))
+    expected = float(effective_tokens(torch.from_numpy(res.scores.reshape(1, -1).astype(np.float64)))[0])
+    assert res.effective_patches == pytest.approx(expected)
+    top = res.top_patches(5)
+    assert len(top) == 5 and [w for _, _, w in top] == sorted((w for _, _, w in top), reverse=True)
+    r, c, w = top[0]
+    assert w == pytest.approx(float(res.scores.max())) and res.scores[r, c] == w
 
 
 def test_png_export_is_full_resolution(tmp_path):

@@ -154,3 +154,33 @@ def test_analysis_works_on_tiny_and_thin_images(size, patch):
     assert res.row.sum() == pytest.approx(1.0, abs=1e-5)
     png = res.to_png()
     assert Image.open(__import__("io").BytesIO(png)).size == size
+
+
+def test_patch_label_is_the_one_name_of_a_patch():
+    from attnviz.image import patch_label
+
+    assert patch_label(2, 5) == "r2c5"
+    g = patch_grid((90, 60), grid=(2, 3))
+    assert g.labels() == ["r0c0", "r0c1", "r0c2", "r1c0", "r1c1", "r1c2"]
+
+
+def test_the_query_keeps_its_place_when_the_grid_changes():
+    fine = patch_grid((480, 320), patch=20)  # 16 x 24
+    coarse = patch_grid((480, 320), patch=40)  # 8 x 12
+    assert coarse.carry(7, 12, fine.shape) == (3, 6)
+    assert fine.carry(3, 6, coarse.shape) == (7, 13)
+    assert coarse.carry(99, 99, fine.shape) == (7, 11)  # clamped
+    assert fine.locate_fraction(0.1, 0.2) == fine.locate(0.2 * 480, 0.1 * 320)
+
+
+@pytest.mark.parametrize("size", [(480, 320), (1, 1), (3, 2000), (8000, 5000), (40, 40)])
+def test_patch_size_range(size):
+    from attnviz.image import patch_size_range
+
+    r = patch_size_range(*size)
+    assert 1 <= r.lo <= r.default <= r.hi
+    assert patch_grid(size, patch=r.lo).n <= MAX_PATCHES
+    assert r.clamp(r.hi + 1) == r.default and r.clamp("7") == r.default and r.clamp(float("nan")) == r.default
+    assert r.clamp(r.lo) == r.lo and r.adjustable == (r.hi > r.lo)
+    if size == (480, 320):
+        assert (r.lo, r.hi, r.default) == (8, 240, 20)

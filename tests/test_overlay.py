@@ -180,3 +180,27 @@ def test_png_bytes_roundtrip():
 def test_pil_images_are_accepted():
     out = show_attention_on_image(Image.new("L", (20, 10), 50), np.ones((1, 2)))
     assert out.shape == (10, 20, 3)
+
+
+def test_one_overlay_for_patch_grids_flat_weights_grid_lines_and_the_query():
+    from attnviz.image import PatchGrid
+
+    photo_arr = photo(60, 90, seed=4)
+    full = PatchGrid.of(900, 600, 3, 4)  # the grid of the full-resolution photo, laid over a 90 x 60 copy
+    flat = np.arange(12, dtype=np.float64)
+    by_map = show_attention_on_image(photo_arr, flat.reshape(3, 4), opacity=0.5)
+    by_grid = show_attention_on_image(photo_arr, flat, grid=full, opacity=0.5)
+    assert np.array_equal(by_map, by_grid)  # flat row-major weights = the (rows, cols) map
+    g = full.scaled(90, 60)
+    lined = show_attention_on_image(photo_arr, flat, grid=full, show_grid=True)
+    assert np.array_equal(lined, show_attention_on_image(photo_arr, flat.reshape(3, 4),
+                                                         grid_lines=(g.row_edges, g.col_edges)))
+    framed = show_attention_on_image(photo_arr, flat, grid=full, query=(1, 2))
+    assert np.array_equal(framed, show_attention_on_image(photo_arr, flat, grid=full, query=6))  # index = (r, c)
+    assert np.array_equal(framed, show_attention_on_image(photo_arr, flat.reshape(3, 4), outline=g.box(1, 2)))
+    with pytest.raises(InvalidParameter, match="do not fit"):
+        show_attention_on_image(photo_arr, np.ones(5), grid=full)
+    with pytest.raises(InvalidParameter, match="outside"):
+        show_attention_on_image(photo_arr, flat, grid=full, query=(3, 0))
+    with pytest.raises(InvalidParameter, match="grid="):
+        show_attention_on_image(photo_arr, flat.reshape(3, 4), show_grid=True)

@@ -1,0 +1,275 @@
+"""Parallel attention over an image's patches, and the result: numbers only, drawn on request.
+
+:func:`attend_patches` runs :class:`attnviz.models.ParallelAttention` over all patches at once, with the
+chosen similarity and temperature. Views: ``"query"`` (a patch's row: what it attends to), ``"received"``
+(attention each patch receives, averaged over all queries) and ``"pooling"`` (the pooling weights
+against the image's mean feature). An :class:`ImageAnalysis` holds the maps; how they are drawn (colour
+map, opacity, grid lines) is an argument of each drawing method, never part of the result.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..errors import InvalidParameter
+from ..render import DEFAULT_COLORMAP
+from .features import PatchFeatures, compute_features
+from .grid import PatchGrid, thumbnail
+from .load import MAX_IMAGE_PIXELS, load_image
+
+#: names of the views
+VIEWS = ("query", "received", "pooling")
+#: the overlay's default opacity
+DEFAULT_OPACITY = 0.5
+
+def _run_parallel(device, features: np.ndarray, similarity: str, temperature: float, query_index: int | None):
+    import torch
+
+    from ..models import ParallelAttention
+
+    model = ParallelAttention(features.shape[1], similarity=similarity, temperature=temperature)
+    x = torch.from_numpy(features).to(device)
+    with torch.inference_mode():
+        out = model(x)
+        row = out.weights[query_index] if query_index is not None else None
+        return (None if row is None else row.float().cpu().numpy(), out.received.float().cpu().numpy(),
+                out.pool_weights.float().cpu().numpy())
+
+
+@dataclass
+class ImageAnalysis:
+    """Parallel attention over an image's patches, ready to draw and export.
+
+    Maps are ``(rows, cols)`` float arrays: ``row`` (the query patch's weights; ``None`` without a
+    query), ``received`` (mean attention each patch receives) and ``pooling`` (pooling weights).
+    ``scores`` is the map of the current ``view``. Numbers only: drawing takes the colour map, opacity
+    and grid lines as arguments (:meth:`overlay`, :meth:`to_png`, :meth:`save`).
+    """
+
+    image: Image.Image  # upright RGB at full resolution
+    grid: PatchGrid
+    similarity: str
+    temperature: float
+    device: str
+    view: str
+    query: tuple[int, int] | None
+    row: np.ndarray | None
+    received: np.ndarray
+    pooling: np.ndarray
+    extractor: str = "handcrafted"
+    warning: str | None = None
+
+    @property
+    def width(self) -> int:
+        return self.image.width
+
+    @property
+    def height(self) -> int:
+        return self.image.height
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self.map(self.view)
+
+    def map(self, view: str) -> np.ndarray:
+        if view == "query":
+            if self.row is None:
+                raise InvalidParameter("The 'query' view needs a query patch (row, col).")
+            return self.row
+        if view == "received":
+            return self.received
+        if view == "pooling":
+            return self.pooling
+        raise InvalidParameter(f"Unknown view {view!r}: choose one of {', '.join(VIEWS)}.")
+
+    @property
+    def view_label(self) -> str:
+        return {"query": f"attention from patch {self.query}", "received": "attention received (mean over queries)",
+                "pooling": "pooling weights"}[self.view]
+
+    @property
+    def effective_patches(self) -> float:
+        """exp(entropy) of the current map: 1 = all weight on one patch, ``grid.n`` = spread evenly
+        (:func:`attnviz.attention.effective_tokens`)."""
+        import torch
+
+        from ..attention import effective_tokens
+
+        return float(effective_tokens(torch.from_numpy(np.asarray(self.scores, dtype=np.float64).reshape(1, -1)))[0])
+
+    def top_patches(self, k: int = 8) -> list[tuple[int, int, float]]:
+        """The ``k`` strongest patches of the current map as ``(row, col, weight)``, strongest first."""
+        s = self.scores
+        order = np.argsort(s, axis=None, kind="stable")[::-1][:max(0, int(k))]
+        return [(int(i) // self.grid.cols, int(i) % self.grid.cols, float(s.flat[i])) for i in order]
+
+    def overlay(self, image: Image.Image | None = None, *, cmap: str = DEFAULT_COLORMAP,
+                opacity: float = DEFAULT_OPACITY, show_grid: bool = False, outline_query: bool = True,
+                max_side: int | None = None) -> np.ndarray:
+        """The heatmap over the photo, ``(H, W, 3)`` uint8: on ``image`` (a resized copy of the same
+        photo, e.g. for display), else on the full-resolution image (or a copy with long side ``max_side``)."""
+        from ..overlay import show_attention_on_image
+
+        base = image if image is not None else (thumbnail(self.image, max_side) if max_side else self.image)
+        query = self.query if (outline_query and self.view == "query") else None
+        return show_attention_on_image(base, self.scores, cmap=cmap, opacity=opacity, grid=self.grid,
+                                       show_grid=show_grid, query=query)
+
+    def colorbar(self, cmap: str = DEFAULT_COLORMAP, **kw) -> np.ndarray:
+        from ..overlay import colorbar
+
+        s = self.scores
+        return colorbar(float(s.min()), float(s.max()), cmap, label=kw.pop("label", "weight"), **kw)
+
+    def to_png(self, **kw) -> bytes:
+        """The overlay as PNG bytes at the image's full size (keywords as :meth:`overlay`: ``cmap``,
+        ``opacity``, ``show_grid``, ...)."""
+        from ..overlay import png_bytes
+
+        return png_bytes(self.overlay(**kw))
+
+    def to_dict(self, all_views: bool = False) -> dict:
+        d: dict[str, Any] = {
+            "width": self.width, "height": self.height, "grid": [self.grid.rows, self.grid.cols],
+            "scores": _round_list(self.scores), "similarity": self.similarity, "device": self.device,
+            "temperature": self.temperature, "view": self.view,
+            "query": list(self.query) if self.query is not None else None,
+            "patch_size": [round(v, 3) for v in self.grid.patch_size], "features": self.extractor,
+        }
+        if all_views:
+            d["received"] = _round_list(self.received)
+            d["pooling"] = _round_list(self.pooling)
+            d["row"] = _round_list(self.row) if self.row is not None else None
+            d["row_edges"], d["col_edges"] = list(self.grid.row_edges), list(self.grid.col_edges)
+        if self.warning:
+            d["warning"] = self.warning
+        return d
+
+    def to_json(self, all_views: bool = False, **kw) -> str:
+        return json.dumps(self.to_dict(all_views), allow_nan=False, **kw)
+
+    def to_csv(self) -> str:
+        """One line per patch: position, pixel box and the weight under every view."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["row", "col", "left", "top", "right", "bottom", "query_weight", "received", "pooling"])
+        for r in range(self.grid.rows):
+            for c in range(self.grid.cols):
+                q = f"{self.row[r, c]:.8g}" if self.row is not None else ""
+                w.writerow([r, c, *self.grid.box(r, c), q, f"{self.received[r, c]:.8g}", f"{self.pooling[r, c]:.8g}"])
+        return buf.getvalue()
+
+    def to_html(self, max_side: int = 1024, *, cmap: str = DEFAULT_COLORMAP, opacity: float = DEFAULT_OPACITY,
+                show_grid: bool = False) -> str:
+        """A self-contained figure: the overlay (long side <= ``max_side``) and its colour bar as base64
+        PNG data URIs, a caption with every user-visible string escaped. No JavaScript, no CDN."""
+        from ..overlay import png_bytes
+
+        drawn = self.overlay(max_side=max_side, cmap=cmap, opacity=opacity, show_grid=show_grid)
+        overlay = base64.b64encode(png_bytes(drawn, compress_level=6)).decode("ascii")
+        bar = base64.b64encode(png_bytes(self.colorbar(cmap, length=200), compress_level=6)).decode("ascii")
+        caption = (f"{self.view_label} — similarity {self.similarity}, T = {self.temperature:g}, "
+                   f"{self.grid.rows} × {self.grid.cols} patches, {self.width} × {self.height} px, {self.device}")
+        return ('<figure class="attnviz-image" style="margin:0;display:inline-block">'
+                '<div style="display:flex;align-items:flex-start;gap:8px">'
+                f'<img alt="{html.escape(caption, quote=True)}" style="max-width:100%;height:auto" '
+                f'src="data:image/png;base64,{overlay}">'
+                f'<img alt="colour bar" src="data:image/png;base64,{bar}"></div>'
+                f'<figcaption style="font-size:0.85em">{html.escape(caption)}</figcaption></figure>')
+
+    def _repr_html_(self) -> str:
+        return self.to_html(max_side=640)
+
+    def save(self, path: str | os.PathLike, *, cmap: str = DEFAULT_COLORMAP, opacity: float = DEFAULT_OPACITY,
+             show_grid: bool = False) -> Path:
+        """Write by extension: ``.png`` (full-size overlay), ``.json``, ``.csv``, ``.html``; the drawing
+        keywords apply to the pictures (``.png``, ``.html``)."""
+        p = Path(path)
+        suffix = p.suffix.lower()
+        style = {"cmap": cmap, "opacity": opacity, "show_grid": show_grid}
+        if suffix == ".png":
+            data: bytes | str = self.to_png(**style)
+        elif suffix == ".json":
+            data = self.to_json(all_views=True, indent=1)
+        elif suffix == ".csv":
+            data = self.to_csv()
+        elif suffix in (".html", ".htm"):
+            data = "<!doctype html><meta charset='utf-8'><title>attnviz</title>" + self.to_html(**style)
+        else:
+            raise InvalidParameter(f"Cannot save as {suffix or 'a file without extension'}: use .png, .json, .csv "
+                                   "or .html.")
+        try:
+            if isinstance(data, bytes):
+                p.write_bytes(data)
+            else:
+                p.write_text(data, encoding="utf-8")
+        except OSError as err:
+            raise InvalidParameter(f"Cannot write {os.fspath(p)!r}: {err.strerror or err}.") from None
+        return p
+
+
+def _round_list(a: np.ndarray) -> list:
+    return np.round(np.asarray(a, dtype=np.float64), 8).tolist()
+
+
+def attend_patches(image: Image.Image, features: PatchFeatures, similarity: str = "cosine",
+                   temperature: float | None = None, query: tuple[int, int] | None = None, view: str | None = None,
+                   device=None) -> ImageAnalysis:
+    """Parallel attention over cached ``features`` (the fast step: switching similarity, temperature or
+    query only runs this). ``view`` defaults to ``"query"`` when a query is given, else ``"received"``."""
+    from ..attention import check_temperature
+    from ..devices import run_with_fallback
+    from ..similarity import get_similarity
+
+    sim = get_similarity(similarity)
+    t = check_temperature(sim.default_temperature if temperature is None else temperature)
+    if not isinstance(image, Image.Image):
+        image = load_image(image)
+    grid = features.grid
+    if (image.width, image.height) != (grid.width, grid.height):
+        raise InvalidParameter(f"The features are for a {grid.width} x {grid.height} image, not "
+                               f"{image.width} x {image.height}.")
+    q = grid.check(*query) if query is not None else None
+    view = view or ("query" if q is not None else "received")
+    if view not in VIEWS:
+        raise InvalidParameter(f"Unknown view {view!r}: choose one of {', '.join(VIEWS)}.")
+    if view == "query" and q is None:
+        raise InvalidParameter("The 'query' view needs a query patch: give (row, col).")
+    qi = grid.index(*q) if q is not None else None
+    (row, received, pooling), used, warning = run_with_fallback(
+        _run_parallel, device, features.features, sim.name, t, qi)
+    shape = grid.shape
+    return ImageAnalysis(
+        image=image, grid=grid, similarity=sim.name, temperature=t, device=used, view=view, query=q,
+        row=None if row is None else row.reshape(shape), received=received.reshape(shape),
+        pooling=pooling.reshape(shape), extractor=features.extractor, warning=warning)
+
+
+def analyze_image(image_or_path, similarity: str = "cosine", temperature: float | None = None,
+                  patch: int | None = None, grid=None, query: tuple[int, int] | None = None, view: str | None = None,
+                  device=None, *, position_weight: float = 0.0, extractor=None,
+                  max_pixels: int = MAX_IMAGE_PIXELS) -> ImageAnalysis:
+    """Load, grid, featurise and attend in one call (see :mod:`attnviz.image`).
+
+    ``temperature=None`` uses the similarity's default; ``query=(row, col)`` selects a patch;
+    ``view`` is ``"query"``, ``"received"`` or ``"pooling"``.
+    """
+    image = load_image(image_or_path, max_pixels=max_pixels)
+    feats = compute_features(image, patch=patch, grid=grid, position_weight=position_weight, extractor=extractor,
+                             device=device)
+    return attend_patches(image, feats, similarity=similarity, temperature=temperature, query=query, view=view,
+                          device=device)
+
+
+__all__ = ["VIEWS", "DEFAULT_OPACITY", "ImageAnalysis", "attend_patches", "analyze_image"]

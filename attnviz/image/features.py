@@ -1,0 +1,278 @@
+"""Patch features: one vector per patch, from colour and texture (deterministic) or a local network.
+
+The default ``"handcrafted"`` extractor, computed on the downscaled compute copy, per patch:
+
+* colour: mean CIELAB L*, a*, b* (D65) — a perceptual space, where distance ~ visible difference;
+* texture: standard deviation of L*, a*, b*; mean log gradient magnitude of L*; a 6-bin histogram of
+  gradient orientations (0-180°, weighted by magnitude; flat patches get a uniform one);
+* position (optional): the patch centre's (y, x), weighted by ``position_weight`` (default 0).
+
+Each feature is standardised over the image's patches (z-score, with a floor on the spread so that
+invisible differences are not blown up); then each group is scaled by ``weight / sqrt(group size)`` so
+that colour and texture count equally by default.
+
+A :class:`FeatureExtractor` applies a local pretrained network instead (``extractor="model.pt2"``;
+loading it is :func:`attnviz.loaders.extractor.load_extractor`'s job).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import InvalidParameter
+from .grid import MAX_COMPUTE_SIDE, MAX_PATCHES, PatchGrid, compute_size, downscale, patch_grid
+from .load import load_image
+
+_SRGB_TO_LINEAR = np.where(np.arange(256) / 255.0 <= 0.04045, np.arange(256) / 255.0 / 12.92,
+                           ((np.arange(256) / 255.0 + 0.055) / 1.055) ** 2.4)
+_RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
+                        [0.2126729, 0.7151522, 0.0721750],
+                        [0.0193339, 0.1191920, 0.9503041]])
+_WHITE_D65 = np.array([0.95047, 1.0, 1.08883])
+ORIENTATION_BINS = 6
+
+#: names of the handcrafted features, in order
+HANDCRAFTED_FEATURES = (
+    ("L_mean", "a_mean", "b_mean")
+    + ("L_std", "a_std", "b_std", "log_gradient")
+    + tuple(f"orient_{i * 180 // ORIENTATION_BINS}deg" for i in range(ORIENTATION_BINS))
+)
+#: the columns of the colour features and of the texture features
+COLOUR = slice(0, 3)
+TEXTURE = slice(3, 7 + ORIENTATION_BINS)
+#: spreads below these are invisible (about one just-noticeable colour difference): not blown up by z-scoring
+FLOORS = np.array([2.0, 2.0, 2.0] + [1.0, 1.0, 1.0, 0.1] + [0.05] * ORIENTATION_BINS)
+
+
+def rgb_to_lab(rgb) -> np.ndarray:
+    """sRGB uint8 ``(..., 3)`` -> CIELAB ``(..., 3)`` float (D65 white; L* in 0..100)."""
+    lin = _SRGB_TO_LINEAR[np.asarray(rgb, dtype=np.uint8)]
+    xyz = lin @ (_RGB_TO_XYZ / _WHITE_D65[:, None]).T
+    eps, kappa = 216 / 24389, 24389 / 27
+    f = np.where(xyz > eps, np.cbrt(xyz), (kappa * xyz + 16) / 116)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+def _cell_sums(x: np.ndarray, grid: PatchGrid) -> np.ndarray:
+    """Sums of ``x (H, W, ...)`` over each cell -> ``(rows, cols, ...)``."""
+    s = np.add.reduceat(x, np.asarray(grid.row_edges[:-1]), axis=0)
+    return np.add.reduceat(s, np.asarray(grid.col_edges[:-1]), axis=1)
+
+
+def _cell_counts(grid: PatchGrid) -> np.ndarray:
+    return np.outer(np.diff(grid.row_edges), np.diff(grid.col_edges)).astype(np.float64)
+
+
+def handcrafted_features(image, grid: PatchGrid) -> np.ndarray:
+    """Raw (unstandardised) features ``(rows*cols, 13)`` of :data:`HANDCRAFTED_FEATURES`.
+
+    ``image``: the RGB picture (PIL or uint8 array) the ``grid`` is laid over.
+    """
+    rgb = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) and image.mode != "RGB" else image)
+    h, w = rgb.shape[:2]
+    if (w, h) != (grid.width, grid.height):
+        raise InvalidParameter(f"The grid is for a {grid.width} x {grid.height} image, not {w} x {h}.")
+    lab = rgb_to_lab(rgb)
+    centre = lab.mean(axis=(0, 1))
+    lab_c = lab - centre  # centred first: E[x^2] - E[x]^2 then cancels far less
+    count = _cell_counts(grid)[..., None]
+    mean_c = _cell_sums(lab_c, grid) / count
+    sq = _cell_sums(lab_c * lab_c, grid) / count
+    std = np.sqrt(np.clip(sq - mean_c * mean_c, 0.0, None))
+    mean = mean_c + centre
+    light = lab[..., 0]
+    gy = np.gradient(light, axis=0) if h > 1 else np.zeros_like(light)
+    gx = np.gradient(light, axis=1) if w > 1 else np.zeros_like(light)
+    mag = np.hypot(gx, gy)
+    log_grad = _cell_sums(np.log1p(mag)[..., None], grid)[..., 0] / count[..., 0]
+    theta = np.mod(np.arctan2(gy, gx), np.pi)
+    bins = np.minimum((theta * (ORIENTATION_BINS / np.pi)).astype(np.intp), ORIENTATION_BINS - 1)
+    onehot = np.zeros((h, w, ORIENTATION_BINS))
+    np.put_along_axis(onehot, bins[..., None], mag[..., None], axis=2)
+    hist = _cell_sums(onehot, grid)
+    # flat patches (gradients below ~1 L* unit per pixel) lean to a uniform histogram instead of noise
+    prior = count  # one unit of magnitude per pixel
+    hist = (hist + prior / ORIENTATION_BINS) / (hist.sum(axis=-1, keepdims=True) + prior)
+    feats = np.concatenate([mean, std, log_grad[..., None], hist], axis=-1)
+    return feats.reshape(grid.n, -1)
+
+
+def standardise(features: np.ndarray, floors: np.ndarray | float = 1e-6) -> np.ndarray:
+    """Z-score each column over the patches, dividing by ``max(std, floor)``; one patch -> zeros."""
+    f = np.asarray(features, dtype=np.float64)
+    mu = f.mean(axis=0, keepdims=True)
+    sd = f.std(axis=0, keepdims=True)
+    return (f - mu) / np.maximum(sd, floors)
+
+
+def patch_features(image, grid: PatchGrid, *, colour_weight: float = 1.0, texture_weight: float = 1.0,
+                   position_weight: float = 0.0, extractor: "str | os.PathLike | FeatureExtractor | None" = None,
+                   device=None) -> np.ndarray:
+    """Standardised features ``(rows*cols, d)`` float32 for the patches of ``grid`` on ``image``.
+
+    Deterministic. Default ``extractor=None`` / ``"handcrafted"``: colour (CIELAB means) + texture
+    (CIELAB spreads, gradient strength and orientation histogram), see the module docstring; a path
+    (or a loaded :class:`FeatureExtractor`) uses a pretrained network instead, pooled per patch.
+    ``position_weight`` > 0 adds the patch centre, so nearby patches look more alike.
+    """
+    for value, what in ((colour_weight, "colour_weight"), (texture_weight, "texture_weight"),
+                        (position_weight, "position_weight")):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise InvalidParameter(f"{what} must be a number >= 0, got {value!r}.")
+    if extractor is None or extractor == "handcrafted":
+        raw = handcrafted_features(image, grid)
+        z = standardise(raw, FLOORS)
+        z[:, COLOUR] *= colour_weight / math.sqrt(3)
+        z[:, TEXTURE] *= texture_weight / math.sqrt(TEXTURE.stop - TEXTURE.start)
+    else:
+        from ..loaders.extractor import load_extractor
+
+        model = extractor if isinstance(extractor, FeatureExtractor) else load_extractor(extractor)
+        raw = model.patch_features(image, grid, device=device)
+        z = standardise(raw, 1e-3) / math.sqrt(raw.shape[1])
+    if position_weight > 0:
+        pos = standardise(grid.centres(), 1e-6) * (position_weight / math.sqrt(2))
+        z = np.concatenate([z, pos], axis=1)
+    return np.ascontiguousarray(z, dtype=np.float32)
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class FeatureExtractor:
+    """A local pretrained network that turns an image into a feature map.
+
+    Accepted files (nothing is downloaded, and no pickled Python objects are loaded):
+
+    * ``.pt2``: a ``torch.export`` program (``torch.export.save``), the recommended format;
+    * ``.pt`` / ``.pth`` / ``.ts`` / ``.jit``: a TorchScript module (``torch.jit.save``).
+
+    The module takes a float32 tensor ``(1, 3, H, W)`` — RGB in [0, 1], normalised with the ImageNet
+    mean/std — and returns either a feature map ``(1, C, h, w)`` (CNNs) or tokens ``(1, N, C)`` (ViTs;
+    ``N = h*w`` or ``1 + h*w`` with a leading class token, laid out row-major with the image's aspect).
+    ``input_size``: feed the image resized to this ``(height, width)`` (ViTs need a fixed size);
+    ``None`` feeds the compute copy at its own size. Each patch's feature is the feature map averaged
+    over the patch (the map is bilinearly resized onto the patch grid).
+    """
+
+    def __init__(self, module, name: str, input_size: tuple[int, int] | None = None):
+        self.module = module
+        self.name = name
+        self.input_size = input_size
+        self._lock = threading.Lock()
+
+    def feature_map(self, image, device=None):
+        import torch
+
+        rgb = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.float32) / 255.0
+        x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
+        x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        if self.input_size is not None:
+            x = torch.nn.functional.interpolate(x, size=tuple(self.input_size), mode="bilinear", align_corners=False,
+                                                antialias=True)
+        from ..devices import run_with_fallback
+        from ..errors import AttnvizError
+
+        def forward(dev):
+            with self._lock, torch.inference_mode():  # one call at a time: .to() moves the shared module
+                mod = self.module.to(dev) if hasattr(self.module, "to") else self.module
+                return mod(x.to(dev))
+
+        try:  # a GPU that runs out of memory falls back to the CPU
+            y, _, _ = run_with_fallback(forward, "cpu" if device is None else device)
+        except AttnvizError:
+            raise
+        except Exception as err:
+            raise InvalidParameter(f"The feature model {self.name!r} failed on a {tuple(x.shape)} input "
+                                   f"({type(err).__name__}: {str(err)[:200]}).") from None
+        if isinstance(y, (tuple, list)):
+            y = y[0]
+        if isinstance(y, dict):
+            y = next(iter(y.values()))
+        if not hasattr(y, "dim"):
+            raise InvalidParameter(f"The feature model {self.name!r} must return a tensor.")
+        y = y.detach().float().cpu()
+        if y.dim() == 4 and y.shape[0] == 1:
+            return y[0]
+        if y.dim() == 3 and y.shape[0] == 1:
+            return _tokens_to_map(y[0], x.shape[-2], x.shape[-1], self.name)
+        raise InvalidParameter(f"The feature model {self.name!r} returned shape {tuple(y.shape)}; expected "
+                               "(1, C, h, w) or (1, N, C).")
+
+    def patch_features(self, image, grid: PatchGrid, device=None) -> np.ndarray:
+        """``(rows*cols, C)`` float64: the feature map averaged over each patch."""
+        import torch
+
+        fmap = self.feature_map(image, device=device)  # (C, h, w)
+        c = fmap.shape[0]
+        th, tw = max(grid.rows * 4, fmap.shape[1]), max(grid.cols * 4, fmap.shape[2])
+        big = torch.nn.functional.interpolate(fmap[None], size=(th, tw), mode="bilinear", align_corners=False)[0]
+        arr = big.permute(1, 2, 0).numpy().astype(np.float64)
+        g = grid.scaled(tw, th)
+        sums = _cell_sums(arr, g) / _cell_counts(g)[..., None]
+        if not np.isfinite(sums).all():
+            raise InvalidParameter(f"The feature model {self.name!r} produced NaN or infinite features.")
+        return sums.reshape(grid.n, c)
+
+
+def _tokens_to_map(tokens, height: int, width: int, name: str):
+    n, c = tokens.shape
+    for drop in (0, 1):
+        m = n - drop
+        best = None
+        for h in range(1, m + 1):
+            if m % h == 0:
+                w = m // h
+                err = abs(math.log((w / h) / (width / height)))
+                if best is None or err < best[0]:
+                    best = (err, h, w)
+        if best and best[0] < 0.35:
+            _, h, w = best
+            return tokens[drop:].reshape(h, w, c).permute(2, 0, 1)
+    raise InvalidParameter(f"The feature model {name!r} returned {n} tokens, which do not form a grid with the "
+                           f"image's {width}:{height} aspect.")
+
+
+@dataclass
+class PatchFeatures:
+    """What :func:`compute_features` returns: the grid (full-resolution pixels) and its features.
+
+    Small and picklable (no pixels), so a page can cache it with ``st.cache_data``.
+    """
+
+    grid: PatchGrid
+    features: np.ndarray  # (rows*cols, d) float32
+    extractor: str
+    compute_size: tuple[int, int]  # (w, h) of the copy the features came from
+    position_weight: float = 0.0
+    names: tuple[str, ...] = ()
+
+
+def compute_features(image: Image.Image, patch: int | None = None, grid=None, *, position_weight: float = 0.0,
+                     colour_weight: float = 1.0, texture_weight: float = 1.0, extractor=None, device=None,
+                     max_compute_side: int = MAX_COMPUTE_SIDE, max_patches: int = MAX_PATCHES) -> PatchFeatures:
+    """Grid the upright image and compute every patch's features on a downscaled copy (the slow step)."""
+    if not isinstance(image, Image.Image):
+        image = load_image(image)
+    full = patch_grid(image, patch=patch, grid=grid, max_patches=max_patches)
+    cw, ch = compute_size(image.width, image.height, full.rows, full.cols, max_compute_side)
+    small = downscale(image if image.mode == "RGB" else image.convert("RGB"), (cw, ch))
+    feats = patch_features(small, full.scaled(cw, ch), colour_weight=colour_weight, texture_weight=texture_weight,
+                           position_weight=position_weight, extractor=extractor, device=device)
+    if extractor is None or extractor == "handcrafted":
+        name, names = "handcrafted", HANDCRAFTED_FEATURES
+    else:
+        name = extractor.name if isinstance(extractor, FeatureExtractor) else Path(extractor).name
+        names = tuple(f"f{i}" for i in range(feats.shape[1] - (2 if position_weight > 0 else 0)))
+    if position_weight > 0:
+        names = tuple(names) + ("pos_y", "pos_x")
+    return PatchFeatures(full, feats, name, (cw, ch), float(position_weight), tuple(names))
+
