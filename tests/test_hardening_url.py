@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -18,43 +17,17 @@ from streamlit.testing.v1 import AppTest
 
 from attnviz import SIMILARITIES
 from attnviz import text as tx
+from attnviz.errors import InvalidParameter
+from attnviz.pages import page
+from attnviz.state import TEMPERATURES
+from attnviz.state import text as ts
+from attnviz.state.text import QUERY_PARAMS, TextPageState
 from inert import assert_page_inert
 
 ROOT = Path(__file__).resolve().parents[1]
-TEXT_PAGE = ROOT / "pages" / "text.py"
-if str(ROOT) not in sys.path:  # the app's ui/ package, also under a bare `pytest` (not `python -m pytest`)
-    sys.path.insert(0, str(ROOT))
 
-from ui.widgets import TEMPERATURES  # noqa: E402
-
-
-def text_page_params() -> dict[str, str]:
-    """``{url parameter: session-state key}`` as declared in pages/text.py's ``_url_to_state``."""
-    src = TEXT_PAGE.read_text(encoding="utf-8")
-    body = src[src.index("def _url_to_state"):src.index("def _state_to_url")]
-    found = dict(re.findall(r'"(\w+)": \("(\w+)",', body))
-    assert len(found) >= 10, f"could not read the parameters of _url_to_state: {found}"
-    return found
-
-
-#: pages that read st.query_params -> their parameters (a new page that reads them must be added here)
-PAGES_WITH_PARAMS = {"pages/text.py": text_page_params}
-
-
-def _text_page_module() -> dict:
-    """The page's literal constants (SAMPLES, VIEWS, limits) read with ``ast``, without running the page."""
-    import ast
-
-    wanted = {"SAMPLES", "VIEWS", "HEADS_SPECIAL", "URL_MAX_TEXT_CHARS", "URL_MAX_QUERY_CHARS", "URL_MAX_INDEX"}
-    out = {}
-    for node in ast.parse(TEXT_PAGE.read_text(encoding="utf-8")).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and getattr(node.targets[0], "id", None) in wanted:
-            out[node.targets[0].id] = ast.literal_eval(node.value)
-    assert set(out) == wanted, f"pages/text.py no longer declares {wanted - set(out)} as literals"
-    return out
-
-
-PAGE = _text_page_module()
+#: pages that read st.query_params -> their link parameters (a new page that reads them must be added here)
+PAGES_WITH_PARAMS = {"pages/text.py": set(QUERY_PARAMS)}
 
 
 def _index_ok(v: str, limit: int) -> bool:
@@ -69,21 +42,21 @@ def _temperature_ok(v: str) -> bool:
     return math.isfinite(t) and t in TEMPERATURES
 
 
-#: the specification each value is checked against (independently of the page's own code)
+#: the specification each value is checked against (independently of the state object's own code)
 VALID = {
-    "sample": lambda v: v in PAGE["SAMPLES"],
+    "sample": lambda v: v in ts.SAMPLES,
     "s": lambda v: v in SIMILARITIES,
     "t": _temperature_ok,
     "e": lambda v: v in tx.ENCODERS,
-    "v": lambda v: v in PAGE["VIEWS"],
+    "v": lambda v: v in ts.VIEWS,
     "m": lambda v: v in ("0", "1"),
     "b": lambda v: v in ("0", "1"),
-    "q": lambda v: len(v) <= PAGE["URL_MAX_QUERY_CHARS"] and v.isprintable(),
-    "k": lambda v: _index_ok(v, PAGE["URL_MAX_INDEX"]),
+    "q": lambda v: len(v) <= ts.URL_MAX_QUERY_CHARS and v.isprintable(),
+    "k": lambda v: _index_ok(v, ts.URL_MAX_INDEX),
     "l": lambda v: _index_ok(v, 64),
-    "h": lambda v: v in PAGE["HEADS_SPECIAL"] or _index_ok(v, 64),
-    "w": lambda v: _index_ok(v, PAGE["URL_MAX_INDEX"]),
-    "text": lambda v: 0 < len(v) <= PAGE["URL_MAX_TEXT_CHARS"],
+    "h": lambda v: v in ts.HEADS_SPECIAL or _index_ok(v, 64),
+    "w": lambda v: _index_ok(v, ts.URL_MAX_INDEX),
+    "text": lambda v: 0 < len(v) <= ts.URL_MAX_TEXT_CHARS,
 }
 
 #: garbage, huge, unicode, negative, NaN, markup — and a few values valid for some parameters
@@ -91,8 +64,80 @@ VALUES = [
     "", " ", "garbage", "-1", "-0", "NaN", "-inf", "1e309", "0x1A", "１２", "٣", "3.5e-400", "9" * 7, "9" * 5000,
     "x" * 30_000, "<script>alert(1)</script>", "[x](javascript:alert(1)) ![i](http://example.invalid/i.png)",
     "\x00\x1b[31m\x7f", "\ufffd\ufffd", "😀" * 60, "true", "None", "[]", "../../etc/passwd", "%00",
-    "0.1", "1", "rollout", "euclidean",
+    "0.1", "1", "rollout", "euclidean", "1_0", " 1", "0.10", "1e-1", "kitten", "model", "999999", "000001",
 ]
+IDS = lambda v: ascii(v[:12]) + (f"x{len(v)}" if len(v) > 12 else "")  # noqa: E731
+
+
+def assert_link_valid(link) -> None:
+    """Every parameter of ours in a written link passes the specification."""
+    for param in QUERY_PARAMS:
+        if param in link:
+            v = link[param][-1] if isinstance(link[param], list) else link[param]
+            assert VALID[param](v), (param, v[:80])
+
+
+# ------------------------------------------------------------------------- the state object alone
+
+
+def expected_value(param: str, v: str):
+    """What a valid value of ``param`` becomes in the state (the specification's reading of it)."""
+    if param == "t":
+        return float(v)
+    if param in ("m", "b"):
+        return v == "1"
+    if param in ("k", "l", "w") or (param == "h" and v not in ts.HEADS_SPECIAL):
+        return int(v)
+    return v
+
+
+def test_the_specification_covers_every_parameter_and_the_slider_offers_what_a_link_may_carry():
+    from ui.widgets import TEMPERATURES as slider
+
+    assert set(QUERY_PARAMS) == set(VALID), "a parameter of TextPageState has no specification here"
+    assert set(QUERY_PARAMS.values()) == set(TextPageState.field_names())  # every setting travels in the link
+    assert slider is TEMPERATURES
+
+
+@pytest.mark.parametrize("value", VALUES, ids=IDS)
+def test_state_takes_each_parameter_only_when_valid(value):
+    defaults = TextPageState()
+    for param, name in QUERY_PARAMS.items():
+        state = TextPageState.from_query({param: value})
+        if VALID[param](value):
+            assert state.ignored == (), param
+            assert getattr(state, name) == expected_value(param, value), param
+        else:
+            assert state.ignored == (param,), param
+            assert state == defaults, param  # a bad value falls back to the default
+        assert_link_valid(state.to_query())
+        assert TextPageState.from_query(state.to_query()) == state  # what it writes opens the same state
+
+
+@pytest.mark.parametrize("value", VALUES, ids=IDS)
+def test_state_with_every_parameter_at_once(value):
+    state = TextPageState.from_query({p: value for p in QUERY_PARAMS})
+    assert set(state.ignored) == {p for p in QUERY_PARAMS if not VALID[p](value)}
+    assert_link_valid(state.to_query())
+    assert TextPageState.from_query(state.to_query()) == state
+
+
+def test_state_values_are_typed():
+    state = TextPageState.from_query({"t": "0.5", "m": "1", "b": "0", "k": "000007", "l": "3", "h": "2", "w": "40",
+                                      "s": "rbf", "text": "A kitten."})
+    assert (state.temperature, state.merge, state.batch, state.token, state.layer, state.head, state.window) == (
+        0.5, True, False, 7, 3, 2, 40)
+    assert TextPageState.from_query({"h": "rollout"}).head == "rollout"
+    assert TextPageState.from_query({"s": "euclidean"}).temperature == 1.0  # the similarity's own default
+    assert TextPageState.from_query({"sample": "batch"}).batch is True  # the batch sample starts batched
+    assert TextPageState.from_query({"s": ["bogus"]}).ignored == ("s",)  # not a string: ignored, never raised
+    for bad in ({"temperature": 0.04}, {"token": -1}, {"token": True}, {"head": "max"}, {"view": "evil"},
+                {"sample": "../x"}, {"similarity": "nope"}, {"merge": "1"}):
+        with pytest.raises(InvalidParameter):
+            TextPageState(**bad)  # built directly, it validates too
+
+
+# ---------------------------------------------------------------------------- through the page
 
 
 def ignored_params(at) -> set[str]:
@@ -116,23 +161,18 @@ def test_every_page_that_reads_query_params_is_fuzzed():
                      if "query_params" in p.read_text(encoding="utf-8"))
     readers += ["app.py"] if "query_params" in (ROOT / "app.py").read_text(encoding="utf-8") else []
     assert set(readers) <= set(PAGES_WITH_PARAMS), f"fuzz these pages' parameters too: {readers}"
-    assert set(text_page_params()) == set(VALID), "a parameter of pages/text.py has no specification here"
+    assert "TextPageState.from_query(st.query_params)" in (ROOT / "pages" / "text.py").read_text(encoding="utf-8")
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("value", VALUES, ids=lambda v: ascii(v[:12]) + (f"x{len(v)}" if len(v) > 12 else ""))
+@pytest.mark.parametrize("value", VALUES, ids=IDS)
 def test_every_parameter_at_once(value):
-    params = text_page_params()
-    at = open_text_page({p: value for p in params})
+    at = open_text_page({p: value for p in QUERY_PARAMS})
     assert_page_inert(at)
-    assert at.title and at.title[0].value == "📝 Text attention"
-    expected = {p for p in params if not VALID[p](value)}
+    assert at.title and at.title[0].value == page("pages/text.py").heading
+    expected = {p for p in QUERY_PARAMS if not VALID[p](value)}
     assert ignored_params(at) == expected  # the page names exactly what it ignored
-    link = at.query_params  # the page rewrites its link: only valid values remain
-    for param in params:
-        if param in link:
-            v = link[param][-1] if isinstance(link[param], list) else link[param]
-            assert VALID[param](v), (param, v[:80])
+    assert_link_valid(at.query_params)  # the page rewrites its link: only valid values remain
 
 
 def test_repeated_and_unknown_parameters():

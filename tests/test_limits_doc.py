@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
-import ast
 import tomllib
 from pathlib import Path
 
 from attnviz import image as im
 from attnviz import text as tx
 from attnviz.settings import Settings
+from attnviz.state import text as ts
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = (ROOT / "docs" / "limits.md").read_text(encoding="utf-8")
-
-
-def page_constant(name: str):
-    for node in ast.parse((ROOT / "pages" / "text.py").read_text(encoding="utf-8")).body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == name:
-            return ast.literal_eval(node.value)
-    raise AssertionError(f"pages/text.py has no {name}")
 
 
 def test_text_limits_are_the_code_s():
     assert f"{tx.MAX_TEXT_CHARS:,} characters (`attnviz.text.MAX_TEXT_CHARS`)" in DOC
     assert f"{Settings.page_max_chars:,} characters (`ATTNVIZ_PAGE_MAX_CHARS`" in DOC
     assert f"{tx.MATRIX_MAX_TOKENS:,} tokens (`MATRIX_MAX_TOKENS`)" in DOC
-    assert f"| {page_constant('HEATMAP_TOKENS')} tokens |" in DOC
-    assert f"| {page_constant('BATCH_MAX_LINES')} lines |" in DOC
-    assert f"the text at most {page_constant('URL_MAX_TEXT_CHARS'):,} characters" in DOC
-    assert f"query at most {page_constant('URL_MAX_QUERY_CHARS')} printable characters" in DOC
+    assert f"| {ts.HEATMAP_TOKENS} tokens |" in DOC
+    assert f"| {ts.BATCH_MAX_LINES} lines |" in DOC
+    assert f"the text at most {ts.URL_MAX_TEXT_CHARS:,} characters" in DOC
+    assert f"query at most {ts.URL_MAX_QUERY_CHARS} printable characters" in DOC
     assert f"| {tx.MAX_QUERY_CHARS:,} characters |" in DOC
 
 

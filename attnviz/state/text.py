@@ -175,24 +175,15 @@ class TextPageState:
         return sample_text(self.sample) if self.text is None else self.text
 
     def to_query(self) -> dict[str, str]:
-        """The link's parameters: the settings always, the query / token / layer / head / window where the
-        view uses them, the text when it is not the sample's and fits in a link."""
+        """The link's parameters: the similarity, temperature, encoder, view, toggles and sample always; the
+        query, token, layer, head, window and text when they differ from the defaults and fit in a link."""
         q = {"s": self.similarity, "t": f"{self.temperature}", "e": self.encoder, "v": self.view,
              "m": "1" if self.merge else "0", "b": "1" if self.batch else "0", "sample": self.sample}
-        if self.view == "query" and self.query and len(self.query) <= URL_MAX_QUERY_CHARS and self.query.isprintable():
-            q["q"] = self.query
-        if self.view in ("row", "matrix", "model") and self.token < URL_MAX_INDEX:
-            q["k"] = str(self.token)
-        if self.view == "model":
-            if self.layer is not None and self.layer < MAX_LAYERS:
-                q["l"] = str(self.layer)
-            if self.head in HEADS_SPECIAL or self.head < MAX_LAYERS:
-                q["h"] = str(self.head)
-        if self.window and self.window < URL_MAX_INDEX:
-            q["w"] = str(self.window)
-        text = self.text
-        if text is not None and 0 < len(text) <= URL_MAX_TEXT_CHARS and text != sample_text(self.sample):
-            q["text"] = text
+        optional = {"q": self.query, "k": self.token, "l": self.layer, "h": self.head, "w": self.window, "text": self.text}
+        defaults = TextPageState(sample=self.sample)
+        for param, value in optional.items():
+            if value != getattr(defaults, QUERY_PARAMS[param]) and _PARSERS[param](str(value)) is not None:
+                q[param] = str(value)  # only what from_query takes back: the link reopens this very state
         return q
 
     @classmethod

@@ -1,0 +1,179 @@
+"""attnviz.state.text without Streamlit: the text page's state object, its link form and its policies.
+
+(The fuzzing of every link parameter, through the state object and through the page, is in
+tests/test_hardening_url.py.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from attnviz import SIMILARITIES
+from attnviz import text as tx
+from attnviz.attention import effective_tokens, row_entropy
+from attnviz.errors import InvalidParameter
+from attnviz.state import TEMPERATURES, nearest_temperature
+from attnviz.state import text as ts
+from attnviz.state.text import QUERY_PARAMS, TextPageState
+
+
+def test_defaults_are_the_page_s_first_view():
+    s = TextPageState()
+    assert (s.sample, s.similarity, s.encoder, s.view, s.query, s.token, s.head, s.window) == (
+        "kitten", "cosine", "contextual", "query", "cat", 0, "average", 0)
+    assert s.temperature == nearest_temperature(SIMILARITIES["cosine"].default_temperature) == 0.1
+    assert s.text is None and s.shown_text == ts.sample_text("kitten") and s.layer is None and s.batch is False
+    assert TextPageState.from_query({}) == s and TextPageState.from_query({}).ignored == ()
+    assert s.to_query() == {"s": "cosine", "t": "0.1", "e": "contextual", "v": "query", "m": "0", "b": "0",
+                            "sample": "kitten"}
+
+
+def test_the_state_is_frozen_and_ignored_is_not_a_setting():
+    s = TextPageState.from_query({"s": "nope"})
+    with pytest.raises(AttributeError):
+        s.view = "row"
+    assert s.ignored == ("s",) and s == TextPageState()  # equal settings, whatever the link got wrong
+    assert "ignored" not in TextPageState.field_names()
+
+
+def test_a_text_equal_to_the_sample_s_is_the_sample():
+    assert TextPageState(sample="bank", text=ts.sample_text("bank")).text is None
+    assert "text" not in TextPageState(sample="bank", text=ts.sample_text("bank")).to_query()
+    assert TextPageState(text="my own").to_query()["text"] == "my own"
+
+
+def test_what_does_not_fit_in_a_link_stays_out_of_it():
+    s = TextPageState(text="x" * (ts.URL_MAX_TEXT_CHARS + 1), query="q" * (ts.URL_MAX_QUERY_CHARS + 1),
+                      token=ts.URL_MAX_INDEX, view="row")
+    assert not {"text", "q", "k"} & set(s.to_query())
+    assert TextPageState(query="tab\there").to_query().get("q") is None  # not printable: a link would refuse it
+    assert TextPageState(query="").to_query()["q"] == ""  # an emptied query travels too
+    assert TextPageState.from_query({"q": ""}).query == ""
+
+
+settings_strategy = st.builds(
+    TextPageState,
+    sample=st.sampled_from(list(ts.SAMPLES)),
+    text=st.none() | st.text(min_size=1, max_size=60),
+    similarity=st.sampled_from(list(SIMILARITIES)),
+    temperature=st.none() | st.sampled_from(TEMPERATURES),
+    encoder=st.sampled_from(list(tx.ENCODERS)),
+    view=st.sampled_from(list(ts.VIEWS)),
+    merge=st.booleans(),
+    batch=st.none() | st.booleans(),
+    query=st.text(max_size=40).filter(str.isprintable),
+    token=st.integers(0, ts.URL_MAX_INDEX - 1),
+    layer=st.none() | st.integers(0, ts.MAX_LAYERS - 1),
+    head=st.sampled_from(ts.HEADS_SPECIAL) | st.integers(0, ts.MAX_LAYERS - 1),
+    window=st.integers(0, ts.URL_MAX_INDEX - 1),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(settings_strategy)
+def test_the_link_reopens_the_same_state(state):
+    link = state.to_query()
+    assert set(link) <= set(QUERY_PARAMS) and all(isinstance(v, str) for v in link.values())
+    again = TextPageState.from_query(link)
+    assert again.ignored == ()
+    assert again == state
+
+
+# ------------------------------------------------------------------------------------------ policies
+
+
+def test_samples_are_the_assets():
+    for key, (label, name, times) in ts.SAMPLES.items():
+        text = ts.sample_text(key)
+        assert label and text.strip() and (ts.ASSETS / name).is_file()
+        if times > 1:
+            assert text.count((ts.ASSETS / name).read_text(encoding="utf-8").strip()) == times
+    with pytest.raises(InvalidParameter):
+        ts.sample_text("../../etc/passwd")
+
+
+def test_truncation_cuts_at_a_space_near_the_limit():
+    assert ts.truncate_text("short", 10) == ("short", False)
+    assert ts.truncate_text("x" * 10, 10) == ("x" * 10, False)
+    text, cut = ts.truncate_text("word " * 12_000, 50_000)
+    assert cut and len(text) == 49_999 and text.endswith("word")
+    text, cut = ts.truncate_text("y" * 1000, 300)  # no space within 200 characters: a hard cut
+    assert cut and text == "y" * 300
+    text, cut = ts.truncate_text("a " + "y" * 1000, 300)  # the only space is too far back
+    assert text == ("a " + "y" * 1000)[:300]
+    with pytest.raises(InvalidParameter):
+        ts.truncate_text("x", 0)
+
+
+def test_heatmap_window_positions():
+    assert ts.heatmap_last_start(41) == 0 and ts.heatmap_last_start(ts.HEATMAP_TOKENS) == 0
+    assert ts.heatmap_last_start(1782) == 1782 - ts.HEATMAP_TOKENS
+    assert ts.clamp_start(5000, 1270) == 1270 and ts.clamp_start(-3, 10) == 0 and ts.clamp_start(None, 4) == 0
+    assert ts.clamp_start(7, 0) == 0
+
+
+@pytest.mark.parametrize("pieces_per_token", [[1] * 600, [1, 3, 2] * 250, [2] * 255, [1] * 510, [5] + [1] * 600])
+def test_the_model_window_slider_reaches_the_last_token_and_no_further(pieces_per_token):
+    groups, at = [], 0
+    for p in pieces_per_token:
+        groups.append((at, at + p))
+        at += p
+    max_pieces = 510
+
+    def fits(start):  # the window from token `start` holds the text's last piece
+        return groups[-1][1] - groups[start][0] <= max_pieces
+
+    last = ts.model_last_start(groups, max_pieces)
+    assert fits(last) or last == 0 and groups[-1][1] <= max_pieces
+    assert last == 0 or not fits(last - 1)  # the smallest such start: no window shorter than it must be
+    if groups[-1][1] <= max_pieces:
+        assert last == 0
+    assert ts.model_last_start([], 510) == 0
+
+
+def test_window_share_and_text():
+    rows = np.array([[0.5, 0.25, 0.25], [0.0, 1.0, 0.0]])
+    assert ts.window_share(rows, 0, 2) == pytest.approx((0.75 + 1.0) / 2)
+    assert ts.window_share(np.zeros((0, 3)), 0, 2) == 0.0
+    snippet, offsets = ts.window_text("Hello kitten world", [(6, 12), (13, 18)])
+    assert snippet == "kitten world" and offsets == [(0, 6), (7, 12)]
+    assert ts.window_text("abc", []) == ("", [])
+
+
+# ------------------------------------------------------------------------------- what the views show
+
+
+def test_entropy_tables_are_the_library_s_metrics():
+    rng = np.random.default_rng(0)
+    rows = rng.dirichlet(np.ones(12) * 0.3, size=5)  # a window of 5 rows over 12 tokens, from token 4
+    ent = row_entropy(torch.from_numpy(rows)).numpy()
+    tokens = [f"t{i}" for i in range(12)]
+    table = ts.entropy_rows(rows, ent, tokens, first=4)
+    eff = effective_tokens(torch.from_numpy(rows)).numpy()
+    assert [r["index"] for r in table] == [4, 5, 6, 7, 8] and table[0]["token"] == "t4"
+    np.testing.assert_allclose([r["effective tokens"] for r in table], eff, atol=0.005)
+    assert [r["strongest key"] for r in table] == [tokens[int(i)] for i in rows.argmax(1)]
+    mean, (lo, lo_eff), (hi, hi_eff) = ts.entropy_summary(ent)
+    assert mean == pytest.approx(eff.mean()) and lo == int(eff.argmin()) and hi_eff == pytest.approx(eff.max())
+
+
+def test_top_tables():
+    w = np.array([[0.9, 0.1, 0.0], [0.2, 0.3, 0.5], [0.6, 0.3, 0.1]])
+    w.setflags(write=False)  # the cached matrix is read-only: the table must not write into it
+    pairs = ts.top_pair_rows(w, ["a", "b", "c"], first=10, k=2)
+    assert pairs == [{"query": "12 · c", "key": "10 · a", "weight": 0.6},
+                     {"query": "11 · b", "key": "12 · c", "weight": 0.5}]
+    a = tx.analyze_text("The kitten sat by the car.", "cosine", 0.1, "static", query="cat")
+    rows = ts.top_token_rows(a, 3)
+    assert [r["rank"] for r in rows] == [1, 2, 3] and rows[0]["weight"] == pytest.approx(float(a.scores.max()), abs=1e-5)
+    assert rows[0]["text"] == a.text[slice(*a.offsets[rows[0]["index"]])]
+
+
+def test_head_labels():
+    assert ts.head_view_label(2, 4) == "layer 3, head 5"
+    assert ts.head_view_label(5, "average") == "layer 6, average of heads"
+    assert ts.head_view_label(0, "rollout").startswith("rollout")
