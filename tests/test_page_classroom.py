@@ -119,6 +119,23 @@ def test_similarity_and_temperature_change_the_numbers(cat_vectors):
     assert number_at_end(explanation(at)) == pytest.approx(float(x[0] @ x[1]) / 2.0, rel=6e-4)
 
 
+def test_every_registered_similarity_is_offered_and_explained(cat_vectors):
+    """A registry entry is all a new function needs: manhattan (added as one entry) is offered and its
+    score is explained with its own formula and numbers, checked here against numpy."""
+    from attnviz import SIMILARITIES
+
+    at = open_page("pages/how_it_works.py")
+    assert at.selectbox(key="hiw_sim").options == [s.label for s in SIMILARITIES.values()]
+    at.selectbox(key="hiw_sim").set_value("manhattan").run()
+    at.button(key="hiw_next").click().run()
+    assert not at.exception
+    x = cat_vectors
+    latex = explanation(at)
+    assert r"\rVert_1" in latex and r"\lvert" in latex
+    assert number_at_end(latex) == pytest.approx(-float(np.abs(x[0] - x[1]).sum()), rel=6e-4)
+    assert any("block distance" in m.value for m in at.markdown)  # the entry's sentence, under the formula
+
+
 def test_the_photo_example_is_a_three_by_three_grid():
     from attnviz.image import compute_features, load_image, sample_path
 
@@ -200,6 +217,26 @@ def test_lab_wants_two_functions_and_takes_photos():
     at.radio(key="lab_mode").set_value("image").run()
     assert not at.exception and not at.error
     assert len(at.image) >= 2  # one overlay per similarity
+
+
+def test_lab_offers_every_registered_similarity_with_its_use():
+    from attnviz import SIMILARITIES
+    from attnviz.text import encode_text
+
+    at = open_page("pages/lab.py")
+    assert at.multiselect(key="lab_sims").options == [s.label for s in SIMILARITIES.values()]
+    at.multiselect(key="lab_sims").set_value(["manhattan", "cosine"]).run()
+    assert not at.exception and not at.error
+    sim = SIMILARITIES["manhattan"]
+    assert at.select_slider(key="lab_temp_manhattan").value == sim.default_temperature
+    assert any(sim.use in c.value for c in at.caption)
+    x = encode_text(at.text_area(key="lab_text").value, "contextual").vectors.double().numpy()[:48]
+    s = -np.abs(x[:, None, :] - x[None, :, :]).sum(-1) / sim.default_temperature
+    w = np.exp(s - s.max(1, keepdims=True))
+    w /= w.sum(1, keepdims=True)
+    eff = float(np.exp(-(w * np.log(np.clip(w, 1e-300, None))).sum(1)).mean())
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics[f"{sim.label}: mean effective tokens"] == f"{eff:.2f} of {x.shape[0]}"
 
 
 # ---------------------------------------------------------------------------------------- Hard cases
