@@ -4,6 +4,7 @@
     clickable_heatmap(z, x_labels, y_labels, selected=(i, j))   # the same, every cell clickable in Streamlit
     vectors_figure(wt), outputs_figure(wt)              # the walkthrough's 2-D PCA views
     sweep_figure(sweeps), effective_figure(columns, labels)     # the similarity lab's charts
+    patch_picture(photo, grid, weights, query)          # a photo with its patch grid (an RGB array, not plotly)
 
 The analyses (``attnviz.walkthrough``, ``attnviz.lab``, ``attnviz.text`` ...) hold numbers only; colours,
 colour maps and marker sizes are chosen here. Every label that may come from a user is escaped
