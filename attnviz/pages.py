@@ -47,6 +47,9 @@ PAGES: tuple[PageInfo, ...] = (
              "and cross-modal attention."),
 )
 
+#: the default page (``/``)
+HOME = PAGES[0]
+
 
 def page(path: str) -> PageInfo:
     """The entry for ``path`` ("pages/text.py"); KeyError for a page not in the table."""
