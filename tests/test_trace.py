@@ -140,3 +140,15 @@ def test_qk_projection_keeps_rankings_then_projects(m):
     assert pq.shape == (tr.n, 2) and pk.shape == (tr.n, 2) and np.isfinite(pq).all() and np.isfinite(pk).all()
     np.testing.assert_allclose(pq.mean(0), pk.mean(0), atol=1e-4)  # one centroid for queries and keys
     assert "Yeh" in note and "PCA" in note
+
+
+def test_the_docs_example_runs(capsys):
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "inside-a-head.md").read_text(encoding="utf-8")
+    code = page.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {"__name__": "docs_inside_a_head"}
+    exec(compile(code, "docs/inside-a-head.md", "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "'[CLS]', 'the', 'kitten'" in out and "(9, 32) True" in out and "(6, 12)" in out
+    assert namespace["tr"].diagonal_share()["seed"] > namespace["tr"].diagonal_share()["model"]
