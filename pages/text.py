@@ -13,13 +13,12 @@ import numpy as np
 import streamlit as st
 import torch
 
-from attnviz import SIMILARITIES, top_pairs
+from attnviz import SIMILARITIES
 from attnviz import text as tx
-from attnviz.attention import effective_tokens, row_entropy
 from attnviz.figures import clickable_heatmap, matrix_figure
 from attnviz.highlight import highlight_html, highlight_many
 from attnviz.pages import page
-from attnviz.render import matrix_png, to_json, weights_csv
+from attnviz.render import matrix_png, to_json
 from attnviz.settings import load_settings
 from attnviz.state import text as ts
 from attnviz.state.text import TextPageState
@@ -136,30 +135,18 @@ def window_slider(last: int, label: str) -> int:
 
 
 def row_metrics(weights: np.ndarray, what: str) -> None:
-    w = torch.as_tensor(np.asarray(weights, dtype=np.float64))
+    eff, entropy, largest = ts.row_summary(weights)
     c1, c2, c3 = st.columns(3)
-    c1.metric(f"Effective tokens ({what})", f"{float(effective_tokens(w)):.1f}",
-              help="exp(entropy): 1 = all weight on one token, n = spread evenly over all n tokens.")
-    c2.metric("Entropy", f"{float(row_entropy(w)):.2f} nats")
-    c3.metric("Largest weight", f"{float(w.max()):.3f}")
+    c1.metric(f"Effective tokens ({what})", f"{eff:.1f}", help="exp(entropy): 1 = all weight on one token, n = spread "
+              "evenly over all n tokens.")
+    c2.metric("Entropy", f"{entropy:.2f} nats")
+    c3.metric("Largest weight", f"{largest:.3f}")
 
 
-def downloads(analysis: tx.TextAnalysis | None, matrix: np.ndarray | None, labels: list[str] | None, name: str) -> None:
-    """CSV / JSON / standalone HTML / PNG; each file is built only when its button is clicked."""
-    cols = st.columns(4)
-
-    def button(col: int, label: str, data, kind: str, mime: str) -> None:
-        cols[col].download_button(label, data, f"{name}.{kind}", mime, on_click="ignore", key=f"dl_{kind}_{name}")
-
-    if matrix is not None:
-        button(0, "Weights (CSV)", lambda: weights_csv(matrix, labels, labels), "csv", "text/csv")
-    elif analysis is not None:
-        button(0, "Weights (CSV)", analysis.to_csv, "csv", "text/csv")
-    if analysis is not None:
-        button(1, "Weights (JSON)", analysis.to_json, "json", "application/json")
-        button(2, "Highlighted text (HTML)", analysis.to_html, "html", "text/html")
-    if matrix is not None:
-        button(3, "Matrix (PNG)", lambda: matrix_png(matrix), "png", "image/png")
+def downloads(*args, name: str) -> None:
+    """The view's files (``attnviz.state.text.downloads``), each built only when its button is clicked."""
+    for col, (label, build, filename, mime) in zip(st.columns(4), ts.downloads(*args, name=name)):
+        col.download_button(label, build, filename, mime, on_click="ignore", key=f"dl_{filename}")
 
 
 def view_row(enc: tx.Encoding, sim: str, temp: float, device: str, model_path: str | None) -> None:
@@ -179,45 +166,42 @@ def view_row(enc: tx.Encoding, sim: str, temp: float, device: str, model_path: s
     row_metrics(a.scores, what)
     st.dataframe(ts.top_token_rows(a), hide_index=True, width="stretch")
     show_notes(a.notes, enc.notes)
-    downloads(a, None, None, name)
+    downloads(a, name=name)
 
 
 def view_matrix(enc: tx.Encoding, key: tuple, sim: str, temp: float, device: str) -> None:
     n = len(enc.tokens)
-    a0 = window_slider(ts.heatmap_last_start(n), f"Window: the text has {n:,} tokens; the heatmap shows "
-                       f"{ts.HEATMAP_TOKENS} of them, starting at token")
-    a1 = min(n, a0 + ts.HEATMAP_TOKENS)
-    apply_heatmap_click(a0, a1 - a0)
+    start = window_slider(ts.heatmap_last_start(n), f"Window: the text has {n:,} tokens; the heatmap shows "
+                          f"{ts.HEATMAP_TOKENS} of them, starting at token")
+    apply_heatmap_click(start, min(n - start, ts.HEATMAP_TOKENS))
     received = cached_analysis(enc, key, sim, temp, device)
-    # (window, n), rows summing to 1 over all n: the cached matrix has them up to MATRIX_MAX_TOKENS
-    rows = received.weights[a0:a1] if received.weights is not None else tx.self_attention_rows(enc, sim, temp, a0, a1, device)
-    sub, labels = rows[:, a0:a1], list(enc.tokens[a0:a1])
+    w = ts.matrix_window(enc, received, sim, temp, start, device)
     st.markdown("**Attention received** by each token (mean over all rows):")
     st.html(received.highlight())
     left, right = st.columns([3, 2])
     with left:
-        part = f", tokens {a0}–{a1 - 1} of {n}" if n > a1 - a0 else ""
-        heatmap(sub, labels, a0, f"{SIMILARITIES[sim].label}, T = {temp:g}{part}", "heat", selectable=True)
-        if part:
-            st.caption(f"Rows sum to 1 over all {n:,} tokens; the keys in this window hold "
-                       f"{ts.window_share(rows, a0, a1):.0%} of the shown rows' weight on average.")
+        part = f", tokens {w.start}–{w.stop - 1} of {n}" if w.partial else ""
+        heatmap(w.square, w.labels, w.start, f"{SIMILARITIES[sim].label}, T = {temp:g}{part}", "heat", selectable=True)
+        if w.partial:
+            st.caption(f"Rows sum to 1 over all {n:,} tokens; the keys in this window hold {w.share:.0%} of the "
+                       "shown rows' weight on average.")
     with right:
         st.markdown(f"**Top {ts.TOP_K} pairs** (query → key, diagonal left out)")
-        st.dataframe(ts.top_pair_rows(sub, labels, a0), hide_index=True, width="stretch")
+        st.dataframe(ts.top_pair_rows(w.square, w.labels, w.start), hide_index=True, width="stretch")
         st.markdown("**Entropy per row** (effective tokens = exp(entropy))")
         if received.entropy is not None:
-            mean, (lo, lo_eff), (hi, hi_eff) = ts.entropy_summary(received.entropy[a0:a1])
+            entropy = received.entropy[w.start:w.stop]
+            mean, (lo, lo_eff), (hi, hi_eff) = ts.entropy_summary(entropy)
             st.caption(f"Mean {mean:.1f} effective tokens per row (of {n:,}); most focused: "
-                       f"{md_escape(f'{a0 + lo} · {labels[lo]}')} ({lo_eff:.1f}), most spread: "
-                       f"{md_escape(f'{a0 + hi} · {labels[hi]}')} ({hi_eff:.1f}).")
-            st.dataframe(ts.entropy_rows(rows, received.entropy[a0:a1], enc.tokens, a0), hide_index=True,
-                         width="stretch", height=300)
+                       f"{md_escape(f'{w.start + lo} · {w.labels[lo]}')} ({lo_eff:.1f}), most spread: "
+                       f"{md_escape(f'{w.start + hi} · {w.labels[hi]}')} ({hi_eff:.1f}).")
+            st.dataframe(ts.entropy_rows(w.rows, entropy, enc.tokens, w.start), hide_index=True, width="stretch",
+                         height=300)
     k = token_picker(enc)
-    row = tx.analyze_encoding(enc, sim, temp, token=k, include_matrix=False, row_stats=False, device=device)
     st.markdown(f"**What token {k} attends to:**")
-    st.html(row.highlight())
+    st.html(tx.analyze_encoding(enc, sim, temp, token=k, include_matrix=False, row_stats=False, device=device).highlight())
     show_notes(received.notes, enc.notes)
-    downloads(received, sub, [f"{a0 + i}:{t}" for i, t in enumerate(labels)], "self_attention")
+    downloads(received, w.square, [f"{w.start + i}:{t}" for i, t in enumerate(w.labels)], name="self_attention")
 
 
 def view_model(enc: tx.Encoding, key: tuple, sim: str, temp: float, device: str) -> None:
@@ -226,43 +210,37 @@ def view_model(enc: tx.Encoding, key: tuple, sim: str, temp: float, device: str)
                           f"at a time and the text has {len(enc.groups):,} tokens; the window starts at token")
     ma = cached_model_attention(enc, key, start, device)
     c1, c2, c3 = st.columns(3)
-    heads = list(ts.HEADS_SPECIAL) + list(range(ma.num_heads))
-    if st.session_state.get("head") not in heads:
-        st.session_state["head"] = "average"
-    if st.session_state.get("layer") not in range(ma.num_layers):
-        st.session_state["layer"] = ma.num_layers - 1
-    head = c2.selectbox("Head", heads, key="head", format_func=lambda h: {"average": f"average of {ma.num_heads} heads",
-                        "rollout": "rollout (all layers)"}.get(h, f"head {h + 1}" if isinstance(h, int) else h))
+    st.session_state["layer"], st.session_state["head"] = ts.model_selection(
+        st.session_state.get("layer"), st.session_state.get("head"), ma.num_layers, ma.num_heads)
+    head = c2.selectbox("Head", list(ts.HEADS_SPECIAL) + list(range(ma.num_heads)), key="head", format_func=lambda h: f"head {h + 1}"
+                        if isinstance(h, int) else {"average": f"average of {ma.num_heads} heads"}.get(h, "rollout (all layers)"))
     layer = c1.selectbox("Layer", list(range(ma.num_layers)), key="layer", format_func=lambda i: f"layer {i + 1}",
                          disabled=head == "rollout")
-    special = ts.has_special(ma) and c3.toggle("Show [CLS]/[SEP]", key="special", help="Trained models park much attention "
-                                        "on separators; hidden, rows are renormalised over the text.")
-    m, labels = ma.matrix(layer, head, include_special=special), ma.labels(include_special=special)
-    s0, s1 = ma.unit_start, ma.unit_end
-    sim_rows = tx.renormalise_rows(tx.self_attention_rows(enc, sim, temp, s0, s1, device)[:, s0:s1])
-    what = ts.head_view_label(layer, head)
+    special = ts.has_special(ma) and c3.toggle("Show [CLS]/[SEP]", key="special", help="Trained models park much "
+                                               "attention on separators; hidden, rows are renormalised over the text.")
+    c = ts.compare_with_model(enc, ma, sim, temp, layer, head, special, device)
     left, right = st.columns(2)
     with left:
-        heatmap(sim_rows, list(ma.tokens), s0, f"Attention as similarity: {sim}, T = {temp:g}", "heat_sim")
+        heatmap(c.similarity_rows, list(ma.tokens), ma.unit_start, f"Attention as similarity: {sim}, T = {temp:g}", "heat_sim")
     with right:
-        heatmap(m, labels, 0 if special else s0, f"{ma.model_name}: {what}", "heat_model")
-    st.caption(ts.model_comparison_note(ma, layer, head, special, sim_rows, m))
+        heatmap(c.matrix, c.labels, c.first, f"{ma.model_name}: {c.what}", "heat_model")
+    st.caption(c.note)
     k = token_picker(enc, "Token whose rows to compare")
-    if s0 <= k < s1:
-        snippet, offsets = ts.window_text(enc.text, ma.offsets)
-        inner = ma.matrix(layer, head) if special else m  # rows over the text's tokens only
-        for col, row, who in zip(st.columns(2), (sim_rows[k - s0], inner[k - s0]), ("similarity", ma.model_name)):
-            col.html(highlight_html(snippet, offsets, row, list(ma.tokens), legend_label=f"{who} attention from token "
-                                    f"{k}" + (f" ({what})" if who != "similarity" else "")))
+    if ma.unit_start <= k < ma.unit_end:
+        for col, rows, who in zip(st.columns(2), (c.similarity_rows, c.text_rows), ("similarity", f"{ma.model_name}")):
+            col.html(highlight_html(c.snippet, c.offsets, rows[k - ma.unit_start], list(ma.tokens), legend_label=f"{who} "
+                                    f"attention from token {k}" + ("" if rows is c.similarity_rows else f" ({c.what})")))
     else:
-        st.caption(f"Token {k} is outside the model's window ({s0}–{s1 - 1}); move the window or pick another token.")
+        st.caption(f"Token {k} is outside the model's window ({ma.unit_start}–{ma.unit_end - 1}); move the window or "
+                   "pick another token.")
     if st.toggle(f"All {ma.num_layers * ma.num_heads} heads at a glance", key="grid"):
         grid = ma.head_grid(special, max_tokens=ts.GRID_TOKENS)
         st.image(matrix_png(np.nan_to_num(grid, nan=0.0), cell=max(1, 1200 // grid.shape[1])), output_format="PNG",
-                 caption=f"Rows: layers 1–{ma.num_layers} (top to bottom); columns: heads 1–{ma.num_heads}. Each square "
-                         f"is one head over the first {min(ts.GRID_TOKENS, m.shape[0])} tokens of the window, scaled to its own maximum.")
+                 caption=f"Rows: layers 1–{ma.num_layers} (top to bottom); columns: heads 1–{ma.num_heads}. Each square is "
+                         f"one head over the first {min(ts.GRID_TOKENS, c.matrix.shape[0])} tokens of the window, scaled "
+                         "to its own maximum.")
     show_notes(ma.notes)
-    downloads(None, m, [f"{i}:{t}" for i, t in enumerate(labels)], "model_attention")
+    downloads(None, c.matrix, [f"{i}:{t}" for i, t in enumerate(c.labels)], name="model_attention")
 
 
 @st.fragment

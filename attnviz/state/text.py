@@ -19,15 +19,16 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from ..attention import top_pairs
+from ..attention import effective_tokens, row_entropy, top_pairs
 from ..errors import InvalidParameter
+from ..render import matrix_png, weights_csv
 from ..similarity import SIMILARITIES, get_similarity
-from ..text import ENCODERS, attention_overlap
+from ..text import ENCODERS, attention_overlap, renormalise_rows, self_attention_rows
 from . import TEMPERATURES, nearest_temperature, parse_flag, parse_index, parse_temperature
 
 URL_MAX_INDEX = 1_000_000
@@ -247,6 +248,37 @@ def window_text(text: str, offsets: Sequence[tuple[int, int]]) -> tuple[str, lis
 # --------------------------------------------------------------------------- what the views show
 
 
+def row_summary(weights) -> tuple[float, float, float]:
+    """One attention row (n,) -> (effective tokens = exp(entropy), entropy in nats, largest weight)."""
+    w = torch.as_tensor(np.asarray(weights, dtype=np.float64))
+    return float(effective_tokens(w)), float(row_entropy(w)), float(w.max())
+
+
+def model_selection(layer, head, num_layers: int, num_heads: int) -> tuple[int, int | str]:
+    """A (layer, head) this model has: a missing or out-of-range layer becomes the last, a head "average"."""
+    layer = layer if _is_index(layer) and layer < num_layers else num_layers - 1
+    head = head if head in HEADS_SPECIAL or (_is_index(head) and head < num_heads) else "average"
+    return layer, head
+
+
+def downloads(analysis=None, matrix: np.ndarray | None = None, labels: Sequence[str] | None = None,
+              name: str = "attention") -> list[tuple[str, Callable[[], str | bytes], str, str]]:
+    """The files a view offers, ``(label, build, file name, MIME type)``: the matrix (``matrix`` with ``labels``)
+    as CSV and PNG, else the analysis's scores as CSV; the analysis as JSON and standalone HTML. ``build``
+    makes the file when called (only when its button is clicked)."""
+    files = []
+    if matrix is not None:
+        files.append(("Weights (CSV)", lambda: weights_csv(matrix, list(labels), list(labels)), f"{name}.csv", "text/csv"))
+    elif analysis is not None:
+        files.append(("Weights (CSV)", analysis.to_csv, f"{name}.csv", "text/csv"))
+    if analysis is not None:
+        files.append(("Weights (JSON)", analysis.to_json, f"{name}.json", "application/json"))
+        files.append(("Highlighted text (HTML)", analysis.to_html, f"{name}.html", "text/html"))
+    if matrix is not None:
+        files.append(("Matrix (PNG)", lambda: matrix_png(matrix), f"{name}.png", "image/png"))
+    return files
+
+
 def top_token_rows(analysis, k: int = TOP_K) -> list[dict]:
     """The ``k`` strongest tokens of a ``TextAnalysis``'s scores as table rows (rank, index, token, text, weight)."""
     return [{"rank": r, "index": i, "token": tok, "text": analysis.text[slice(*analysis.offsets[i])], "weight": round(w, 5)}
@@ -286,6 +318,71 @@ def head_view_label(layer: int, head: int | str) -> str:
     return f"layer {layer + 1}, " + ("average of heads" if head == "average" else f"head {head + 1}")
 
 
+@dataclass(frozen=True)
+class MatrixWindow:
+    """The matrix view's window: tokens ``[start, stop)`` of ``n``; ``rows`` (stop - start, n) sum to 1 over all n."""
+
+    start: int
+    stop: int
+    n: int
+    rows: np.ndarray
+    labels: list[str]
+
+    @property
+    def square(self) -> np.ndarray:
+        """(w, w): the window's rows over the window's own keys (what the heatmap shows)."""
+        return self.rows[:, self.start:self.stop]
+
+    @property
+    def share(self) -> float:
+        """Mean weight the window's rows put on the window's keys."""
+        return window_share(self.rows, self.start, self.stop)
+
+    @property
+    def partial(self) -> bool:
+        return self.stop - self.start < self.n
+
+
+def matrix_window(enc, analysis, similarity: str, temperature: float, start: int, device=None,
+                  size: int = HEATMAP_TOKENS) -> MatrixWindow:
+    """Rows ``[start, start + size)`` of a text's self-attention: from the analysis's cached (n, n) matrix when
+    it has one (up to ``MATRIX_MAX_TOKENS``), else computed for the window alone."""
+    n = len(enc.tokens)
+    start = clamp_start(start, heatmap_last_start(n, size))
+    stop = min(n, start + size)
+    rows = (analysis.weights[start:stop] if analysis.weights is not None
+            else self_attention_rows(enc, similarity, temperature, start, stop, device))
+    return MatrixWindow(start, stop, n, rows, list(enc.tokens[start:stop]))
+
+
+@dataclass(frozen=True)
+class ModelComparison:
+    """The model view's numbers: similarity attention beside a trained model's over the model's window."""
+
+    similarity_rows: np.ndarray  # (w, w) over the window's tokens, renormalised
+    matrix: np.ndarray  # the model's rows, with [CLS]/[SEP] when ``special``
+    labels: list[str]  # the matrix's tokens
+    first: int  # absolute index of the matrix's first row
+    text_rows: np.ndarray  # (w, w) the model's rows over the text's tokens only
+    what: str  # "layer 3, head 5", ...
+    note: str  # the sentence under the two matrices
+    snippet: str  # the window's text, and its tokens' offsets within it
+    offsets: list[tuple[int, int]]
+
+
+def compare_with_model(enc, ma, similarity: str, temperature: float, layer: int, head: int | str,
+                       special: bool, device=None) -> ModelComparison:
+    """Similarity attention over the tokens a ``ModelAttention`` ``ma`` covers, beside that model's
+    ``layer`` / ``head`` (with its separators when ``special``)."""
+    s0, s1 = ma.unit_start, ma.unit_end
+    sim_rows = renormalise_rows(self_attention_rows(enc, similarity, temperature, s0, s1, device)[:, s0:s1])
+    matrix = ma.matrix(layer, head, include_special=special)
+    snippet, offsets = window_text(enc.text, ma.offsets)
+    return ModelComparison(sim_rows, matrix, ma.labels(include_special=special), 0 if special else s0,
+                           ma.matrix(layer, head) if special else matrix, head_view_label(layer, head),
+                           model_comparison_note(ma, layer, head, special, sim_rows, matrix), snippet, offsets)
+
+
 def has_special(ma) -> bool:
     """Whether a ``ModelAttention`` has separator tokens ([CLS]/[SEP]; decoders such as GPT-2 add none)."""
     return len(ma.labels(include_special=True)) != len(ma.labels(include_special=False))
@@ -309,5 +406,6 @@ __all__ = [
     "QUERY_PARAMS", "SAMPLES", "TOP_K", "URL_MAX_INDEX", "URL_MAX_QUERY_CHARS", "URL_MAX_TEXT_CHARS", "VIEWS",
     "TextPageState", "clamp_start", "heatmap_last_start", "model_last_start", "sample_text", "truncate_text",
     "window_share", "window_text", "top_token_rows", "top_pair_rows", "entropy_rows", "entropy_summary",
-    "has_special", "head_view_label", "model_comparison_note",
+    "has_special", "head_view_label", "row_summary", "model_selection", "downloads",
+    "MatrixWindow", "matrix_window", "ModelComparison", "compare_with_model", "model_comparison_note",
 ]
