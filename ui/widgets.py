@@ -51,7 +51,7 @@ def explain_similarity(name: str, container=None) -> None:
     if sim.untrained:
         c.warning("Untrained: this function's parameters are seeded random numbers (seed 0), not learned "
                   "weights, so its pattern shows the mechanism, not what a trained model would attend to.",
-                  icon="⚠️")
+                  icon=":material/warning:")
 
 
 def device_picker(container=None) -> str:
@@ -67,7 +67,7 @@ def device_picker(container=None) -> str:
         if previous is not None:  # e.g. a GPU that disappeared since this session chose it
             now = st.session_state["device_choice"]
             c.warning(f"The device {str(previous)[:40]!r} is no longer available here: computing on "
-                      f"{device_label(best_device() if now == 'auto' else now)} instead.", icon="⚠️")
+                      f"{device_label(best_device() if now == 'auto' else now)} instead.", icon=":material/warning:")
     best = best_device()
     choice = c.selectbox("Device", options, key="device_choice",
                          format_func=lambda d: f"auto → {device_label(best)}" if d == "auto" else device_label(d),
@@ -83,10 +83,10 @@ def current_device() -> str:
 def show_error(err: BaseException) -> None:
     """One friendly sentence for our typed errors; a generic one (details in the server log) otherwise."""
     if isinstance(err, AttnvizError):
-        st.error(str(err), icon="🚫")
+        st.error(str(err), icon=":material/block:")
     elif isinstance(err, MemoryError):
-        st.error("That input needs more memory than this server has: try a shorter text or a smaller image.", icon="🚫")
+        st.error("That input needs more memory than this server has: try a shorter text or a smaller image.", icon=":material/block:")
     else:
         log.exception("unexpected error in a page", exc_info=err)
         st.error("Something went wrong while computing this view. Try another input or setting; "
-                 "the details are in the server log.", icon="🚫")
+                 "the details are in the server log.", icon=":material/block:")
