@@ -3,7 +3,9 @@
 1. Long sequences — :func:`measure_scaling` times full attention (``attend``: the whole n x n matrix)
    and blocked attention (``attend_blocked``: a few rows at a time) for growing n on a device, and
    measures their peak memory, until a time budget is spent. Nothing is drawn from a formula: the
-   only estimate is the guard that skips full attention when its matrices could not fit safely.
+   only estimate is the guard that skips full attention when its matrices could not fit safely. Its
+   timing and memory tools are attnviz.measure's (one measurement at a time per process); its figures
+   are :func:`attnviz.figures.scaling_figures`.
 2. Irregular sequences — :func:`ragged_batch` pads sequences of different lengths into one batch and
    attends with and without the padding mask: how much weight leaks onto padding, how the outputs
    change, and that the masked batch equals attending to each sequence alone.
@@ -11,20 +13,20 @@
    text -> text (:func:`text_to_text`), photo -> photo (:func:`image_to_image`) and text -> photo
    (:func:`text_to_image`), with :data:`ALIGNMENT_STATEMENT` and :func:`aligned_text_image_model`.
 
-Pure library code (no streamlit).
+CLIP is found and loaded by :mod:`attnviz.loaders.clip` (the one model cache). Pure library code (no streamlit).
 """
 
 from __future__ import annotations
 
+import gc
 import importlib.util
+import logging
 import math
-import os
 import re
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +34,11 @@ import torch
 from .attention import attend, attend_blocked, check_temperature, effective_tokens, row_entropy
 from .devices import resolve_device
 from .errors import InvalidParameter, ShapeMismatch
-from .similarity import get_similarity
+from .loaders.clip import CLIP_MEAN, CLIP_STD, ENV as CLIP_ENV, find_clip_folder, load_clip
+from .measure import EXCLUSIVE, cpu_peak_bytes, cuda_peak_bytes, sync_for, time_call
+from .similarity import SIMILARITIES, get_similarity
+
+log = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------------------- 1. long sequences
 
@@ -44,23 +50,30 @@ DEMO_BLOCK_ELEMENTS = 1 << 20
 FULL_MEMORY_SHARE = 0.25
 #: ... and never more than this many bytes on the CPU
 FULL_MEMORY_CAP = 1 << 30
-#: calls faster than this are repeated (best of 3): short timings are noisy
-REPEAT_BELOW_S = 0.2
+#: every size is timed after one untimed warm-up call, MIN_REPEATS to REPEATS times; the median is shown,
+#: the fastest and slowest repeat as its spread (one call alone is noise on a shared machine)
+MIN_REPEATS = 3
+REPEATS = 5
 #: on the CPU, the share of the time budget for the timing runs (the memory runs get the rest)
 TIMING_SHARE = 0.5
 #: on the CPU the memory runs get at least this many seconds (torch.profiler's own start-up, about a
 #: second the first time in a process, is not counted)
 MEMORY_GRACE_S = 1.0
+#: a measurement waits at most this long for another one (another session's) to finish
+WAIT_S = 120.0
 
 
 @dataclass
 class ScalingPoint:
     n: int
     method: str  # "full" or "blocked"
-    seconds: float | None  # wall time of one call (best of the repeats), None when not run
+    seconds: float | None  # median wall time of one call over the repeats, None when not run
     peak_bytes: int | None  # peak memory above the level before the call, None when not measurable/run
     status: str = "measured"  # "measured", or why it was not: "skipped: ..." / "stopped: ..."
     memory_note: str = ""  # why a measured point has no memory number
+    low: float | None = None  # the fastest repeat
+    high: float | None = None  # the slowest repeat
+    repeats: int = 0
 
 
 @dataclass
@@ -73,15 +86,59 @@ class ScalingResult:
     elapsed_s: float
     memory_method: str
     points: list[ScalingPoint] = field(default_factory=list)
+    waited_s: float = 0.0  # seconds spent waiting for another measurement (another session's) to finish
+
+    def measured(self, method: str) -> list[ScalingPoint]:
+        return [p for p in self.points if p.method == method and p.status == "measured"]
 
     def series(self, method: str) -> tuple[list[int], list[float], list[float | None]]:
-        """``(n, seconds, peak MiB)`` of the measured points of one method."""
-        pts = [p for p in self.points if p.method == method and p.status == "measured"]
+        """``(n, median seconds, peak MiB)`` of the measured points of one method."""
+        pts = self.measured(method)
         return ([p.n for p in pts], [p.seconds for p in pts],
                 [None if p.peak_bytes is None else p.peak_bytes / 2**20 for p in pts])
 
+    def growth(self, method: str) -> float | None:
+        """Median factor by which the time grew from one measured size to the next (None: fewer than 2)."""
+        pts = self.measured(method)
+        factors = [(b.seconds / a.seconds) ** (math.log(2) / math.log(b.n / a.n))
+                   for a, b in zip(pts, pts[1:]) if a.seconds and b.seconds]
+        return float(np.median(factors)) if factors else None
+
     def notes(self) -> list[str]:
         return [f"{p.method} attention at n = {p.n:,}: {p.status}" for p in self.points if p.status != "measured"]
+
+    def table(self) -> list[dict]:
+        """One row per point, for a table."""
+        def r(v, k=5):
+            return None if v is None else round(v, k)
+        return [{"n": p.n, "method": p.method, "seconds": r(p.seconds), "fastest s": r(p.low),
+                 "slowest s": r(p.high), "repeats": p.repeats,
+                 "peak MiB": None if p.peak_bytes is None else round(p.peak_bytes / 2**20, 2),
+                 "status": p.status + (f"; {p.memory_note}" if p.memory_note else "")} for p in self.points]
+
+
+def time_caption(result: ScalingResult) -> str:
+    """What the time figure shows, with the growth this run measured (so the caption cannot contradict it)."""
+    text = (f"Seconds for one attention call against the sequence length n, both axes logarithmic: each point "
+            f"is the median of {MIN_REPEATS} to {REPEATS} repeats after an untimed warm-up, its bar runs from "
+            "the fastest to the slowest repeat.")
+    grown = [(m, result.growth(m)) for m in ("full", "blocked")]
+    grown = [f"×{g:.1f} ({m})" for m, g in grown if g is not None]
+    if grown:
+        text += (" Measured here, doubling n multiplied the time by " + " and ".join(grown) +
+                 "; n² work predicts ×4, which small sizes fall short of (fixed costs dominate them).")
+    return text
+
+
+def scaling_caption(result: ScalingResult) -> str:
+    """Where and how a scaling run was measured (and whether it waited for another one)."""
+    waited = (f" It waited {result.waited_s:.1f} s for another measurement on this server to finish first."
+              if result.waited_s >= 0.05 else "")
+    return (f"Measured on {result.device} with random {result.d}-dimensional vectors under "
+            f"{SIMILARITIES[result.similarity].label.lower()}, in {result.elapsed_s:.1f} s of a "
+            f"{result.budget_s:g} s budget.{waited} Blocks of {result.block_elements:,} scores (the library's "
+            f"default is 16,777,216; smaller here so the difference shows at sizes a classroom machine can "
+            f"time). Memory: {result.memory_method}.")
 
 
 def _available_bytes(dev: torch.device) -> int:
@@ -99,16 +156,11 @@ def _available_bytes(dev: torch.device) -> int:
 
 
 MEMORY_METHODS = {
-    "cuda": "CUDA allocator peak (torch.cuda.max_memory_allocated) during the call, above the level before it",
+    "cuda": "CUDA allocator peak (torch.cuda.max_memory_allocated) during one more call, above the level before it",
     "cpu": "PyTorch CPU allocator peak during the call (every allocation and free recorded by torch.profiler "
            "with profile_memory=True, in a separate run of the same call)",
     "none": "not measurable on this device",
 }
-
-
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
 
 
 def _run(method: str, x: torch.Tensor, similarity: str, block_size: int):
@@ -117,59 +169,26 @@ def _run(method: str, x: torch.Tensor, similarity: str, block_size: int):
     return attend_blocked(x, similarity, 1.0, block_size=block_size, need_received=False)
 
 
-def cpu_peak_bytes(jobs: Sequence[tuple[str, object]], time_left: float | None = None,
-                   clock=time.perf_counter) -> dict[str, int]:
-    """Peak bytes held by PyTorch's CPU allocator during each job, measured, not estimated.
-
-    ``jobs``: ``(name, zero-argument callable)``. All run in one ``torch.profiler`` session with
-    ``profile_memory=True``; every allocation and free inside a job's ``record_function`` range is
-    replayed in time order and the highest running total is its peak. Jobs that would start more
-    than ``time_left`` seconds after the profiler has started are skipped (absent from the result).
-    """
-    from torch.profiler import ProfilerActivity, profile, record_function
-
-    names = []
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        deadline = None if time_left is None else clock() + time_left  # the profiler's start-up is not counted
-        for name, fn in jobs:
-            if deadline is not None and clock() > deadline:
-                break
-            tag = f"attnviz_memory::{len(names)}"
-            with record_function(tag):
-                out = fn()
-                del out
-            names.append((tag, name))
-    events = list(prof.profiler.kineto_results.events())
-    spans = {e.name(): (e.start_ns(), e.start_ns() + e.duration_ns()) for e in events
-             if e.name().startswith("attnviz_memory::")}
-    records = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
-    peaks = {}
-    for tag, name in names:
-        if tag not in spans:
-            continue
-        lo, hi = spans[tag]
-        cur = peak = 0
-        for t, nbytes in records:
-            if lo <= t <= hi:
-                cur += nbytes
-                peak = max(peak, cur)
-        peaks[name] = int(peak)
-    return peaks
-
-
 def measure_scaling(device=None, similarity: str = "scaled_dot", d: int = 64, budget_s: float = 6.0,
                     start_n: int = 256, max_n: int = 1 << 16, growth: int = 2,
                     block_elements: int = DEMO_BLOCK_ELEMENTS, seed: int = 0,
-                    clock=time.perf_counter) -> ScalingResult:
+                    clock=time.perf_counter, on_wait: Callable[[int], None] | None = None,
+                    wait_s: float = WAIT_S) -> ScalingResult:
     """Time and peak memory of full vs blocked attention for n = start_n, start_n*growth, ... on ``device``.
 
-    The whole run stays within about ``budget_s`` seconds (on the CPU: at least :data:`MEMORY_GRACE_S`
-    for the memory runs, plus the profiler's start-up). Sizes grow until the time share is spent
-    (or the next size would clearly overrun it: its time is forecast from the last measured one,
-    times ``growth**2``). On CUDA one run gives both time and memory; on the CPU the timing runs get
-    :data:`TIMING_SHARE` of the budget and the memory runs (under torch.profiler, which would slow the
-    timing) the rest. Full attention is skipped when its n x n matrices would need more than
-    :data:`FULL_MEMORY_SHARE` of the memory available.
+    One measurement runs at a time in a process (:data:`attnviz.measure.EXCLUSIVE`: torch.profiler and the
+    CUDA peak counters are process-wide, and two timings at once would slow each other): a second caller
+    waits, ``on_wait(n_waiting)`` is called once when it has to, and ``result.waited_s`` says how long it
+    waited (at most ``wait_s``, then :class:`attnviz.measure.MeasurementBusy`).
+
+    Each size is timed after an untimed warm-up, :data:`MIN_REPEATS` to :data:`REPEATS` times (the median,
+    with the fastest and slowest as the spread). The whole run stays within about ``budget_s`` seconds
+    (on the CPU: at least :data:`MEMORY_GRACE_S` for the memory runs, plus the profiler's start-up). Sizes
+    grow until the time share is spent, or the next size would clearly overrun it (forecast from the last
+    median, times ``growth**2``, times the calls a size needs). On CUDA the memory is measured on one more
+    call; on the CPU the timing runs get :data:`TIMING_SHARE` of the budget and the memory runs (under
+    torch.profiler, which would slow the timing) the rest. Full attention is skipped when its n x n
+    matrices would need more than :data:`FULL_MEMORY_SHARE` of the memory available.
     """
     dev = resolve_device(device)
     get_similarity(similarity)
@@ -177,16 +196,27 @@ def measure_scaling(device=None, similarity: str = "scaled_dot", d: int = 64, bu
         raise InvalidParameter(f"The time budget must be a positive number of seconds, got {budget_s}.")
     if start_n < 2 or growth < 2 or d < 1:
         raise InvalidParameter("start_n must be at least 2, growth at least 2 and d at least 1.")
+    with EXCLUSIVE.hold(on_wait=on_wait, timeout=wait_s) as slot:
+        result = _measure_scaling(dev, similarity, d, float(budget_s), start_n, max_n, growth, block_elements,
+                                  seed, clock)
+    result.waited_s = slot.waited_s
+    return result
+
+
+def _measure_scaling(dev, similarity, d, budget_s, start_n, max_n, growth, block_elements, seed, clock):
     on_cuda = dev.type == "cuda"
+    sync = sync_for(dev)
     gen = torch.Generator().manual_seed(seed)
-    result = ScalingResult(str(dev), similarity, d, block_elements, float(budget_s), 0.0,
+    result = ScalingResult(str(dev), similarity, d, block_elements, budget_s, 0.0,
                            MEMORY_METHODS["cuda" if on_cuda else ("cpu" if dev.type == "cpu" else "none")])
     timing_budget = budget_s if on_cuda or dev.type != "cpu" else TIMING_SHARE * budget_s
+    calls = 1 + MIN_REPEATS + (1 if on_cuda else 0)  # warm-up, repeats, the CUDA memory call
     # warm-up (not counted): the first call pays for lazy initialisation (kernels, thread pools)
     warm = torch.randn(64, d, generator=gen).to(dev)
     _run("full", warm, similarity, 64)
     _run("blocked", warm, similarity, 16)
-    _sync(dev)
+    sync()
+    gc.collect()  # once, before the clock starts: a collection takes up to a second with torch loaded
     t0 = clock()
     alive = {"full": True, "blocked": True}
     last: dict[str, float | None] = {"full": None, "blocked": None}
@@ -203,10 +233,10 @@ def measure_scaling(device=None, similarity: str = "scaled_dot", d: int = 64, bu
                 result.points.append(ScalingPoint(n, method, None, None, "stopped: time budget spent"))
                 alive[method] = False
                 continue
-            if last[method] is not None and last[method] * growth ** 2 > left:
+            if last[method] is not None and last[method] * growth ** 2 * calls > left:
                 result.points.append(ScalingPoint(
-                    n, method, None, None,
-                    f"stopped: would take about {last[method] * growth ** 2:.1f} s, {left:.1f} s of the budget left"))
+                    n, method, None, None, f"stopped: its {calls} calls would take about "
+                    f"{last[method] * growth ** 2 * calls:.1f} s, {left:.1f} s of the budget left"))
                 alive[method] = False
                 continue
             if method == "full":
@@ -219,100 +249,59 @@ def measure_scaling(device=None, similarity: str = "scaled_dot", d: int = 64, bu
                         f"{room / 2**20:,.0f} MiB this demo allows itself"))
                     alive[method] = False
                     continue
-            peak = None
-            if on_cuda:
-                _sync(dev)
-                torch.cuda.reset_peak_memory_stats(dev)
-                base = torch.cuda.memory_allocated(dev)
-            s = clock()
-            out = _run(method, x, similarity, block)
-            _sync(dev)
-            seconds = clock() - s
-            del out
-            if on_cuda:
-                peak = max(0, int(torch.cuda.max_memory_allocated(dev)) - base)
-            if seconds < REPEAT_BELOW_S and clock() - t0 + 2 * seconds < timing_budget:  # short: best of 3
-                for _ in range(2):
-                    s = clock()
-                    out = _run(method, x, similarity, block)
-                    _sync(dev)
-                    seconds = min(seconds, clock() - s)
-                    del out
-            last[method] = seconds
+            call = (lambda m=method, x=x, b=block: _run(m, x, similarity, b))
+            timing = time_call(call, repeats=REPEATS, min_repeats=MIN_REPEATS, warmup=1, sync=sync, clock=clock,
+                               budget_s=left, collect=False)
+            peak = cuda_peak_bytes(call, dev)[0] if on_cuda else None
+            last[method] = timing.median
             inputs[n] = x
-            result.points.append(ScalingPoint(n, method, seconds, peak))
+            result.points.append(ScalingPoint(n, method, timing.median, peak, low=timing.low, high=timing.high,
+                                              repeats=timing.repeats))
         n *= growth
     if dev.type == "cpu":
-        measured = sorted((p for p in result.points if p.status == "measured"), key=lambda p: (p.n, p.method))
-        jobs = [((p.n, p.method), (lambda p=p: _run(p.method, inputs[p.n], similarity,
-                                                     max(1, block_elements // p.n)))) for p in measured]
-        try:
-            # the memory runs get what is left of the budget (at least MEMORY_GRACE_S); a run starts
-            # only if its timed duration, with a margin, still fits
-            peaks = {}
-            time_left = max(MEMORY_GRACE_S, budget_s - (clock() - t0))
-            fitting, forecast = [], 0.0
-            for p, job in zip(measured, jobs):
-                forecast += 1.5 * p.seconds + 0.01
-                if forecast > time_left:
-                    break
-                fitting.append(job)
-            if fitting:
-                peaks = cpu_peak_bytes(fitting, time_left=time_left, clock=clock)
-        except Exception as err:  # a profiler that cannot record memory here: say so, keep the timings
-            result.memory_method = f"not measurable here (torch.profiler failed: {type(err).__name__})"
-            peaks = {}
-        for p in measured:
-            p.peak_bytes = peaks.get((p.n, p.method))
-            if p.peak_bytes is None and result.memory_method == MEMORY_METHODS["cpu"]:
-                p.memory_note = "memory not measured: time budget spent"
+        _cpu_memory(result, inputs, similarity, block_elements, budget_s, t0, clock)
     inputs.clear()
     result.elapsed_s = clock() - t0
     return result
 
 
-def _seconds_label(v: float) -> str:
-    if v < 1e-3:
-        return f"{v * 1e6:g} µs"
-    if v < 1:
-        return f"{v * 1e3:g} ms"
-    return f"{v:g} s"
+def _cpu_memory(result, inputs, similarity, block_elements, budget_s, t0, clock) -> None:
+    """The memory runs on the CPU: what is left of the budget (at least MEMORY_GRACE_S); a run starts only
+    if its timed duration, with a margin, still fits."""
+    measured = sorted((p for p in result.points if p.status == "measured"), key=lambda p: (p.n, p.method))
+    jobs = [((p.n, p.method), (lambda p=p: _run(p.method, inputs[p.n], similarity,
+                                                 max(1, block_elements // p.n)))) for p in measured]
+    try:
+        peaks = {}
+        time_left = max(MEMORY_GRACE_S, budget_s - (clock() - t0))
+        fitting, forecast = [], 0.0
+        for p, job in zip(measured, jobs):
+            forecast += 1.5 * p.seconds + 0.01
+            if forecast > time_left:
+                break
+            fitting.append(job)
+        if fitting:
+            peaks = cpu_peak_bytes(fitting, time_left=time_left, clock=clock)
+    except Exception as err:  # a profiler that cannot record memory here: say so, keep the timings
+        result.memory_method = f"not measurable here (torch.profiler failed: {type(err).__name__})"
+        peaks = {}
+    for p in measured:
+        p.peak_bytes = peaks.get((p.n, p.method))
+        if p.peak_bytes is None and result.memory_method == MEMORY_METHODS["cpu"]:
+            p.memory_note = "memory not measured: time budget spent"
 
 
-def scaling_figures(result: ScalingResult):
-    """Two plotly figures: time against n and peak memory against n (log-log), full vs blocked."""
-    import plotly.graph_objects as go
-
-    colours = {"full": "#D55E00", "blocked": "#0072B2"}
-    names = {"full": "full attention (whole n × n matrix)",
-             "blocked": f"blocked attention ({result.block_elements:,} scores per block)"}
-    figs = []
-    for what, title, ytitle in (("time", "Time of one attention call", "time (log scale)"),
-                                ("memory", "Peak extra memory of one call", "memory (log scale)")):
-        fig = go.Figure()
-        for method in ("full", "blocked"):
-            ns, secs, mib = result.series(method)
-            ys = secs if what == "time" else mib
-            pts = [(a, b) for a, b in zip(ns, ys) if b is not None and b > 0]
-            fig.add_trace(go.Scatter(x=[a for a, _ in pts], y=[b for _, b in pts], mode="lines+markers",
-                                     name=names[method], line=dict(color=colours[method], width=3),
-                                     marker=dict(size=9),
-                                     hovertemplate="n = %{x:,}<br>%{y:.4g}<extra></extra>"))
-        ns = sorted({p.n for p in result.points if p.status == "measured"})
-        fig.update_xaxes(type="log", title="sequence length n (log scale)", tickmode="array", tickvals=ns,
-                         ticktext=[f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else f"{n}" for n in ns])
-        values = [v for method in ("full", "blocked") for v in
-                  (result.series(method)[1] if what == "time" else result.series(method)[2]) if v and v > 0]
-        if values:
-            decades = [10.0 ** k for k in range(math.floor(math.log10(min(values))),
-                                                 math.ceil(math.log10(max(values))) + 1)]
-            fig.update_yaxes(tickmode="array", tickvals=decades,
-                             ticktext=[_seconds_label(v) if what == "time" else f"{v:g} MiB" for v in decades])
-        fig.update_yaxes(type="log", title=ytitle)
-        fig.update_layout(title=dict(text=f"{title} on {result.device}"), height=400,
-                          margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.3))
-        figs.append(fig)
-    return figs
+def similarity_choices(case: str) -> list[str]:
+    """The registered similarities each demonstration can use (read from attnviz.similarity.SIMILARITIES):
+    ``"self"`` (one input attends to itself), ``"photo"`` (photo -> photo: same width, no untrained
+    parameters) and ``"cross_width"`` (text -> photo: queries and keys of different widths)."""
+    if case == "self":
+        return [n for n, s in SIMILARITIES.items() if s.same_dim]
+    if case == "photo":
+        return [n for n, s in SIMILARITIES.items() if s.same_dim and not s.untrained]
+    if case == "cross_width":
+        return [n for n, s in SIMILARITIES.items() if not s.same_dim]
+    raise InvalidParameter(f"Unknown case {case!r}: choose self, photo or cross_width.")
 
 
 # --------------------------------------------------------------------------- 2. irregular sequences
@@ -349,6 +338,28 @@ class RaggedDemo:
     def mean_leak(self, b: int) -> float:
         n = self.lengths[b]
         return float(self.leaked[b, :n].mean())
+
+    def metrics(self, b: int) -> list[tuple[str, str, str]]:
+        """``(label, value, explanation)`` of what goes wrong for sequence ``b`` without the mask."""
+        n = self.lengths[b]
+        return [
+            ("attention leaking onto padding", f"{self.mean_leak(b):.1%}",
+             "Mean over this sentence's real tokens of the weight they put on [PAD], without the mask."),
+            ("largest change of a real output", f"{self.output_change[b, :n].max():.1%}",
+             "‖y without mask − y with mask‖ / ‖y with mask‖, largest over the real tokens."),
+            ("sentence vector (mean pooling) change", f"{self.pooled_change[b]:.1%}",
+             "Mean of the outputs over all positions (forgetting the mask) against the mean over the real tokens."),
+            ("masked batch vs each sentence alone", f"{self.alone_max_diff:.1e}",
+             "Largest weight difference: with the mask, batching changes nothing."),
+        ]
+
+    def table(self) -> list[dict]:
+        """One row per sentence: its padding and what goes wrong without the mask."""
+        return [{"sentence": i, "tokens": n, "padding": self.n_max - n,
+                 "weight on padding (no mask)": round(self.mean_leak(i), 4),
+                 "largest output change (no mask)": round(float(self.output_change[i, :n].max()), 4),
+                 "pooled vector change (no mask)": round(float(self.pooled_change[i]), 4)}
+                for i, n in enumerate(self.lengths)]
 
 
 def ragged_batch(sequences: Sequence, labels: Sequence[Sequence[str]], similarity: str = "cosine",
@@ -511,57 +522,68 @@ def image_to_image(image_a, image_b, grid: int = 6, similarity: str = "cosine", 
     return res, ga, imgs
 
 
+def overlay_patches(photo: np.ndarray, grid, weights, outline: int | None = None) -> np.ndarray:
+    """``photo (h, w, 3)`` with one weight per patch of ``grid`` drawn over it (patch ``outline`` outlined)."""
+    from .overlay import outline_box, show_attention_on_image
+
+    g = grid.scaled(photo.shape[1], photo.shape[0])
+    out = show_attention_on_image(photo, np.asarray(weights).reshape(g.rows, g.cols), opacity=0.55)
+    if outline is not None:
+        out = outline_box(out, g.box(*divmod(outline, g.cols)))
+    return out
+
+
+def outline_patch(photo: np.ndarray, grid, index: int) -> np.ndarray:
+    """``photo (h, w, 3)`` with ``grid``'s lines drawn and patch ``index`` outlined."""
+    from .overlay import draw_grid_lines, outline_box
+
+    g = grid.scaled(photo.shape[1], photo.shape[0])
+    out = draw_grid_lines(photo, g.row_edges, g.col_edges)
+    return outline_box(out, g.box(*divmod(index, g.cols)))
+
+
 @dataclass
 class AlignedModelStatus:
     available: bool
     name: str | None
-    reason: str
+    reason: str  # for logs and docs: where attnviz looked (server paths, environment variables)
     path: str | None = None  # a local folder with a CLIP model (config.json + weights) when available
+    message: str = ""  # for the page: what a student may read (no server detail)
 
 
-def _clip_folders() -> tuple[list[Path], Path, str]:
-    """Candidate local model folders: ATTNVIZ_CLIP_MODEL, then CLIP/SigLIP snapshots in the HF cache."""
-    env = os.environ.get("ATTNVIZ_CLIP_MODEL", "").strip()
-    found: list[Path] = []
-    if env and (Path(env).expanduser() / "config.json").is_file():
-        found.append(Path(env).expanduser())
-    hub = Path(os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-               or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
-    if hub.is_dir():
-        for repo in sorted(hub.glob("models--*")):
-            if "clip" in repo.name.lower() or "siglip" in repo.name.lower():
-                found += sorted(c.parent for c in repo.glob("snapshots/*/config.json"))
-    return found, hub, env
+#: what the page says when there is no aligned model (the details go to the server log)
+NO_ALIGNED_MODEL = ("No aligned text-image model is available on this server, so the text→photo map below uses "
+                    "unaligned vectors. A teacher can add one (a CLIP model folder; nothing is downloaded): "
+                    "see “An aligned text–image model” in docs/deploy.md.")
+_logged: set[str] = set()
 
 
 def aligned_text_image_model() -> AlignedModelStatus:
     """Is an aligned text-image model (CLIP) available locally? Nothing is downloaded.
 
     Looks at the folder named by the ``ATTNVIZ_CLIP_MODEL`` environment variable and at CLIP / SigLIP
-    snapshots in the local Hugging Face cache; reports whether the ``open_clip`` package is installed.
-    Only transformers CLIP models (``model_type == "clip"``) are used.
+    snapshots in the local Hugging Face cache (:func:`attnviz.loaders.clip.find_clip_folder`); reports
+    whether the ``open_clip`` package is installed. Only transformers CLIP models (``model_type == "clip"``)
+    are used. ``reason`` (server detail) is logged once; ``message`` is what a page shows.
     """
-    import json
-
-    found, hub, env = _clip_folders()
-    for folder in found:
-        try:
-            kind = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
-        except (OSError, ValueError):
-            kind = None
-        if kind == "clip":
-            return AlignedModelStatus(True, folder.name if folder.name != "model" else folder.parent.name,
-                                      f"Aligned text-image model found locally: {folder}.", str(folder))
+    found = find_clip_folder()
+    if found.folder is not None:
+        return AlignedModelStatus(True, found.name, f"Aligned text-image model found locally: {found.folder}.",
+                                  str(found.folder), f"Aligned text-image model found locally: {found.name}.")
     has_open_clip = importlib.util.find_spec("open_clip") is not None
     checked = ("the open_clip package is " + ("installed, but it has no weights stored locally" if has_open_clip
                                                else "not installed")
                + "; transformers is installed, but no CLIP weights are in the local Hugging Face cache "
-               f"({hub}); ATTNVIZ_CLIP_MODEL is "
-               + ("not set" if not env else f"set to {env!r}, not a CLIP model folder"))
-    if found:
-        checked += f"; found {found[0]}, which is not a transformers CLIP model"
-    return AlignedModelStatus(False, None, "No aligned text-image model is available on this machine: " + checked +
-                              ". attnviz downloads nothing, so the text→photo map below uses unaligned vectors.")
+               f"({found.hub}); {CLIP_ENV} is "
+               + ("not set" if not found.env else f"set to {found.env!r}, not a CLIP model folder"))
+    if found.candidates:
+        checked += f"; found {found.candidates[0]}, which is not a transformers CLIP model"
+    reason = ("No aligned text-image model is available on this machine: " + checked +
+              ". attnviz downloads nothing, so the text→photo map uses unaligned vectors.")
+    if reason not in _logged:
+        _logged.add(reason)
+        log.info("%s See docs/deploy.md to add one.", reason)
+    return AlignedModelStatus(False, None, reason, None, NO_ALIGNED_MODEL)
 
 
 CLIP_NOTE = (
@@ -569,35 +591,9 @@ CLIP_NOTE = (
     "vector. Each word is embedded on its own and compared with CLIP's own patch tokens (taken before its "
     "pooling, through its projection); CLIP was trained on whole images, not patches, so expect a coarse map."
 )
-#: CLIP's published pixel normalisation (the same for every released CLIP checkpoint)
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-_CLIP_MODELS: dict[str, tuple] = {}
-_CLIP_LOCK = threading.Lock()
 
 
-def load_clip(path: str | os.PathLike):
-    """A local transformers CLIP model and its tokenizer (loaded once per process; never downloaded)."""
-    from .errors import ModelNotFound
-
-    key = str(Path(path).expanduser().resolve())
-    with _CLIP_LOCK:
-        if key not in _CLIP_MODELS:
-            try:
-                from transformers import AutoTokenizer, CLIPModel
-
-                model = CLIPModel.from_pretrained(key, local_files_only=True).eval()
-                tok = AutoTokenizer.from_pretrained(key, local_files_only=True)
-            except Exception as err:
-                raise ModelNotFound(f"Cannot load the CLIP model in {key!r} ({type(err).__name__}): it needs "
-                                    "config.json, the weights and the tokenizer files.") from None
-            for p in model.parameters():
-                p.requires_grad_(False)
-            _CLIP_MODELS[key] = (model, tok)
-    return _CLIP_MODELS[key]
-
-
-def clip_text_to_image(text: str, image, model_path: str | os.PathLike, max_words: int = 16):
+def clip_text_to_image(text: str, image, model_path, max_words: int = 16):
     """Each word of ``text`` (and the whole text) attends over the patches of ``image`` through a local CLIP
     model: cosine of CLIP's text vector and its projected patch tokens, at CLIP's own temperature
     (1 / logit_scale). The photo is resized to CLIP's square input, so the patch grid covers all of it.
@@ -635,6 +631,14 @@ def clip_text_to_image(text: str, image, model_path: str | os.PathLike, max_word
     return res, grid, img
 
 
+def seed_caption(res: CrossResult) -> str:
+    """What :func:`text_to_image`'s two seeds show: the untrained map's pattern comes from its random numbers."""
+    dq, dk = res.extra["dims"]
+    return (f"A {dq}-number text vector is compared with a {dk}-number patch feature through random parameters; "
+            f"changing only their seed changes the map (correlation {res.extra['seed_correlation']:.2f} between "
+            "the two), so the pattern comes from the random numbers, not from what the words mean.")
+
+
 def text_to_image(text: str, image, grid: int = 6, similarity: str = "general", temperature: float = 1.0,
                   encoder: str = "contextual", device=None, max_tokens: int = 32, seeds: Sequence[int] = (0, 1)):
     """Text tokens attend over photo patches through an UNTRAINED bilinear/additive map (the spaces are
@@ -670,11 +674,11 @@ def text_to_image(text: str, image, grid: int = 6, similarity: str = "general", 
 
 
 __all__ = [
-    "DEMO_BLOCK_ELEMENTS", "FULL_MEMORY_SHARE", "FULL_MEMORY_CAP", "TIMING_SHARE", "MEMORY_GRACE_S", "MEMORY_METHODS",
-    "ScalingPoint",
-    "ScalingResult", "cpu_peak_bytes",
-    "measure_scaling", "scaling_figures", "RaggedDemo", "ragged_batch", "ragged_text_batch", "ALIGNMENT_STATEMENT",
-    "CrossResult", "cross_attention", "text_to_text", "joint_patch_features", "image_to_image",
-    "AlignedModelStatus", "aligned_text_image_model", "text_to_image", "CLIP_NOTE", "load_clip",
+    "DEMO_BLOCK_ELEMENTS", "FULL_MEMORY_SHARE", "FULL_MEMORY_CAP", "MIN_REPEATS", "REPEATS", "TIMING_SHARE",
+    "MEMORY_GRACE_S", "MEMORY_METHODS", "WAIT_S", "ScalingPoint", "ScalingResult", "measure_scaling", "time_caption",
+    "scaling_caption", "seed_caption",
+    "similarity_choices", "RaggedDemo", "ragged_batch", "ragged_text_batch", "ALIGNMENT_STATEMENT", "CrossResult",
+    "cross_attention", "text_to_text", "joint_patch_features", "image_to_image", "overlay_patches", "outline_patch",
+    "AlignedModelStatus", "NO_ALIGNED_MODEL", "aligned_text_image_model", "text_to_image", "CLIP_NOTE",
     "clip_text_to_image",
 ]

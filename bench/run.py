@@ -24,14 +24,12 @@ import gc
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python bench/run.py` puts bench/ on the path, not the repository
@@ -44,6 +42,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch  # noqa: E402
 
 import attnviz  # noqa: E402
+from attnviz.measure import median_time, paired, timed  # noqa: E402,F401 - timed and paired: bench's API
+from attnviz.measure import sync_for as _sync_for  # noqa: E402
 
 #: the similarities with a kernel target (the rest are reported): their registry entries say so (``benchmark``)
 KERNEL_TARGETED = tuple(n for n, s in attnviz.SIMILARITIES.items() if s.benchmark == "targeted")
@@ -77,59 +77,8 @@ SLOW = tuple(n for n, s in attnviz.SIMILARITIES.items() if s.benchmark == "slow"
 
 
 # ----------------------------------------------------------------------------------------- timing
-
-def _no_sync() -> None:
-    pass
-
-
-def _sync_for(device: str) -> Callable[[], None]:
-    if device.startswith("cuda"):
-        return lambda: torch.cuda.synchronize(device)
-    return _no_sync
-
-
-def timed(fn: Callable[[], object], sync: Callable[[], None] = _no_sync) -> float:
-    """Seconds of one call (``sync`` before and after, so queued GPU work is counted)."""
-    sync()
-    t0 = time.perf_counter()
-    fn()
-    sync()
-    return time.perf_counter() - t0
-
-
-def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1,
-                sync: Callable[[], None] = _no_sync) -> float:
-    """Median seconds over ``repeats`` calls after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    gc.collect()
-    return statistics.median(timed(fn, sync) for _ in range(max(1, repeats)))
-
-
-def paired(baseline: Callable[[], object], candidate: Callable[[], object], repeats: int, warmup: int = 1,
-           sync: Callable[[], None] = _no_sync) -> dict:
-    """Interleaved repeats (A B, B A, A B, ...) of a baseline and a candidate.
-
-    Returns the median seconds of each and ``ratio``, the median of the per-pair ratios
-    candidate / baseline (a burst of load from another process then spoils one pair, not the median).
-    """
-    for _ in range(warmup):
-        baseline()
-        candidate()
-    gc.collect()
-    base, cand, ratios = [], [], []
-    for i in range(max(1, repeats)):
-        if i % 2 == 0:
-            b = timed(baseline, sync)
-            c = timed(candidate, sync)
-        else:
-            c = timed(candidate, sync)
-            b = timed(baseline, sync)
-        base.append(b)
-        cand.append(c)
-        ratios.append(c / b)
-    return {"baseline": statistics.median(base), "candidate": statistics.median(cand),
-            "ratio": statistics.median(ratios), "best_ratio": min(cand) / min(base)}
+# timed, median_time and paired (interleaved A B / B A pairs) come from attnviz.measure: one implementation of
+# timing and peak memory for the app, this benchmark and the tests
 
 
 def _r(x: float, digits: int = 3) -> float:
@@ -187,30 +136,9 @@ def bench_kernel_cuda(n: int = 2048, d: int = 384, repeats: int = 5, other_repea
 
 # -------------------------------------------------------------------------------------------- long
 
-def _vm_hwm_mib() -> float | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak() -> bool:
-    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def _long_child(n: int, d: int, similarity: str, threads: int) -> dict:
     """In a fresh process: peak memory added by one attend_blocked call (outputs and per-key totals)."""
-    import resource
+    from attnviz.measure import reset_rss_peak, rss_mib, rss_peak_mib
 
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(0)
@@ -218,13 +146,13 @@ def _long_child(n: int, d: int, similarity: str, threads: int) -> dict:
     # warm up the code paths (lazy imports, thread pools) on a small input, so they are not counted
     attnviz.attend_blocked(x[:256], similarity)
     gc.collect()
-    reset = _reset_peak()
-    before = _vm_hwm_mib() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    reset = reset_rss_peak()  # process-wide, and this child is a process of its own
+    before = rss_mib() if reset else rss_peak_mib()
     t0 = time.perf_counter()
     with torch.inference_mode():
         res = attnviz.attend_blocked(x, similarity)
     seconds = time.perf_counter() - t0
-    after = _vm_hwm_mib() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    after = rss_peak_mib()
     assert res.output.shape == (n, d) and res.received.shape == (n,)
     assert bool(torch.isfinite(res.output).all()) and abs(float(res.received.sum()) - 1.0) < 1e-3
     return {"n": n, "d": d, "similarity": similarity, "peak_mib": _r(after - before, 1), "seconds": _r(seconds, 2),

@@ -5,20 +5,10 @@ import streamlit as st
 
 from attnviz import SIMILARITIES
 from attnviz.devices import device_label, run_with_fallback
-from attnviz.hardcases import (
-    ALIGNMENT_STATEMENT,
-    DEMO_BLOCK_ELEMENTS,
-    aligned_text_image_model,
-    clip_text_to_image,
-    image_to_image,
-    measure_scaling,
-    ragged_text_batch,
-    scaling_figures,
-    text_to_image,
-    text_to_text,
-)
+from attnviz.figures import matrix_figure, scaling_figures
+from attnviz import hardcases as hc
 from attnviz.highlight import highlight_html
-from attnviz.render import matrix_figure
+from attnviz.measure import EXCLUSIVE
 from attnviz.text import ENCODERS
 from ui.classroom import md_escape, photo_picker, style_figure
 from ui.shell import require_shell
@@ -32,20 +22,18 @@ DEFAULT_BATCH = ("The kitten sleeps on the sofa.\n"
 BUDGETS = (1, 2, 4, 6, 10, 20)
 
 
-@st.cache_data(max_entries=16, ttl=3600, show_spinner="Encoding the batch…")
-def _ragged(texts: tuple, encoder: str, similarity: str, temperature: float, device: str):
-    return ragged_text_batch(list(texts), encoder, similarity, temperature, device)
+_ragged = st.cache_data(max_entries=16, ttl=3600, show_spinner="Encoding the batch…")(hc.ragged_text_batch)
 
 
 @st.cache_data(max_entries=16, ttl=3600, show_spinner="Encoding both texts…")
 def _text_to_text(a: str, b: str, encoder: str, similarity: str, temperature: float, device: str):
-    res, ea, eb = text_to_text(a, b, encoder, similarity, temperature, device)
+    res, ea, eb = hc.text_to_text(a, b, encoder, similarity, temperature, device)
     return res, list(eb.offsets[:len(res.key_labels)]), eb.text
 
 
 @st.cache_data(max_entries=8, ttl=3600, show_spinner="Describing both photos' patches…")
 def _image_to_image(a, b, grid: int, similarity: str, temperature: float):
-    res, g, (ia, ib) = image_to_image(a, b, grid, similarity, temperature)
+    res, g, (ia, ib) = hc.image_to_image(a, b, grid, similarity, temperature)
     return res, g, np.asarray(ia), np.asarray(ib)
 
 
@@ -53,7 +41,7 @@ def _image_to_image(a, b, grid: int, similarity: str, temperature: float):
 def _text_to_image(text: str, image, grid: int, similarity: str, encoder: str, device: str):
     from attnviz.image import thumbnail
 
-    res, g, img = text_to_image(text, image, grid, similarity, 1.0, encoder, device)
+    res, g, img = hc.text_to_image(text, image, grid, similarity, 1.0, encoder, device)
     return res, g, np.asarray(thumbnail(img, 360))
 
 
@@ -61,26 +49,8 @@ def _text_to_image(text: str, image, grid: int, similarity: str, encoder: str, d
 def _clip_text_to_image(text: str, image, model_path: str):
     from attnviz.image import thumbnail
 
-    res, g, img = clip_text_to_image(text, image, model_path)
+    res, g, img = hc.clip_text_to_image(text, image, model_path)
     return res, g, np.asarray(thumbnail(img, 480))
-
-
-def _overlay(photo: np.ndarray, grid, weights, outline=None):
-    from attnviz.overlay import outline_box, show_attention_on_image
-
-    g = grid.scaled(photo.shape[1], photo.shape[0])
-    out = show_attention_on_image(photo, np.asarray(weights).reshape(g.rows, g.cols), opacity=0.55)
-    if outline is not None:
-        out = outline_box(out, g.box(*divmod(outline, g.cols)))
-    return out
-
-
-def _outline_only(photo: np.ndarray, grid, index: int):
-    from attnviz.overlay import draw_grid_lines, outline_box
-
-    g = grid.scaled(photo.shape[1], photo.shape[0])
-    out = draw_grid_lines(photo, g.row_edges, g.col_edges)
-    return outline_box(out, g.box(*divmod(index, g.cols)))
 
 
 st.title("🧗 Hard cases")
@@ -98,21 +68,28 @@ with long_tab:
         "block: its memory stays flat while its time still grows with n². attnviz's pages always use the "
         "blocked path once a text is long (no n × n matrix is built above 2,048 tokens).")
     c1, c2, c3 = st.columns(3)
-    long_sims = [n for n in SIMILARITIES if SIMILARITIES[n].same_dim]
+    long_sims = hc.similarity_choices("self")
     sim_name = c1.selectbox("Similarity", long_sims, key="hc_long_sim", index=long_sims.index("scaled_dot"),
                             format_func=lambda n: SIMILARITIES[n].label)
     budget = c2.select_slider("Time budget (seconds)", options=BUDGETS, value=6, key="hc_budget")
     width = c3.selectbox("Vector width d", [64, 384], key="hc_width")
+    if EXCLUSIVE.busy():
+        st.caption("Another measurement is running on this server now: yours will wait for it to finish.")
     if st.button(f"▶ Measure now on {device_label(device)}", key="hc_measure"):
+        queue = st.empty()
         try:
             with st.spinner(f"Timing full and blocked attention for growing n, for at most {budget} s…"):
-                result, used, warning = run_with_fallback(
-                    lambda dev: measure_scaling(dev, sim_name, d=width, budget_s=float(budget)), device)
+                result, used, warning = run_with_fallback(lambda dev: hc.measure_scaling(
+                    dev, sim_name, d=width, budget_s=float(budget),
+                    on_wait=lambda ahead: queue.info(f"Waiting for another measurement to finish ({ahead} waiting "
+                                                     "in all): one runs at a time, so each is timed fairly.",
+                                                     icon="⏳")), device)
             st.session_state["hc_scaling"] = result
             if warning:
                 st.warning(warning)
         except Exception as err:
             show_error(err)
+        queue.empty()
     result = st.session_state.get("hc_scaling")
     if result is None:
         st.info("Press the button: the measurement runs live on this machine and stops when the time budget is "
@@ -121,21 +98,12 @@ with long_tab:
         tfig, mfig = scaling_figures(result)
         f1, f2 = st.columns(2)
         f1.plotly_chart(style_figure(tfig), key="hc_time_fig", width="stretch")
-        f1.caption("Seconds for one attention call against the sequence length n, both axes logarithmic. Doubling "
-                   "n roughly quadruples the time of both: they do the same n² work.")
+        f1.caption(hc.time_caption(result))
         f2.plotly_chart(style_figure(mfig), key="hc_mem_fig", width="stretch")
         f2.caption("Peak extra memory of one call against n, both axes logarithmic. Full attention's memory "
                    "quadruples when n doubles; the blocked path's stays near one block.")
-        rows = [{"n": p.n, "method": p.method,
-                 "seconds": None if p.seconds is None else round(p.seconds, 5),
-                 "peak MiB": None if p.peak_bytes is None else round(p.peak_bytes / 2**20, 2),
-                 "status": p.status + (f"; {p.memory_note}" if p.memory_note else "")} for p in result.points]
-        st.dataframe(rows, hide_index=True, key="hc_scaling_table")
-        st.caption(f"Measured on {result.device} with random {result.d}-dimensional vectors under "
-                   f"{SIMILARITIES[result.similarity].label.lower()}, in {result.elapsed_s:.1f} s of a "
-                   f"{result.budget_s:g} s budget. Blocks of {result.block_elements:,} scores "
-                   f"(the library's default is 16,777,216; smaller here so the difference shows at sizes a "
-                   f"classroom machine can time). Memory: {result.memory_method}.")
+        st.dataframe(result.table(), hide_index=True, key="hc_scaling_table")
+        st.caption(hc.scaling_caption(result))
 
 # -------------------------------------------------------------------------- 2. irregular sequences
 with ragged_tab:
@@ -155,50 +123,32 @@ with ragged_tab:
         rsim, rtemp = similarity_picker("hc_rag", default="scaled_dot", explain=False)
     texts = tuple(line for line in batch_text.splitlines() if line.strip())[:8]
     try:
-        demo = _ragged(texts, encoder, rsim, rtemp, current_device())
+        demo = _ragged(list(texts), encoder, rsim, rtemp, current_device())
     except Exception as err:
         show_error(err)
         demo = None
     if demo is not None:
         st.caption(f"Batch of {len(demo.lengths)} sentences, lengths {', '.join(map(str, demo.lengths))} → padded "
                    f"to {demo.n_max} with {demo.pad_description}.")
-        shortest = int(np.argmin(demo.lengths))
-        b = st.selectbox("Sentence to inspect", list(range(len(demo.lengths))), index=shortest, key="hc_rag_seq",
+        b = st.selectbox("Sentence to inspect", list(range(len(demo.lengths))), index=int(np.argmin(demo.lengths)),
+                         key="hc_rag_seq",
                          format_func=lambda i: f"{i}: {' '.join(demo.labels[i])[:60]} ({demo.lengths[i]} tokens)")
         labels = demo.padded_labels(b)
-        top = float(max(demo.weights_masked[b].max(), demo.weights_unmasked[b].max()))
-        c1, c2 = st.columns(2)
-        with c1:
-            fig = matrix_figure(demo.weights_masked[b], labels, labels, title="with the padding mask",
-                                colorbar_title="weight")
-            fig.update_traces(zmin=0.0, zmax=top)  # one colour scale for both matrices
-            st.plotly_chart(style_figure(fig), key="hc_rag_masked", width="stretch")
-            st.caption("With the mask: the [PAD] columns get exactly 0 and the [PAD] rows are empty; every real row "
-                       "adds up to 1 over the real tokens only.")
-        with c2:
-            fig = matrix_figure(demo.weights_unmasked[b], labels, labels, title="without the mask",
-                                colorbar_title="weight")
+        top = float(max(demo.weights_masked[b].max(), demo.weights_unmasked[b].max()))  # one colour scale for both
+        for col, weights, title, key, caption in zip(
+                st.columns(2), (demo.weights_masked[b], demo.weights_unmasked[b]),
+                ("with the padding mask", "without the mask"), ("hc_rag_masked", "hc_rag_unmasked"),
+                ("With the mask: the [PAD] columns get exactly 0 and the [PAD] rows are empty; every real row adds "
+                 "up to 1 over the real tokens only.",
+                 "Without the mask: the [PAD] columns take weight away from the real tokens, and the [PAD] rows "
+                 "attend as if they were words.")):
+            fig = matrix_figure(weights, labels, labels, title=title, colorbar_title="weight")
             fig.update_traces(zmin=0.0, zmax=top)
-            st.plotly_chart(style_figure(fig), key="hc_rag_unmasked", width="stretch")
-            st.caption("Without the mask: the [PAD] columns take weight away from the real tokens, and the [PAD] "
-                       "rows attend as if they were words.")
-        m1, m2, m3, m4 = st.columns(4)
-        m1.metric("attention leaking onto padding", f"{demo.mean_leak(b):.1%}",
-                  help="Mean over this sentence's real tokens of the weight they put on [PAD], without the mask.")
-        n_b = demo.lengths[b]
-        m2.metric("largest change of a real output", f"{demo.output_change[b, :n_b].max():.1%}",
-                  help="‖y without mask − y with mask‖ / ‖y with mask‖, largest over the real tokens.")
-        m3.metric("sentence vector (mean pooling) change", f"{demo.pooled_change[b]:.1%}",
-                  help="Mean of the outputs over all positions (forgetting the mask) against the mean over the "
-                       "real tokens.")
-        m4.metric("masked batch vs each sentence alone", f"{demo.alone_max_diff:.1e}",
-                  help="Largest weight difference: with the mask, batching changes nothing.")
-        rows = [{"sentence": i, "tokens": demo.lengths[i], "padding": demo.n_max - demo.lengths[i],
-                 "weight on padding (no mask)": round(demo.mean_leak(i), 4),
-                 "largest output change (no mask)": round(float(demo.output_change[i, :demo.lengths[i]].max()), 4),
-                 "pooled vector change (no mask)": round(float(demo.pooled_change[i]), 4)}
-                for i in range(len(demo.lengths))]
-        st.dataframe(rows, hide_index=True, key="hc_rag_table")
+            col.plotly_chart(style_figure(fig), key=key, width="stretch")
+            col.caption(caption)
+        for col, (label, value, explanation) in zip(st.columns(4), demo.metrics(b)):
+            col.metric(label, value, help=explanation)
+        st.dataframe(demo.table(), hide_index=True, key="hc_rag_table")
         st.caption(f"The more padding a sentence gets, the more goes wrong without the mask; the longest sentence "
                    f"has none and is unaffected. Without the mask, the same sentence's weights differ from "
                    f"attending to it alone by up to {demo.unmasked_alone_max_diff:.3f}; with it, by "
@@ -235,7 +185,8 @@ with multi_tab:
     c1, c2, c3 = st.columns([2, 2, 1])
     src_a, name_a = photo_picker("hc_img_a", "Photo A (queries)", default=0, container=c1)
     src_b, name_b = photo_picker("hc_img_b", "Photo B (keys)", default=1, container=c2)
-    isim = c3.selectbox("Similarity", ["cosine", "scaled_dot", "euclidean", "rbf"], key="hc_ii_sim",
+    photo_sims = hc.similarity_choices("photo")
+    isim = c3.selectbox("Similarity", photo_sims, key="hc_ii_sim", index=photo_sims.index("cosine"),
                         format_func=lambda n: SIMILARITIES[n].label)
     itemp = c3.select_slider("T", options=(0.03, 0.05, 0.1, 0.2, 0.5, 1.0), value=0.1, key="hc_ii_temp")
     try:
@@ -243,9 +194,9 @@ with multi_tab:
         pi = st.selectbox("Patch of photo A to follow", list(range(len(ii.query_labels))), key="hc_ii_query",
                           index=1, format_func=lambda i: ii.query_labels[i])
         c1, c2 = st.columns(2)
-        c1.image(_outline_only(photo_a, grid, pi), caption=f"Photo A ({name_a}): the query patch {ii.query_labels[pi]} "
-                 "is outlined.", width="stretch")
-        c2.image(_overlay(photo_b, grid, ii.weights[pi]),
+        c1.image(hc.outline_patch(photo_a, grid, pi), width="stretch",
+                 caption=f"Photo A ({name_a}): the query patch {ii.query_labels[pi]} is outlined.")
+        c2.image(hc.overlay_patches(photo_b, grid, ii.weights[pi]),
                  caption=f"Photo B ({name_b}): where that patch looks. Brighter patches get more of its weight "
                          f"(it spreads over {ii.effective[pi]:.1f} of {len(ii.key_labels)} patches in effect).",
                  width="stretch")
@@ -254,8 +205,8 @@ with multi_tab:
         show_error(err)
 
     st.subheader("Text → photo")
-    status = aligned_text_image_model()
-    (st.success if status.available else st.info)(status.reason, icon="🔎")
+    status = hc.aligned_text_image_model()  # its server-side detail goes to the log, the page shows .message
+    (st.success if status.available else st.info)(status.message, icon="🔎")
     st.session_state.setdefault("hc_ti_text", "blue sky above green trees")
     c1, c2 = st.columns([3, 2])
     ti_text = c1.text_input("Text (queries)", key="hc_ti_text", max_chars=200)
@@ -264,15 +215,15 @@ with multi_tab:
             cr, cgrid, cphoto = _clip_text_to_image(ti_text, src_a, status.path)
             cq = st.selectbox("Word to look for (aligned model)", list(range(len(cr.query_labels))),
                               key="hc_clip_query", format_func=lambda i: f"{i} · {cr.query_labels[i]}")
-            st.image(_overlay(cphoto, cgrid, cr.weights[cq]), width=480,
-                     caption=f"{status.name}: where '{cr.query_labels[cq]}' matches {name_a} (T = 1/CLIP's logit "
-                             f"scale = {cr.temperature:.3g}).")
+            st.image(hc.overlay_patches(cphoto, cgrid, cr.weights[cq]), width=480,
+                     caption=f"{md_escape(status.name)}: where '{md_escape(cr.query_labels[cq])}' matches {name_a} "
+                             f"(T = 1/CLIP's logit scale = {cr.temperature:.3g}).")
             st.caption(cr.note)
         except Exception as err:
             show_error(err)
         st.markdown("For contrast, the same question asked of the **unaligned** vectors:")
-    st.warning("**Not meaningful here.** " + ALIGNMENT_STATEMENT, icon="⚠️")
-    ti_sim = c2.selectbox("Scorer (both untrained)", ["general", "additive"], key="hc_ti_sim",
+    st.warning("**Not meaningful here.** " + hc.ALIGNMENT_STATEMENT, icon="⚠️")
+    ti_sim = c2.selectbox("Scorer (both untrained)", hc.similarity_choices("cross_width"), key="hc_ti_sim",
                           format_func=lambda n: SIMILARITIES[n].label)
     try:
         ti, tgrid, photo = _text_to_image(ti_text, src_a, 6, ti_sim, "contextual", current_device())
@@ -280,17 +231,12 @@ with multi_tab:
                             format_func=lambda i: f"{i} · {ti.query_labels[i]}")
         s0, s1 = ti.extra["seeds"]
         c1, c2 = st.columns(2)
-        c1.image(_overlay(photo, tgrid, ti.weights[ti_q]),
-                 caption=f"Untrained map, seed {s0}: where '{ti.query_labels[ti_q]}' 'looks' in {name_a}.",
-                 width="stretch")
-        c2.image(_overlay(photo, tgrid, ti.extra["weights_other_seed"][ti_q]),
-                 caption=f"The same text and photo, random seed {s1}: a different picture.", width="stretch")
-        dq, dk = ti.extra["dims"]
+        c1.image(hc.overlay_patches(photo, tgrid, ti.weights[ti_q]), width="stretch",
+                 caption=f"Untrained map, seed {s0}: where '{md_escape(ti.query_labels[ti_q])}' 'looks' in {name_a}.")
+        c2.image(hc.overlay_patches(photo, tgrid, ti.extra["weights_other_seed"][ti_q]), width="stretch",
+                 caption=f"The same text and photo, random seed {s1}: a different picture.")
         st.metric("agreement between the two seeds' maps (correlation)", f"{ti.extra['seed_correlation']:.2f}",
                   help="1 would mean the map does not depend on the random numbers.")
-        st.caption(f"A {dq}-number text vector is compared with a {dk}-number patch feature through random "
-                   f"parameters; changing only their seed changes the map (correlation "
-                   f"{ti.extra['seed_correlation']:.2f} between the two), so the pattern comes from the random "
-                   "numbers, not from what the words mean.")
+        st.caption(hc.seed_caption(ti))
     except Exception as err:
         show_error(err)

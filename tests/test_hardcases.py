@@ -19,28 +19,30 @@ from attnviz.hardcases import (
     MEMORY_GRACE_S,
     aligned_text_image_model,
     clip_text_to_image,
-    cpu_peak_bytes,
     cross_attention,
     image_to_image,
     joint_patch_features,
     measure_scaling,
     ragged_batch,
     ragged_text_batch,
-    scaling_figures,
     text_to_image,
     text_to_text,
 )
+from attnviz.figures import scaling_figures
 from attnviz.image import sample_path
+from attnviz.measure import cpu_peak_bytes
 
 # ----------------------------------------------------------------------------------- long sequences
 
 
 def test_scaling_is_measured_within_the_budget():
     budget = 2.5
+    cpu_peak_bytes([("start-up", lambda: torch.ones(1))])  # torch.profiler's start-up (seconds, once per process)
     r = measure_scaling("cpu", "scaled_dot", d=32, budget_s=budget, start_n=128)
-    assert r.elapsed_s < budget + MEMORY_GRACE_S + 3.0  # + the profiler's start-up, once per process
+    assert r.elapsed_s < budget + MEMORY_GRACE_S + 1.5
     measured = {(p.n, p.method): p for p in r.points if p.status == "measured"}
-    assert {(128, "full"), (128, "blocked"), (256, "full"), (256, "blocked")} <= set(measured)
+    assert {(128, "full"), (128, "blocked")} <= set(measured)  # (how far n grows depends on the machine's load)
+    assert all(p.repeats >= 3 and p.low <= p.seconds <= p.high for p in measured.values())
     assert all(p.status == "measured" or p.status.startswith(("stopped", "skipped")) for p in r.points)
     assert all(p.seconds > 0 for p in measured.values())
     # memory: full attention returns an n x n score matrix AND an n x n weight matrix, so its measured peak
@@ -253,3 +255,38 @@ def test_no_aligned_model_on_this_machine():
     found = aligned_text_image_model()
     assert not found.available, found.reason
     assert found.reason  # the page says where it looked
+
+
+# ------------------------------------------------------------------------------------ one clear house
+
+
+def test_clip_is_loaded_once_through_the_one_model_cache(tiny_clip):
+    from attnviz.loaders.cache import MODELS
+    from attnviz.loaders.clip import load_clip
+
+    model = load_clip(tiny_clip)
+    assert load_clip(str(tiny_clip)) is model
+    assert MODELS.peek("clip", str(tiny_clip.resolve())) is model
+    assert not [n for n in vars(hc) if "CLIP_MODELS" in n or n.endswith("_LOCK")]  # no cache of its own
+
+
+def test_one_measurement_module_serves_the_library_the_benchmark_and_the_tests():
+    root = Path(__file__).resolve().parents[1]
+    for path in ("bench/run.py", "tests/memory.py", "attnviz/hardcases.py"):
+        src = (root / path).read_text(encoding="utf-8")
+        assert "attnviz.measure" in src or "from .measure import" in src, path
+        for own in ("def timed(", "def paired(", "def median_time(", "open('/proc/self/clear_refs'",
+                    'open("/proc/self/clear_refs"', "def cpu_peak_bytes(", "from torch.profiler", "reset_peak_memory"):
+            assert own not in src, f"{path} has its own {own}"
+
+
+def test_the_page_only_reads_widgets_calls_the_library_and_shows():
+    import re
+
+    from attnviz.similarity import SIMILARITIES
+
+    src = (Path(__file__).resolve().parents[1] / "pages" / "hard_cases.py").read_text(encoding="utf-8")
+    assert len(src.splitlines()) <= 250
+    names = "|".join(map(re.escape, SIMILARITIES))
+    assert not re.search(rf'\[\s*"({names})"\s*,', src), "a hard-coded list of similarity names"
+    assert "hc._" not in src and not re.search(r"import .*\b_[a-z]", src)
