@@ -11,9 +11,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attnviz.errors import ShapeMismatch
-from attnviz.highlight import highlight_html, highlight_many, highlight_spans, ranks_of, scale_for, standalone_html
-from attnviz.render import colormap, relative_luminance
+from attnviz.errors import InvalidParameter, ShapeMismatch
+from attnviz.highlight import (highlight_html, highlight_legend, highlight_legend_html, highlight_many, highlight_spans,
+                               palette, ranks_of, scale_for, standalone_html)
+
+#: Streamlit 1.67's own page colours (background, body text) of its light and dark themes
+PAGE = {"light": ((255, 255, 255), (47, 45, 43)), "dark": ((23, 22, 20), (237, 235, 232))}
+
+
+def wcag_luminance(rgb) -> float:
+    """WCAG 2.x relative luminance, written out here independently of attnviz."""
+    def lin(v):
+        c = v / 255.0
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (lin(v) for v in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def wcag_contrast(a, b) -> float:
+    la, lb = sorted((wcag_luminance(a), wcag_luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
 
 
 class Spans(HTMLParser):
@@ -51,6 +68,11 @@ def rgb_of(style: str) -> tuple[int, int, int]:
     return tuple(int(v) for v in m.groups())
 
 
+def ink_of(style: str) -> tuple[int, int, int]:
+    h = re.search(r"(?:^|;)color:#([0-9a-f]{6})", style).group(1)
+    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+
+
 TEXT = "Cats  chase\nmice.\tDogs?"
 OFFSETS = [(0, 4), (6, 11), (12, 16), (16, 17), (18, 22), (22, 23)]
 
@@ -75,25 +97,57 @@ def test_user_text_is_escaped_and_inert():
     assert p.spans[0]["title"].startswith('<b>"lbl"</b> · weight 0.4')  # the label arrives escaped, as text
 
 
-def test_colours_follow_the_weights():
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_colours_follow_the_weights(theme):
     weights = np.array([0.05, 0.6, 0.2, 0.0, 0.1, 0.05])
-    p = parse(highlight_spans(TEXT, OFFSETS, weights, cmap="cividis"))
-    lum = [relative_luminance(rgb_of(s["style"])) for s in p.spans]
+    p = parse(highlight_spans(TEXT, OFFSETS, weights, theme=theme))
+    lum = [wcag_luminance(rgb_of(s["style"])) for s in p.spans]
     order = np.argsort(weights, kind="stable")
-    assert all(lum[a] <= lum[b] for a, b in zip(order, order[1:]))  # cividis: brighter = more weight
-    lo, hi = scale_for(weights)
-    assert (lo, hi) == (0.0, 0.6)
-    cm = colormap("cividis")
-    assert rgb_of(p.spans[1]["style"]) == tuple(int(c) for c in cm(1.0))  # the maximum gets the top colour
-    assert rgb_of(p.spans[3]["style"]) == tuple(int(c) for c in cm(0.0))
+    # away from the page: darker on the light page, brighter on the dark one
+    sign = -1 if theme == "light" else 1
+    assert all(sign * (lum[b] - lum[a]) >= 0 for a, b in zip(order, order[1:]))
+    assert scale_for(weights) == (0.0, 0.6)
+    bg, _ = palette(theme)
+    assert rgb_of(p.spans[1]["style"]) == tuple(int(c) for c in bg[255])  # the maximum gets the top colour
+    assert rgb_of(p.spans[3]["style"]) == PAGE[theme][0]  # weight 0 is the page itself
+
+
+@pytest.mark.parametrize("classroom", [False, True])
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_every_token_is_readable_on_its_own_background(theme, classroom):
+    """WCAG AA (4.5) for every span of a real highlight over a fine weight ramp 0..1."""
+    n = 501
+    text = " ".join(["tok"] * n)
+    offsets = [(4 * i, 4 * i + 3) for i in range(n)]
+    ramp = np.linspace(0.0, 1.0, n)
+    for scale in ("absolute", "view"):
+        frag = highlight_spans(text, offsets, ramp, theme=theme, scale=scale, classroom=classroom)
+        spans = parse(frag).spans
+        assert len(spans) == n
+        ratios = [wcag_contrast(rgb_of(s["style"]), ink_of(s["style"])) for s in spans]
+        assert min(ratios) >= 4.5, (theme, scale, min(ratios), int(np.argmin(ratios)))
+        assert rgb_of(spans[0]["style"]) == PAGE[theme][0]  # weight 0: the page's background ...
+        assert ink_of(spans[0]["style"]) == PAGE[theme][1]  # ... and its text colour: plain text
+        assert f"background-color:#{''.join(f'{c:02x}' for c in PAGE[theme][0])}" in frag  # the box is the page
+    big = highlight_spans(text, offsets, ramp, theme=theme, classroom=True)
+    assert ("font-size:1.4em" in big) and ("font-size:1.4em" not in highlight_spans(text, offsets, ramp, theme=theme))
+
+
+def test_the_palette_starts_at_the_page_and_has_readable_ink_everywhere():
+    for theme, (page, text) in PAGE.items():
+        bg, ink = palette(theme)
+        assert bg.shape == ink.shape == (256, 3)
+        assert tuple(bg[0]) == page and tuple(ink[0]) == text
+        assert min(wcag_contrast(b, i) for b, i in zip(bg, ink)) >= 4.5
+        assert wcag_contrast(bg[1], page) < 1.1  # the smallest weight is barely tinted
+    with pytest.raises(InvalidParameter):
+        palette("sepia")
 
 
 def test_text_colour_contrasts_with_the_background():
     p = parse(highlight_spans(TEXT, OFFSETS, [0, 1, 0, 0, 0, 0], cmap="viridis"))
     for s in p.spans:
-        bg = relative_luminance(rgb_of(s["style"]))
-        fg = 0.0 if "color:#000000" in s["style"] else 1.0
-        assert (max(bg, fg) + 0.05) / (min(bg, fg) + 0.05) >= 4.5  # WCAG AA for normal text
+        assert wcag_contrast(rgb_of(s["style"]), ink_of(s["style"])) >= 4.5  # WCAG AA for normal text
 
 
 def test_hover_gives_token_weight_and_rank():
@@ -111,6 +165,41 @@ def test_legend_shows_the_numeric_scale():
     for tick in ("0", "0.125", "0.25", "0.375", "0.5"):
         assert f">{tick}</span>" in frag
     assert "query &lt;weights&gt;" in frag
+
+
+def test_the_scale_choice_changes_the_legend():
+    w = [0.1, 0.5, 0.2, 0.0, 0.15, 0.05]
+    view, absolute = highlight_legend(w, scale="view"), highlight_legend(w, scale="absolute")
+    assert (view.lo, view.hi) == (0.0, 0.5) and (absolute.lo, absolute.hi) == (0.0, 1.0)
+    assert [t.text for t in view.ticks] == ["0", "0.125", "0.25", "0.375", "0.5"]
+    assert [t.text for t in absolute.ticks] == ["0", "0.25", "0.5", "0.75", "1"]
+    assert "this view's maximum" in view.words and "0.5" in view.words
+    assert "0 to 1" in absolute.words and "every view" in absolute.words
+    # the uniform level 1/n is marked where it lies on each scale
+    assert view.uniform.value == pytest.approx(1 / 6) and view.uniform.position == pytest.approx((1 / 6) / 0.5)
+    assert absolute.uniform.position == pytest.approx(1 / 6) and "1/6" in absolute.uniform.text
+    assert highlight_legend(w, uniform=None).uniform is None
+    assert highlight_legend([0.1, 0.2], scale="view", uniform=0.5).uniform is None  # above the scale: not drawn
+    # the legend's colour bar is the theme's palette, from the page colour up
+    assert view.stops[0] == (0.0, "#ffffff") and highlight_legend(w, theme="dark").stops[0] == (0.0, "#171614")
+    h_view, h_abs = highlight_legend_html(view), highlight_legend_html(absolute)
+    assert "this view&#x27;s maximum" in h_view and "0 to 1 (absolute)" in h_abs and h_view != h_abs
+    assert "uniform 1/6" in h_view and "dashed" in h_view
+    assert "0 to 1 (absolute)" in highlight_html(TEXT, OFFSETS, w, scale="absolute")
+    d = view.to_dict()
+    assert d["scale"] == "view" and d["uniform"]["text"].startswith("uniform 1/6") and len(d["stops"]) == 21
+    with pytest.raises(InvalidParameter):
+        scale_for(w, scale="log")
+
+
+def test_absolute_scale_keeps_colours_comparable():
+    """On the absolute scale the same weight gets the same colour in two views of different maxima."""
+    a = parse(highlight_spans("x y", [(0, 1), (2, 3)], [0.2, 0.8], scale="absolute")).spans
+    b = parse(highlight_spans("x y", [(0, 1), (2, 3)], [0.2, 0.3], scale="absolute")).spans
+    assert a[0]["style"] == b[0]["style"]
+    a = parse(highlight_spans("x y", [(0, 1), (2, 3)], [0.2, 0.8], scale="view")).spans
+    b = parse(highlight_spans("x y", [(0, 1), (2, 3)], [0.2, 0.3], scale="view")).spans
+    assert a[0]["style"] != b[0]["style"]
 
 
 def test_bad_offsets_never_break_the_html():
@@ -144,8 +233,9 @@ def test_many_texts_share_one_scale():
     assert "first &lt;1&gt;" in frag
     p = parse(frag)
     assert [s["text"] for s in p.spans] == ["a", "b", "c"]
-    assert rgb_of(p.spans[1]["style"]) == tuple(int(c) for c in colormap("cividis")(1.0))
-    assert rgb_of(p.spans[2]["style"]) == tuple(int(c) for c in colormap("cividis")(0.5))
+    bg, _ = palette("light")
+    assert rgb_of(p.spans[1]["style"]) == tuple(int(c) for c in bg[255])
+    assert rgb_of(p.spans[2]["style"]) == tuple(int(c) for c in bg[128])  # 0.4 of 0.8: level 127.5 -> 128
 
 
 def test_standalone_page_has_no_scripts_and_no_remote_resources():
