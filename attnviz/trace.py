@@ -34,7 +34,7 @@ import math
 import os
 import threading
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -181,7 +181,7 @@ class HeadTrace:
         r = lambda x: np.round(np.asarray(x, dtype=np.float64), decimals).tolist()  # noqa: E731
         return {"kind": self.kind, "model": self.model_name, "device": self.device, "layer": self.layer,
                 "head": self.head, "d_head": self.d_head, "tokens": list(self.tokens), "q": r(self.q), "k": r(self.k),
-                "v": r(self.v), "scores": r(np.where(np.isfinite(self.scores), self.scores, np.nan)),
+                "v": r(self.v), "scores": r(self.scores),
                 "weights": r(self.weights), "context": r(self.context), "output": r(self.output),
                 "max_abs_diff": self.max_abs_diff, "diagonal_share": self.diagonal_share(), "notice": self.notice}
 
@@ -230,6 +230,7 @@ class SwapResult:
     moved_tokens: tuple[tuple[int, str, float], ...]  # (position, token, 1 - cos), most moved first
     last_hidden_max_diff: float  # max |Δ| of the final hidden states
     notice: str | None = None
+    notes: tuple[str, ...] = ()  # e.g. the GPU failed and the CPU computed it
 
     def to_dict(self, decimals: int = 6) -> dict:
         r = lambda x: np.round(np.asarray(x, dtype=np.float64), decimals).tolist()  # noqa: E731
@@ -431,9 +432,7 @@ def head_trace(text: str, layer: int, head: int, *, model=None, device: str | No
 
 
 def _with_note(obj, note: str):
-    from dataclasses import replace
-
-    return replace(obj, notes=tuple(obj.notes) + (note,)) if hasattr(obj, "notes") else obj
+    return replace(obj, notes=tuple(obj.notes) + (note,))
 
 
 # ------------------------------------------------------------------------------------- head metrics
@@ -598,7 +597,8 @@ def swap_head_similarity(text: str, layer: int, head: int | None = None, similar
                           overlap=float(per_head.mean()), drift=drift, token_drift=td.astype(np.float32),
                           moved_tokens=moved, last_hidden_max_diff=float((a0 - a1).abs().max()), notice=notice)
 
-    return _resolve_model(model, device)(work)[0]
+    result, _used, warning = _resolve_model(model, device)(work)
+    return _with_note(result, warning) if warning else result
 
 
 # ------------------------------------------------------------------------------------ q/k projection
