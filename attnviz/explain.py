@@ -21,7 +21,7 @@ import numpy as np
 from .errors import InvalidParameter
 from .fmt import factor, fmt, tex
 from .similarity import Pair, Worked, get_similarity
-from .walkthrough import MATRIX_NAMES, ArticleLiteral, Walkthrough
+from .walkthrough import ArticleLiteral, Walkthrough
 
 WHY_MAX_SUBTRACTED = (
     "Before taking exp, each row's largest value is subtracted. exp(a - m) / sum exp(b - m) equals "

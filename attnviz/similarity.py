@@ -302,9 +302,8 @@ def _rbf(q, k, sigma: float | None = None):
 
 def _manhattan(q, k):
     _check(q, k, True, "manhattan")
-    # cdist's p=1 kernel works pair by pair: no (n, m, d) intermediate
-    return torch.cdist(q, k, p=1.0).neg_() if not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)) \
-        else -torch.cdist(q, k, p=1.0)
+    d = torch.cdist(q, k, p=1.0)  # cdist's p=1 kernel works pair by pair: no (n, m, d) intermediate
+    return -d if (torch.is_grad_enabled() and d.requires_grad) else d.neg_()
 
 
 _param_cache: dict[tuple, torch.Tensor] = {}
