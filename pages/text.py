@@ -173,9 +173,9 @@ def view_matrix(enc: tx.Encoding, key: tuple, sim: str, temp: float, device: str
     n = len(enc.tokens)
     start = window_slider(ts.heatmap_last_start(n), f"Window: the text has {n:,} tokens; the heatmap shows "
                           f"{ts.HEATMAP_TOKENS} of them, starting at token")
-    apply_heatmap_click(start, min(n - start, ts.HEATMAP_TOKENS))
     received = cached_analysis(enc, key, sim, temp, device)
     w = ts.matrix_window(enc, received, sim, temp, start, device)
+    apply_heatmap_click(w.start, w.stop - w.start)
     st.markdown("**Attention received** by each token (mean over all rows):")
     st.html(received.highlight())
     left, right = st.columns([3, 2])

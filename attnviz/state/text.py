@@ -1,4 +1,5 @@
-"""The text page's settings, their link form, and its policies (limits, truncation, windows).
+"""The text page's settings, their link form, its policies (limits, truncation, windows) and the numbers its
+views show (tables, the matrix window, the comparison with a trained model), so the page only places them.
 
 ``TextPageState`` is everything the text page lets a student set, as one frozen, validated value:
 ``TextPageState.from_query(st.query_params)`` reads a shared link (every value checked: it is user input;
