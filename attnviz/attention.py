@@ -7,6 +7,11 @@
 Masks are boolean with True = a real element. Masked keys get exactly 0 weight; a query row with no
 valid key (or a padded query) is all 0 and its output is 0 — never NaN.
 
+Causal attention (``attend(..., causal=True)``, :func:`causal_rows`) is what a decoder computes: query
+i sees only the keys ``j <= i`` (combined with any key mask), so every weight above the diagonal is
+exactly 0. With ``m`` keys for ``n <= m`` queries the queries are the *last* n positions (a decoder
+reading on after m - n cached ones): query i sees keys ``j <= i + (m - n)``.
+
 Long inputs: :func:`attend_blocked`, :func:`attention_row` and :func:`attention_received` never hold
 more than one block of ``block_size x m`` scores. With the default budget of
 ``BLOCK_ELEMENTS = 2**24`` scores per block, the extra memory of a call is at most about
@@ -117,20 +122,30 @@ def _can_write(t: torch.Tensor) -> bool:
     return not (torch.is_grad_enabled() and t.requires_grad)
 
 
-def _softmax_rows(z: torch.Tensor, key_mask: torch.Tensor | None, inplace: bool) -> torch.Tensor:
+def causal_mask(n: int, m: int | None = None, device=None) -> torch.Tensor:
+    """Bool ``(n, m)``: True where query i may see key j, ``j <= i + (m - n)`` (``m`` defaults to ``n``)."""
+    m = n if m is None else m
+    return torch.arange(m, device=device) <= torch.arange(m - n, m, device=device).unsqueeze(-1)
+
+
+def _softmax_rows(z: torch.Tensor, key_mask: torch.Tensor | None, inplace: bool,
+                  pair_mask: torch.Tensor | None = None) -> torch.Tensor:
     """``masked_softmax(z, key_mask)`` over the last axis; ``inplace``: ``z`` is a private buffer that
-    may be overwritten (one ``n x m`` buffer instead of three)."""
+    may be overwritten (one ``n x m`` buffer instead of three). ``pair_mask`` ``(n, m)`` (e.g. causal)
+    is combined with the key mask."""
     inplace = inplace and _can_write(z)
-    if key_mask is not None:
-        km = key_mask.unsqueeze(-2)
-        z = z.masked_fill_(~km, float("-inf")) if inplace else z.masked_fill(~km, float("-inf"))
+    allowed = None if key_mask is None else key_mask.unsqueeze(-2)
+    if pair_mask is not None:
+        allowed = pair_mask if allowed is None else allowed & pair_mask
+    if allowed is not None:
+        z = z.masked_fill_(~allowed, float("-inf")) if inplace else z.masked_fill(~allowed, float("-inf"))
         inplace = _can_write(z)  # a fresh copy now, unless autograd records it
     if inplace and z.device.type == "cpu" and z.is_contiguous():
         w = torch.softmax(z, dim=-1, out=z)  # the CPU kernel reads each row before it writes it
     else:
         w = torch.softmax(z, dim=-1)
-    if key_mask is not None:
-        empty = ~key_mask.any(dim=-1, keepdim=True).unsqueeze(-1)  # rows without a valid key: NaN -> 0
+    if allowed is not None:
+        empty = ~allowed.any(dim=-1, keepdim=True)  # rows without a valid key: NaN -> 0
         if bool(empty.any()):
             w = w.masked_fill_(empty, 0.0) if _can_write(w) else w.masked_fill(empty, 0.0)
     return w
@@ -165,21 +180,31 @@ def _prepare(x, keys, values, mask, key_mask):
 
 def attend(x: torch.Tensor, similarity: str | Similarity = "cosine", temperature: float = 1.0,
            mask: torch.Tensor | None = None, keys: torch.Tensor | None = None,
-           values: torch.Tensor | None = None, key_mask: torch.Tensor | None = None, **params) -> AttentionResult:
+           values: torch.Tensor | None = None, key_mask: torch.Tensor | None = None, causal: bool = False,
+           **params) -> AttentionResult:
     """Attend from every element of ``x`` to every key.
 
     x: ``(n, d)`` or ``(b, n, d)``; mask: bool ``(n,)`` / ``(b, n)``, True = real element (ragged
     batches). ``keys``/``values`` default to ``x`` (self-attention); given, it is cross-attention and
     ``key_mask`` masks the keys (in self-attention ``mask`` masks both).
+    ``causal``: query i sees only keys ``j <= i`` (with ``m > n`` keys, ``j <= i + (m - n)``: the
+    queries are the last n positions), on top of any mask; the weights above that diagonal are exactly 0.
     Returns scores and weights ``(..., n, m)`` and output ``(..., n, d_v)``.
     """
     sim = get_similarity(similarity)
     t = check_temperature(temperature)
     x, k, v, qmask, kmask = _prepare(x, keys, values, mask, key_mask)
+    pair = None
+    if causal:
+        n, m = x.shape[-2], k.shape[-2]
+        if m < n:
+            raise InvalidParameter(f"causal attention needs at least as many keys as queries (the queries are the "
+                                   f"last positions), got {n} queries and {m} keys.")
+        pair = causal_mask(n, m, x.device)
     s = sim(x, k, **params)
     # the scores are returned as they are, so the weights need one buffer of their own: s / T when
     # T != 1, a masked copy, or the softmax's output; the softmax then runs in place in it
-    w = _softmax_rows(s if t == 1.0 else s / t, kmask, inplace=t != 1.0)
+    w = _softmax_rows(s if t == 1.0 else s / t, kmask, inplace=t != 1.0, pair_mask=pair)
     _check_weights(w)
     if qmask is not None:  # padded queries attend to nothing
         pad = ~qmask.unsqueeze(-1)
@@ -249,6 +274,42 @@ def attention_received(x: torch.Tensor, similarity: str | Similarity = "cosine",
     """Attention each key receives, averaged over the valid queries: ``(..., m)``, blocked."""
     return attend_blocked(x, similarity, temperature, mask=mask, keys=keys, key_mask=key_mask,
                           block_size=block_size, need_output=False, **params).received
+
+
+def causal_rows(x: torch.Tensor, similarity: str | Similarity, temperature: float, start: int = 0,
+                stop: int | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Rows ``start:stop`` of *causal* self-attention, as a decoder computes it: row i is
+    ``softmax_j(sim(x_i, x_j) / T)`` over the keys ``j <= i`` only, every weight above the diagonal
+    exactly 0. ``(n, d) -> (stop - start, n)``, or ``(b, n, d)`` with a padding ``mask (b, n)`` ->
+    ``(b, stop - start, n)`` (padded rows and columns 0). Memory O((stop - start) x n)."""
+    n = x.shape[-2]
+    stop = n if stop is None else stop
+    if not (0 <= start < stop <= n):
+        raise InvalidParameter(f"rows {start}:{stop} are outside the {n} positions.")
+    keys = x[..., :stop, :]  # later keys never matter
+    w = attend(x[..., start:stop, :], similarity, temperature, keys=keys, values=keys[..., :1],
+               mask=None if mask is None else mask[..., start:stop],
+               key_mask=None if mask is None else mask[..., :stop], causal=True).weights
+    return torch.nn.functional.pad(w, (0, n - stop)) if stop < n else w
+
+
+def row_stats_blocked(x: torch.Tensor, similarity: str | Similarity, temperature: float,
+                      causal: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entropy of every self-attention row and the attention each token receives, ``(n, d) -> (n,), (n,)``,
+    in one pass over blocks of rows (never n x n): the same numbers as ``row_entropy(W)`` and ``W.mean(0)``
+    where ``W`` is ``attend(x, ..., causal=causal).weights``."""
+    n = x.shape[0]
+    bs = block_size_for(n)
+    entropy = torch.empty(n, dtype=x.dtype, device=x.device)
+    received = torch.zeros(n, dtype=x.dtype, device=x.device)
+    for i in range(0, n, bs):
+        if causal:
+            w = causal_rows(x, similarity, temperature, i, min(n, i + bs))
+        else:
+            w = attention_row(x[i:i + bs], x, similarity, temperature)
+        entropy[i:i + bs] = row_entropy(w)
+        received += w.sum(0)
+    return entropy, received / n
 
 
 def row_entropy(weights: torch.Tensor) -> torch.Tensor:

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -7,10 +9,11 @@ from hypothesis import strategies as st
 import attnviz
 from attnviz import (SIMILARITIES, attend, attend_blocked, attention_received, attention_row, effective_tokens,
                      masked_softmax, row_entropy, top_pairs)
+from attnviz.attention import causal_rows, row_stats_blocked
 from attnviz.errors import InvalidParameter, ShapeMismatch
 
 from memory import peak_growth_mib
-from reference import ref_softmax_rows
+from reference import ref_scores, ref_softmax_rows
 
 NAMES = list(SIMILARITIES)
 FAST = settings(max_examples=25, deadline=None)
@@ -237,3 +240,81 @@ def test_overflowing_scores_are_a_typed_error_not_nan():
     # at the smallest temperature a decisive row stays finite: all weight on the best key
     w = attend(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), "cosine", 1e-4).weights
     assert torch.equal(w, torch.eye(2))
+
+
+# ------------------------------------------------------------------------------------------- causal
+
+
+def _ref_causal(x: np.ndarray, keys: np.ndarray, name: str, temperature: float,
+                key_mask: np.ndarray | None = None) -> np.ndarray:
+    """Causal weights the slow way, float64: query i (position i + m - n) softmaxes over keys j <= i + m - n."""
+    n, m = x.shape[0], keys.shape[0]
+    s = ref_scores(x, keys, name)
+    valid = np.ones(m, bool) if key_mask is None else key_mask
+    w = np.zeros((n, m))
+    for i in range(n):
+        idx = [j for j in range(m) if j <= i + m - n and valid[j]]
+        if not idx:
+            continue
+        top = max(s[i, j] / temperature for j in idx)
+        e = {j: math.exp(s[i, j] / temperature - top) for j in idx}
+        total = sum(e.values())
+        for j in idx:
+            w[i, j] = e[j] / total
+    return w
+
+
+@pytest.mark.parametrize("name", ["cosine", "euclidean"])
+@pytest.mark.parametrize("temperature", [0.1, 1.0])
+def test_causal_attend_matches_a_float64_loop(name, temperature):
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(7, 5, generator=g, dtype=torch.float64)
+    res = attend(x, name, temperature, causal=True)
+    want = _ref_causal(x.numpy(), x.numpy(), name, temperature)
+    np.testing.assert_allclose(res.weights.numpy(), want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(res.output.numpy(), want @ x.numpy(), rtol=1e-10, atol=1e-12)
+    upper = torch.ones(7, 7, dtype=torch.bool).triu(1)
+    assert bool((res.weights[upper] == 0).all())  # exactly 0, not merely small
+    assert res.weights[0, 0] == 1.0  # the first token sees only itself
+    np.testing.assert_allclose(res.weights.sum(-1).numpy(), 1.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["cosine", "dot"])
+def test_causal_combines_with_a_padding_mask_and_batches(name):
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(2, 6, 4, generator=g, dtype=torch.float64)
+    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    w = attend(x, name, 0.5, mask=mask, causal=True).weights
+    for b in range(2):
+        want = _ref_causal(x[b].numpy(), x[b].numpy(), name, 0.5, mask[b].numpy())
+        want[~mask[b].numpy()] = 0.0  # padded queries attend to nothing
+        np.testing.assert_allclose(w[b].numpy(), want, rtol=1e-10, atol=1e-12)
+    assert bool((w[1, :, 4:] == 0).all()) and bool((w[1, 4:] == 0).all())
+
+
+def test_causal_with_more_keys_treats_the_queries_as_the_last_positions():
+    g = torch.Generator().manual_seed(13)
+    k = torch.randn(8, 4, generator=g, dtype=torch.float64)
+    q = k[5:]  # the last 3 positions, after 5 cached ones
+    w = attend(q, "cosine", 0.3, keys=k, causal=True).weights
+    np.testing.assert_allclose(w.numpy(), _ref_causal(q.numpy(), k.numpy(), "cosine", 0.3), rtol=1e-10, atol=1e-12)
+    # the same rows as the full causal self-attention
+    np.testing.assert_allclose(w.numpy(), attend(k, "cosine", 0.3, causal=True).weights[5:].numpy(), rtol=1e-12)
+    with pytest.raises(InvalidParameter, match="at least as many keys"):
+        attend(k, "cosine", 0.3, keys=q, causal=True)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_causal_rows_and_blocked_stats_equal_the_causal_matrix(name):
+    g = torch.Generator().manual_seed(14)
+    x = torch.randn(9, 6, generator=g)
+    full = attend(x, name, 0.7, causal=True).weights
+    assert torch.equal(causal_rows(x, name, 0.7), full)
+    rows = causal_rows(x, name, 0.7, 3, 6)
+    assert rows.shape == (3, 9)
+    torch.testing.assert_close(rows, full[3:6])
+    entropy, received = row_stats_blocked(x, name, 0.7, causal=True)
+    torch.testing.assert_close(entropy, row_entropy(full))
+    torch.testing.assert_close(received, full.mean(0))
+    with pytest.raises(InvalidParameter):
+        causal_rows(x, name, 0.7, 5, 5)

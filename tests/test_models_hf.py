@@ -305,3 +305,82 @@ def test_decoder_labels_are_the_users_characters_for_any_script(gpt2_dir):
     for label, (s, e) in zip(tk.tokens, tk.offsets):
         assert label == text[s:e], (label, text[s:e])
     assert not [t for t in tk.tokens if "Ã" in t or "Ġ" in t]  # no byte-level spelling leaks into a label
+
+
+# ------------------------------------------------------------------------------------- the one cache
+
+
+@pytest.fixture(scope="module")
+def vocab_only_dir(bert_dir, tmp_path_factory) -> Path:
+    """The tiny BERT without tokenizer.json: transformers must build the fast tokenizer from vocab.txt."""
+    folder = tmp_path_factory.mktemp("vocab-only")
+    for f in bert_dir.iterdir():
+        if f.name != "tokenizer.json":
+            shutil.copy(f, folder / f.name)
+    vocab = json.loads((bert_dir / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
+    (folder / "vocab.txt").write_text("\n".join(sorted(vocab, key=vocab.get)) + "\n", encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True}),
+                                                  encoding="utf-8")
+    return folder
+
+
+NO_NETWORK = r"""
+import json, os, socket, sys
+for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ.pop(var, None)  # nothing but local_files_only may keep the loads off the hub
+tried = []
+def refuse(*args, **kwargs):
+    tried.append(repr(args[:2]))
+    raise OSError("network access attempted")
+socket.socket.connect = refuse
+socket.create_connection = refuse
+socket.getaddrinfo = refuse
+import attnviz.text as tx
+for folder in sys.argv[1:]:
+    tx.analyze_text("The kitten sat on the bank.", model_path=folder or None)
+print(json.dumps({"tried": tried, "env": [v for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if v in os.environ]}))
+"""
+
+
+def test_loading_never_touches_a_hub_nor_the_environment(gpt2_dir, bert_dir, vocab_only_dir):
+    """Offline by construction: every file is read with local_files_only / from_file, with the offline
+    variables unset and every socket refused (the bundled model, a decoder, an encoder, a folder whose
+    tokenizer transformers must convert); and importing attnviz.text sets no variable."""
+    folders = ["", str(gpt2_dir), str(bert_dir), str(vocab_only_dir)]
+    out = subprocess.run([sys.executable, "-c", NO_NETWORK, *folders], capture_output=True, text=True, cwd=ROOT,
+                         timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"tried": [], "env": []}
+
+
+def test_a_vocab_only_folder_is_converted_locally(bert_dir, vocab_only_dir):
+    m = tx.load_model(vocab_only_dir)
+    assert m.prefix_tokens == ("[CLS]",) and m.suffix_tokens == ("[SEP]",)
+    assert m.tokenizer.encode("the kitten", add_special_tokens=False).tokens == \
+        tx.load_model(bert_dir).tokenizer.encode("the kitten", add_special_tokens=False).tokens
+
+
+def test_models_live_in_the_one_cache_loaded_once(bert_dir, tmp_path, monkeypatch):
+    import threading
+
+    from attnviz.loaders import hf
+    from attnviz.loaders.cache import MODELS
+
+    assert MODELS.peek(hf.KIND, (str(Path(bert_dir).resolve()), "cpu")) is tx.load_model(bert_dir)
+    fresh = shutil.copytree(bert_dir, tmp_path / "fresh")  # a folder not in the cache yet
+    loads = []
+    real = hf._load_cpu
+    monkeypatch.setattr(hf, "_load_cpu", lambda key: loads.append(key) or real(key))
+    got, barrier = [], threading.Barrier(6)
+
+    def load():
+        barrier.wait()
+        got.append(tx.load_model(fresh))
+
+    threads = [threading.Thread(target=load) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert loads == [str(fresh.resolve())] and len(got) == 6 and len({id(m) for m in got}) == 1  # one load
+    assert tx.load_model(str(fresh) + "/") is got[0]  # the same folder spelled differently
