@@ -14,6 +14,7 @@ dropped connections, tracebacks in the server log).
 
     .venv/bin/python -m loadtest.run --sessions 20 --duration 60          # starts its own server
     .venv/bin/python -m loadtest.run --url http://127.0.0.1:8501 --pid 1234 # an already running server
+    .venv/bin/python -m loadtest.run --burst [--quick]                      # a class submitting at once
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ class Session:
         self.widget_ids: dict[str, str] = {}  # user key -> element id ("$$ID-<hash>-<key>")
         self.states: dict[str, object] = {}  # element id -> WidgetState proto (what the client has set)
         self.seen: list[str] = []  # text of the elements of the current update
+        self.session_id = ""  # the server's id of this session (new_session), for uploads
 
     async def connect(self):
         import websockets
@@ -148,7 +150,9 @@ class Session:
             fm = ForwardMsg()
             fm.ParseFromString(raw)
             kind = fm.WhichOneof("type")
-            if kind == "navigation":  # the page this run shows (new_session carries app.py's hash)
+            if kind == "new_session":
+                self.session_id = fm.new_session.initialize.session_id or self.session_id
+            elif kind == "navigation":  # the page this run shows (new_session carries app.py's hash)
                 self.page_hash = fm.navigation.page_script_hash or self.page_hash
             elif kind == "delta" and fm.delta.WhichOneof("type") == "new_element":
                 self._element(fm.delta.new_element, page, action)
@@ -477,21 +481,36 @@ def run_load_test(sessions: int = 20, duration: float = 60.0, think: float = 1.0
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtest.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--sessions", type=int, default=20, help="concurrent sessions (half text, half image)")
-    p.add_argument("--duration", type=float, default=60.0, help="seconds of load after the warm-up")
+    p.add_argument("--sessions", type=int, default=None,
+                   help="concurrent sessions, half text, half image (default 20; --burst: 30; --quick: 10)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="seconds of load after the warm-up (default 60; --quick: 30)")
+    p.add_argument("--burst", action="store_true",
+                   help="burst mode (loadtest/burst.py): every session submits its own text or photo within "
+                        "the same 5 s, then clicks through views; time to first result vs the same input alone")
+    p.add_argument("--quick", action="store_true", help="10 sessions for 30 s (unless given)")
     p.add_argument("--think", type=float, default=1.0, help="mean think time between a session's actions, seconds")
     p.add_argument("--url", default=None, help="an already running server (default: start one on loopback)")
     p.add_argument("--pid", type=int, default=None, help="that server's PID, for its memory")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="also write the JSON report here")
     args = p.parse_args(argv)
-    if args.sessions < 1 or args.duration <= 0:
+    sessions = args.sessions if args.sessions is not None else 10 if args.quick else 30 if args.burst else 20
+    duration = args.duration if args.duration is not None else 30.0 if args.quick else 60.0
+    if sessions < 1 or duration <= 0:
         p.error("--sessions must be >= 1 and --duration > 0")
-    report = run_load_test(args.sessions, args.duration, args.think, args.url, args.pid, args.seed)
+    if args.burst:
+        from .burst import run_burst
+
+        report = run_burst(sessions, duration, args.think, args.url, args.pid, args.seed)
+    else:
+        report = run_load_test(sessions, duration, args.think, args.url, args.pid, args.seed)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
+    if args.burst:
+        return 0 if report["all_pass"] else 1
     return 0 if report["errors"]["count"] == 0 else 1
 
 
