@@ -243,10 +243,8 @@ class ViTAttention:
 
 
 def _check_image(image):
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - pillow is a dependency
-        raise
+    from PIL import Image
+
     if not isinstance(image, Image.Image):
         raise NotAnImage(f"vit_attentions takes a PIL image, got {type(image).__name__}: open files with "
                          "attnviz.image.load_image(...).")
