@@ -78,19 +78,19 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from .errors import InvalidParameter
-    from .image import analyze_image, configured_max_pixels
-
+    from .image import attend_patches, compute_features, load_upload
     from .overlay import check_opacity
 
     out = args.out
     if out is not None and not out.lower().endswith(".png"):
         raise InvalidParameter(f"--out must name a .png file, got {out!r}.")
     check_opacity(args.opacity)  # checked even without --out: a bad option is an error either way
-    max_pixels = configured_max_pixels()  # the deployment limit (ATTNVIZ_MAX_IMAGE_PIXELS), if set
-    res = analyze_image(
-        args.path, similarity=args.similarity, temperature=args.temperature, patch=args.patch, grid=args.grid,
-        query=args.query, view=args.view, device=device_arg(args.device), position_weight=args.position_weight,
-        extractor=args.features, max_pixels=max_pixels)
+    device = device_arg(args.device)
+    image = load_upload(args.path)  # the one loader, under the deployment's ATTNVIZ_MAX_IMAGE_PIXELS
+    feats = compute_features(image, patch=args.patch, grid=args.grid, position_weight=args.position_weight,
+                             extractor=args.features, device=device)
+    res = attend_patches(image, feats, similarity=args.similarity, temperature=args.temperature, query=args.query,
+                         view=args.view, device=device)
     if out is not None:
         res.save(out, cmap=args.colormap, opacity=args.opacity, show_grid=args.grid_lines)
     if res.warning:

@@ -37,8 +37,10 @@ TOP_K = 8
 
 @st.cache_resource(max_entries=4, ttl=3600, show_spinner="Opening the image…")
 def decoded(digest: str, max_pixels: int, _data: bytes):
-    """The upright RGB photo at full resolution (shared, never modified)."""
-    return im.load_image(_data, max_pixels=max_pixels)
+    """The upright RGB photo at full resolution (shared, never modified), through the one upload loader
+    (the deployment's limits); ``max_pixels`` is in the key so a changed limit is applied. Its errors say
+    "the upload", not the file's name: a name is user text, and error sentences are rendered as Markdown."""
+    return im.load_upload(_data)
 
 
 @st.cache_resource(max_entries=8, ttl=3600, show_spinner=False)

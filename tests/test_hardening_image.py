@@ -274,3 +274,188 @@ def test_page_shows_hostile_file_names_as_plain_text(filename, payloads, image_p
     names = [b.proto.label for b in at.get("download_button")]
     assert all("<" not in n and "](" not in n for n in names)
 
+
+
+# ------------------------------------------------------------------------------- round two: findings
+
+
+def small_jpeg(progressive: bool = False) -> bytes:
+    rgb = np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)
+    return encode(Image.fromarray(rgb), "JPEG", quality=90, progressive=progressive)
+
+
+@pytest.mark.timeout(60)
+def test_a_jpeg_of_twenty_thousand_scans_is_refused_before_decoding():
+    data = small_jpeg(progressive=True)
+    last = data.rindex(b"\xff\xda")  # the last scan (SOS header + its entropy-coded data), up to EOI
+    evil = data[:last] + data[last:-2] * 20_000 + data[-2:]
+    assert im.load.jpeg_structure(evil)[0] > 20_000
+    start = time.perf_counter()
+    with pytest.raises(CorruptImage, match="scans") as info:
+        im.load_image(evil)
+    assert time.perf_counter() - start < 2.0
+    assert_one_sentence(str(info.value))
+    assert im.load_image(data).size == (64, 64)  # an ordinary progressive JPEG (10 scans) still loads
+
+
+@pytest.mark.timeout(60)
+def test_a_jpeg_of_900_exif_segments_is_refused_before_pillow_parses_it():
+    data = small_jpeg()
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    body = exif.tobytes()  # "Exif\0\0" + a TIFF header: what cameras put in APP1
+    assert body.startswith(b"Exif\x00\x00")
+    segment = b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
+    evil = data[:2] + segment * 900 + data[2:]
+    with pytest.raises(CorruptImage, match="metadata") as info:
+        im.load_image(evil)
+    assert_one_sentence(str(info.value))
+    big = b"\xff\xe2" + struct.pack(">H", 65535) + b"\x00" * 65533  # 80 x 64 KB of APP2: too many bytes
+    with pytest.raises(CorruptImage, match="MB"):
+        im.load_image(data[:2] + big * 80 + data[2:])
+    assert im.load_image(data[:2] + segment * 3 + data[2:]).size == (64, 64)  # a few blocks are normal
+
+
+def _tiny_pt2(path: Path) -> bytes:
+    import torch
+
+    ep = torch.export.export(torch.nn.Conv2d(3, 4, 3).eval(), (torch.zeros(1, 3, 16, 16),))
+    torch.export.save(ep, str(path))
+    return path.read_bytes()
+
+
+def _rewrite_zip(data: bytes, path: Path, replace: Callable[[str, bytes], bytes], extra: dict | None = None) -> Path:
+    import zipfile
+
+    src = zipfile.ZipFile(io.BytesIO(data))
+    prefix = src.namelist()[0].split("/", 1)[0]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as out:
+        for info in src.infolist():
+            out.writestr(info, replace(info.filename, src.read(info)))
+        for name, blob in (extra or {}).items():
+            out.writestr(f"{prefix}/{name}", blob)
+    return path
+
+
+class _RunsCode:
+    """Unpickling this calls os.makedirs(path): proof that the full unpickler ran."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        import os
+
+        return (os.makedirs, (self.path,))
+
+
+@pytest.mark.timeout(120)
+def test_a_pt2_with_a_pickle_is_refused_and_never_unpickled(tmp_path, capfd):
+    import torch
+
+    from attnviz.errors import ModelNotFound
+
+    marker = tmp_path / "the-pickle-ran"
+    good = _tiny_pt2(tmp_path / "good.pt2")
+    buf = io.BytesIO()
+    torch.save(((_RunsCode(str(marker)),), {}), buf)  # torch retries these sample inputs with weights_only=False
+    evil = _rewrite_zip(good, tmp_path / "evil.pt2",
+                        lambda name, blob: buf.getvalue() if name.endswith("data/sample_inputs/model.pt") else blob)
+    with pytest.raises(ModelNotFound, match="could run code") as info:
+        im.load_extractor(evil)
+    assert not marker.exists()
+    assert_one_sentence(str(info.value))
+    # weights stored as pickles, and TorchBind objects, are refused without being read
+    flagged = _rewrite_zip(good, tmp_path / "flagged.pt2", lambda name, blob: blob.replace(
+        b'"use_pickle": false', b'"use_pickle": true') if name.endswith("model_weights_config.json") else blob)
+    with pytest.raises(ModelNotFound, match="pickled tensors"):
+        im.load_extractor(flagged)
+    custom = _rewrite_zip(good, tmp_path / "custom.pt2", lambda name, blob: blob,
+                          {"data/constants/custom_obj_0": b"\x80\x04N."})
+    with pytest.raises(ModelNotFound, match="pickled Python object"):
+        im.load_extractor(custom)
+    assert im.load_extractor(tmp_path / "good.pt2").name == "good.pt2"  # an ordinary export still loads
+    # the CLI: exit 2, one line, none of torch's logging noise ("--- Logging error ---" and a traceback)
+    capfd.readouterr()
+    rc = cli_main(["image", str(ROOT / "attnviz" / "assets" / "shapes.png"), "--features", str(evil)])
+    out, err = capfd.readouterr()
+    assert rc == 2 and not marker.exists()
+    assert err.count("\n") == 1 and "could run code" in err
+    assert "Logging error" not in err and "Traceback" not in err
+
+
+@pytest.mark.timeout(60)
+def test_torch_log_lines_are_dropped_only_for_the_loading_thread(tmp_path, capfd):
+    import logging
+
+    junk = tmp_path / "junk.pt2"
+    _rewrite_zip(_tiny_pt2(tmp_path / "base.pt2"), junk,
+                 lambda name, blob: b"{broken" if name.endswith("models/model.json") else blob)
+    capfd.readouterr()
+    with pytest.raises(Exception):
+        im.load_extractor(junk)
+    assert "Traceback" not in capfd.readouterr().err
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    logger = logging.getLogger("torch.export")
+    h = Keep()
+    logger.addHandler(h)
+    try:
+        logger.warning("another thread's message")
+    finally:
+        logger.removeHandler(h)
+    assert seen == ["another thread's message"]  # outside a load, torch's logs are untouched
+
+
+# 6600 x 6000 = 39.6 megapixels (just under the 40 MP limit), each file a few hundred KB; the bound is the one
+# docs/limits.md states: 8 bytes per pixel (the decoded picture and its RGB result) + 64 MiB of temporaries
+MEMORY_W, MEMORY_H = 6600, 6000
+MEMORY_BOUND_MIB = 8 * MEMORY_W * MEMORY_H / 2**20 + 64
+MEMORY_CASES = {
+    "float32 TIFF": "a = np.zeros((H, W), np.float32); a[:, W // 2:] = 0.75\n"
+                    "Image.fromarray(a, 'F').save(buf, 'TIFF', compression='tiff_adobe_deflate')",
+    "16-bit TIFF": "a = np.zeros((H, W), np.uint16); a[:, W // 2:] = 40000\n"
+                   "Image.fromarray(a).save(buf, 'TIFF', compression='tiff_adobe_deflate')",
+    "16-bit PNG": "a = np.zeros((H, W), np.uint16); a[:, W // 2:] = 40000\nImage.fromarray(a).save(buf, 'PNG')",
+    "RGB PNG": "Image.new('RGB', (W, H), (10, 200, 30)).save(buf, 'PNG')",
+    "RGBA PNG": "Image.new('RGBA', (W, H), (10, 200, 30, 128)).save(buf, 'PNG')",
+    "palette PNG with transparency": "Image.new('P', (W, H), 3).save(buf, 'PNG', transparency=3)",
+    "rotated JPEG": "ex = Image.Exif(); ex[0x0112] = 6\n"
+                    "Image.new('RGB', (W, H), (90, 20, 200)).save(buf, 'JPEG', exif=ex.tobytes(), quality=50)",
+}
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("case", list(MEMORY_CASES))
+def test_peak_memory_of_a_tiny_file_declaring_40_megapixels_is_bounded(case):
+    from memory import peak_growth_mib
+
+    setup = (f"import io\nimport numpy as np\nfrom PIL import Image\nfrom attnviz.image import load_image\n"
+             f"W, H = {MEMORY_W}, {MEMORY_H}\nbuf = io.BytesIO()\n{MEMORY_CASES[case]}\ndata = buf.getvalue()\n"
+             "del buf\nassert len(data) < 2_000_000, len(data)\n")
+    call = "img = load_image(data)\nassert img.mode == 'RGB' and img.width * img.height == W * H\n"
+    peak = peak_growth_mib(setup, call)
+    assert peak < MEMORY_BOUND_MIB, f"{case}: {peak:.0f} MiB (bound {MEMORY_BOUND_MIB:.0f} MiB)"
+
+
+def test_every_upload_goes_through_the_one_loader_with_the_configured_limit(monkeypatch):
+    photo = encode(Image.new("RGB", (200, 100), (5, 6, 7)), "PNG")
+    assert im.load_upload(photo, "ok.png").size == (200, 100)
+    with pytest.raises(ImageTooLarge, match="0.01 megapixels") as info:
+        im.load_upload(photo, "big.png", env={"ATTNVIZ_MAX_IMAGE_PIXELS": "10000"})
+    assert "'big.png'" in str(info.value)
+    monkeypatch.setenv("ATTNVIZ_MAX_IMAGE_PIXELS", "10000")
+    with pytest.raises(ImageTooLarge):
+        im.load_upload(photo, "big.png")
+    monkeypatch.setenv("ATTNVIZ_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(Exception, match="ATTNVIZ_MAX_IMAGE_PIXELS"):
+        im.load_upload(photo, "big.png")
+    monkeypatch.delenv("ATTNVIZ_MAX_IMAGE_PIXELS")
+    with pytest.raises(NotAnImage, match=r"'x_y\.png'"):
+        im.load_upload(b"nope" * 10, "dir/x\ny.png")
+    page = (ROOT / "pages" / "image.py").read_text(encoding="utf-8")
+    assert "load_upload(" in page and "load_image(" not in page

@@ -232,6 +232,7 @@ def test_pretrained_extractor_pt2(tiny_pt2, china):
     assert res.row.sum() == pytest.approx(1.0, abs=1e-5) and res.extractor == "tiny.pt2"
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")  # torch's, not ours
 def test_pretrained_extractor_torchscript_and_vit_tokens(tmp_path):
     import warnings
 

@@ -55,8 +55,9 @@ from .grid import (
     smallest_patch,
     thumbnail,
 )
-from .load import (MAX_FILE_BYTES, MAX_IMAGE_PIXELS, SUPPORTED_FORMATS, UPLOAD_TYPES, configured_max_pixels, image_digest,
-                   load_image, to_rgb)
+from .load import (MAX_FILE_BYTES, MAX_IMAGE_PIXELS, MAX_JPEG_METADATA_BYTES, MAX_JPEG_METADATA_SEGMENTS, MAX_JPEG_SCANS,
+                   SUPPORTED_FORMATS, UPLOAD_TYPES, configured_max_pixels, image_digest, jpeg_structure, load_image,
+                   load_upload, to_rgb)
 from .samples import SAMPLE_QUERY, SAMPLES, sample_path, synthetic_scene
 from ..loaders.extractor import load_extractor  # noqa: E402  (after .features: it builds FeatureExtractors)
 
@@ -64,7 +65,8 @@ __all__ = [
     "SUPPORTED_FORMATS", "UPLOAD_TYPES", "MAX_IMAGE_PIXELS", "MAX_FILE_BYTES", "MAX_COMPUTE_SIDE", "MIN_COMPUTE_CELL",
     "MAX_PATCHES", "MAX_PATCHES_LONG_SIDE", "DEFAULT_PATCHES_LONG_SIDE", "VIEWS", "DEFAULT_OPACITY",
     "HANDCRAFTED_FEATURES", "ORIENTATION_BINS", "COLOUR", "TEXTURE", "FLOORS", "IMAGENET_MEAN", "IMAGENET_STD",
-    "load_image", "configured_max_pixels", "to_rgb", "image_digest", "compute_size", "downscale", "thumbnail", "PatchGrid", "patch_grid",
+    "MAX_JPEG_SCANS", "MAX_JPEG_METADATA_SEGMENTS", "MAX_JPEG_METADATA_BYTES", "load_image", "load_upload",
+    "configured_max_pixels", "jpeg_structure", "to_rgb", "image_digest", "compute_size", "downscale", "thumbnail", "PatchGrid", "patch_grid",
     "patch_label", "PatchSizeRange", "patch_size_range", "smallest_patch", "rgb_to_lab", "handcrafted_features",
     "standardise", "patch_features", "FeatureExtractor", "load_extractor", "PatchFeatures", "compute_features",
     "ImageAnalysis", "attend_patches", "analyze_image", "SAMPLES", "SAMPLE_QUERY", "sample_path", "synthetic_scene",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import re
 import struct
@@ -128,6 +129,69 @@ def _check_pixels(width: int, height: int, max_pixels: int, what: str = "The ima
             f"{max_pixels / 1e6:g} megapixels (a guard against decompression bombs). Downscale it first.")
 
 
+# ------------------------------------------------------------------------------- file structure checks
+# Walked before Pillow parses anything: files built to exhaust the decoder are refused by their structure.
+
+#: at most this many scans (SOS segments) in a JPEG; libjpeg writes 10 for a progressive colour photo
+MAX_JPEG_SCANS = 100
+#: at most this many metadata segments (APP0-APP15 and comments) in a JPEG; a camera writes under 20
+MAX_JPEG_METADATA_SEGMENTS = 100
+#: at most this many bytes of them in all (EXIF, XMP, ICC profiles, thumbnails)
+MAX_JPEG_METADATA_BYTES = 4 * 1024 * 1024
+
+# a marker inside entropy-coded data: 0xFF not followed by a stuffed 0x00, a restart marker or more fill bytes
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def jpeg_structure(data: bytes) -> tuple[int, int, int]:
+    """``(scans, metadata segments, metadata bytes)`` of the first picture of a JPEG, by walking its
+    markers (nothing is decoded). Walks until the end of the picture or the first damaged segment."""
+    scans = meta = meta_bytes = 0
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            break  # damaged: Pillow says so
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xD9:  # end of the picture (an MPO's next pictures are not decoded)
+            break
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # no length
+            i += 2
+            continue
+        length = (data[i + 2] << 8) | data[i + 3]
+        if length < 2:
+            break
+        end = i + 2 + length
+        if 0xE0 <= marker <= 0xEF or marker == 0xFE:
+            meta += 1
+            meta_bytes += length - 2
+        if marker == 0xDA:
+            scans += 1
+            found = _NEXT_MARKER.search(data, end)
+            if found is None:
+                break
+            end = found.start()
+        i = end
+    return scans, meta, meta_bytes
+
+
+def _check_structure(data: bytes, what: str) -> None:
+    """Refuse a JPEG with absurdly many scans (each a full decoding pass: 20,000 take minutes) or metadata
+    segments (hundreds of EXIF blocks), before Pillow parses it."""
+    if not data.startswith(b"\xff\xd8\xff"):
+        return
+    scans, meta, meta_bytes = jpeg_structure(data)
+    if scans > MAX_JPEG_SCANS:
+        raise CorruptImage(f"{_cap(what)} is a JPEG of {scans:,} scans (an ordinary one has at most a few dozen, "
+                           f"the limit is {MAX_JPEG_SCANS}): re-save it as an ordinary JPEG or PNG.")
+    if meta > MAX_JPEG_METADATA_SEGMENTS or meta_bytes > MAX_JPEG_METADATA_BYTES:
+        raise CorruptImage(f"{_cap(what)} carries {meta:,} metadata blocks ({meta_bytes / 2**20:.1f} MB; the limit "
+                           f"is {MAX_JPEG_METADATA_SEGMENTS} blocks and {MAX_JPEG_METADATA_BYTES / 2**20:.0f} MB): "
+                           "re-save it without its metadata, e.g. as PNG.")
+
+
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, KeyError,
                   TypeError, ZeroDivisionError, AttributeError, RuntimeError, Image.DecompressionBombError,
                   Image.DecompressionBombWarning)
@@ -188,35 +252,117 @@ def _open_bytes(data: bytes, what: str, max_pixels: int) -> Image.Image:
     return im
 
 
+# ------------------------------------------------------------------------------- conversion to RGB
+# Peak memory is bounded (docs/limits.md): every conversion that needs temporaries (16/32-bit and float
+# scaling, transparency, colour profiles) runs in strips of about STRIP_PIXELS pixels into one RGB output,
+# so a 40-megapixel float TIFF needs its decoded pixels + the RGB result + a few MiB, not 10x the picture.
+
+#: pixels per strip of the conversions above (1 M pixels: float64 temporaries of ~8 MiB)
+STRIP_PIXELS = 1 << 20
+
+
+def _strips(width: int, height: int):
+    """``(top, bottom)`` row ranges of about :data:`STRIP_PIXELS` pixels each."""
+    rows = max(1, STRIP_PIXELS // max(1, width))
+    for top in range(0, height, rows):
+        yield top, min(height, top + rows)
+
+
+def _uint8_rule(dtype: np.dtype, lo: float, hi: float, sixteen_bit: bool = False):
+    """The map ``block -> uint8`` that places numbers the same way over the whole picture (see
+    :func:`_scale_to_uint8`), given the picture's finite ``lo``/``hi`` (non-finite values count as 0)."""
+    if dtype == np.bool_:
+        return lambda b: b.astype(np.uint8) * 255
+    if sixteen_bit or dtype == np.uint16:
+        # rint(v / 257) in integers (257 is odd: never a tie); v in 0..65535
+        return lambda b: ((b.astype(np.uint32) * 2 + 257) // 514).astype(np.uint8)
+
+    def clean(b):
+        f = b.astype(np.float64)
+        finite = np.isfinite(f)
+        if not finite.all():
+            f[~finite] = 0.0
+        return f
+
+    if np.issubdtype(dtype, np.integer):
+        if lo >= 0 and hi <= 255:
+            return lambda b: clean(b).astype(np.uint8)
+        if lo >= 0 and hi <= 65535:
+            return lambda b: np.rint(clean(b) / 257.0).astype(np.uint8)
+    elif lo >= 0 and hi <= 1.0:
+        return lambda b: np.rint(clean(b) * 255.0).astype(np.uint8)
+    elif lo >= 0 and hi <= 255.0:
+        return lambda b: np.rint(clean(b)).astype(np.uint8)
+    if hi <= lo:
+        return lambda b: np.zeros(b.shape, dtype=np.uint8)
+    return lambda b: np.rint((clean(b) - lo) / (hi - lo) * 255.0).astype(np.uint8)
+
+
+def _finite_range(blocks) -> tuple[float, float]:
+    """min and max over numpy ``blocks``; non-finite values count as 0 (as :func:`_scale_to_uint8` does)."""
+    lo, hi = math.inf, -math.inf
+    for b in blocks:
+        if not b.size:
+            continue
+        if np.issubdtype(b.dtype, np.floating):
+            finite = np.isfinite(b)
+            if not finite.all():
+                lo, hi = min(lo, 0.0), max(hi, 0.0)
+                b = b[finite]
+                if not b.size:
+                    continue
+        lo, hi = min(lo, float(b.min())), max(hi, float(b.max()))
+    return (lo, hi) if lo <= hi else (0.0, 0.0)
+
+
 def _scale_to_uint8(a: np.ndarray, sixteen_bit: bool = False) -> np.ndarray:
     """Greyscale numbers -> uint8 without clipping: 16-bit data spans 0..65535; others are placed by range.
 
     ``sixteen_bit``: divide by 257 (0..65535 -> 0..255). Otherwise integers in 0..255 stay, integers
     in 0..65535 are treated as 16-bit, floats in [0, 1] are scaled by 255, and anything else is
-    stretched from its min to its max.
+    stretched from its min to its max. Converted in row strips (bounded temporaries).
     """
     a = np.asarray(a)
-    if a.dtype == np.bool_:
-        return a.astype(np.uint8) * 255
-    if sixteen_bit or a.dtype == np.uint16:
-        return np.rint(a.astype(np.float32) / 257.0).astype(np.uint8)
-    f = a.astype(np.float64)
-    finite = np.isfinite(f)
-    if not finite.all():
-        f = np.where(finite, f, 0.0)
-    lo, hi = (float(f.min()), float(f.max())) if f.size else (0.0, 0.0)
-    if np.issubdtype(a.dtype, np.integer):
-        if lo >= 0 and hi <= 255:
-            return f.astype(np.uint8)
-        if lo >= 0 and hi <= 65535:
-            return np.rint(f / 257.0).astype(np.uint8)
-    elif lo >= 0 and hi <= 1.0:
-        return np.rint(f * 255.0).astype(np.uint8)
-    elif lo >= 0 and hi <= 255.0:
-        return np.rint(f).astype(np.uint8)
-    if hi <= lo:
-        return np.zeros(f.shape, dtype=np.uint8)
-    return np.rint((f - lo) / (hi - lo) * 255.0).astype(np.uint8)
+    if a.ndim == 0 or not a.size:
+        return np.zeros(a.shape, dtype=np.uint8)
+    width = int(np.prod(a.shape[1:])) if a.ndim > 1 else 1
+    spans = list(_strips(width, a.shape[0]))
+    simple = a.dtype == np.bool_ or sixteen_bit or a.dtype == np.uint16
+    lo, hi = (0.0, 0.0) if simple else _finite_range(a[t:b] for t, b in spans)
+    rule = _uint8_rule(a.dtype, lo, hi, sixteen_bit)
+    out = np.empty(a.shape, dtype=np.uint8)
+    for t, b in spans:
+        out[t:b] = rule(a[t:b])
+    return out
+
+
+def _grey_to_rgb(im: Image.Image, sixteen_bit: bool) -> Image.Image:
+    """A 16/32-bit or float greyscale image -> RGB, strip by strip (one pass for the range, one to convert)."""
+    w, h = im.size
+    spans = list(_strips(w, h))
+
+    def strip(t, b):
+        return np.asarray(im.crop((0, t, w, b)))
+
+    if sixteen_bit:
+        dtype, lo, hi = np.dtype(np.uint16), 0.0, 0.0
+    else:
+        dtype = strip(0, min(h, 1)).dtype
+        lo, hi = _finite_range(strip(t, b) for t, b in spans)
+    rule = _uint8_rule(dtype, lo, hi, sixteen_bit)
+    out = Image.new("RGB", (w, h))
+    for t, b in spans:
+        out.paste(Image.fromarray(rule(strip(t, b)), "L").convert("RGB"), (0, t))
+    return out
+
+
+def _by_strips(im: Image.Image, convert) -> Image.Image:
+    """``convert(strip) -> RGB strip`` applied to row strips of ``im``, pasted into one RGB image."""
+    w, h = im.size
+    out = Image.new("RGB", (w, h))
+    for t, b in _strips(w, h):
+        out.paste(convert(im.crop((0, t, w, b))), (0, t))
+    return out
 
 
 def _composite_on_white(rgba: Image.Image) -> Image.Image:
@@ -225,51 +371,60 @@ def _composite_on_white(rgba: Image.Image) -> Image.Image:
     return out
 
 
-def _icc_to_srgb(im: Image.Image, mode_in: str) -> Image.Image | None:
-    icc = im.info.get("icc_profile")
-    if not icc:
-        return None
+def _to_rgba(im: Image.Image) -> Image.Image:
+    try:
+        return im.convert("RGBA")
+    except ValueError:  # La (premultiplied) has no direct path
+        return im.convert("LA").convert("RGBA")
+
+
+def _profile_transform(im: Image.Image, mode: str):
+    """A LittleCMS transform of ``im`` to sRGB (its embedded profile; CIELAB's own for LAB), or None."""
     try:
         from PIL import ImageCms
 
-        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        return ImageCms.profileToProfile(im, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
+        if mode == "LAB":
+            src = ImageCms.createProfile("LAB")
+        else:
+            icc = im.info.get("icc_profile")
+            if not icc:
+                return None
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return ImageCms.buildTransform(src, ImageCms.createProfile("sRGB"), mode, "RGB")
     except Exception:  # a broken or unusual profile: fall back to Pillow's plain conversion
         return None
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
     """Any Pillow mode -> RGB, correctly: transparency on white, 16/32-bit and float scaled (not clipped),
-    1-bit to black/white, CMYK through its ICC profile when present, CIELAB through LittleCMS."""
+    1-bit to black/white, CMYK through its ICC profile when present, CIELAB through LittleCMS.
+
+    Peak memory: the input, the RGB output and a strip of temporaries (:data:`STRIP_PIXELS`)."""
     mode = im.mode
     if mode == "RGB":
         return im
     if mode.startswith("I;16"):
-        return Image.fromarray(_scale_to_uint8(np.asarray(im), sixteen_bit=True), "L").convert("RGB")
+        return _grey_to_rgb(im, sixteen_bit=True)
     if mode in ("I", "F"):
-        return Image.fromarray(_scale_to_uint8(np.asarray(im)), "L").convert("RGB")
+        return _grey_to_rgb(im, sixteen_bit=False)
     if mode == "1":
         return im.convert("L").convert("RGB")
     if mode == "P":
         if "transparency" in im.info or (im.palette is not None and im.palette.mode == "RGBA"):
-            return _composite_on_white(im.convert("RGBA"))
+            return _by_strips(im, lambda s: _composite_on_white(s.convert("RGBA")))
         return im.convert("RGB")
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        try:
-            rgba = im.convert("RGBA")
-        except ValueError:  # La (premultiplied) has no direct path
-            rgba = im.convert("LA").convert("RGBA")
-        return _composite_on_white(rgba)
-    if mode == "CMYK":
-        return _icc_to_srgb(im, mode) or im.convert("RGB")
-    if mode == "LAB":
-        try:
-            from PIL import ImageCms
+        return _by_strips(im, lambda s: _composite_on_white(_to_rgba(s)))
+    if mode in ("CMYK", "LAB"):
+        transform = _profile_transform(im, mode)
+        if transform is not None:
+            try:
+                from PIL import ImageCms
 
-            return ImageCms.profileToProfile(im, ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"),
-                                             outputMode="RGB")
-        except Exception:
-            return im.convert("RGB")
+                return _by_strips(im, lambda s: ImageCms.applyTransform(s, transform))
+            except Exception:
+                pass
+        return im.convert("RGB")
     try:
         return im.convert("RGB")
     except ValueError:
@@ -277,12 +432,24 @@ def to_rgb(im: Image.Image) -> Image.Image:
                            "re-save it as an ordinary RGB image.") from None
 
 
-def _upright(im: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation (1-8); a damaged EXIF block leaves the picture as stored."""
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF (or XMP) orientation, 1-8; 1 when absent or unreadable."""
     try:
-        return ImageOps.exif_transpose(im)
-    except Exception:
-        return im
+        value = int(im.getexif().get(0x0112, 1))
+    except Exception:  # a damaged EXIF block: the picture as stored
+        return 1
+    return value if value in _TRANSPOSE else 1
+
+
+def _upright(im: Image.Image, orientation: int | None = None) -> Image.Image:
+    """Apply the EXIF orientation (1-8): the same image when there is nothing to do (no copy)."""
+    o = _orientation(im) if orientation is None else orientation
+    return im.transpose(_TRANSPOSE[o]) if o in _TRANSPOSE else im
 
 
 def _from_array(a: np.ndarray, max_pixels: int) -> Image.Image:
@@ -299,8 +466,18 @@ def _from_array(a: np.ndarray, max_pixels: int) -> Image.Image:
     if a.ndim == 2:
         return Image.fromarray(a, "L").convert("RGB")
     if a.shape[2] == 4:
-        return _composite_on_white(Image.fromarray(a, "RGBA"))
+        return _by_strips(Image.fromarray(a, "RGBA"), _composite_on_white)
     return Image.fromarray(a, "RGB")
+
+
+def _detached(im: Image.Image) -> Image.Image:
+    """A plain image sharing ``im``'s pixels (no copy), free of its file object and metadata."""
+    try:
+        out = im._new(im.im)
+    except Exception:  # a Pillow without _new: one copy
+        out = im.copy()
+    out.info = {}
+    return out
 
 
 def load_image(source, *, max_pixels: int = MAX_IMAGE_PIXELS, max_bytes: int = MAX_FILE_BYTES) -> Image.Image:
@@ -308,8 +485,9 @@ def load_image(source, *, max_pixels: int = MAX_IMAGE_PIXELS, max_bytes: int = M
 
     ``source``: a path, bytes, a binary file object (e.g. a streamlit upload), a PIL image or a numpy
     array. Raises :class:`NotAnImage` (empty file, not an image, missing file), :class:`CorruptImage`
-    (damaged or truncated), :class:`ImageTooLarge` (more than ``max_pixels`` pixels or ``max_bytes``
-    bytes) or :class:`ImageTooSmall` (no pixels), each with a sentence that says what to do.
+    (damaged, truncated, or built to exhaust the decoder), :class:`ImageTooLarge` (more than ``max_pixels``
+    pixels or ``max_bytes`` bytes) or :class:`ImageTooSmall` (no pixels), each with a sentence that says
+    what to do. Peak memory: the decoded picture + twice its RGB size + a few MiB (docs/limits.md).
     """
     if isinstance(source, np.ndarray):
         return _from_array(source, max_pixels)
@@ -319,17 +497,17 @@ def load_image(source, *, max_pixels: int = MAX_IMAGE_PIXELS, max_bytes: int = M
             source.load()
         except _DECODE_ERRORS as err:
             raise CorruptImage(f"The image is damaged and cannot be decoded ({type(err).__name__}).") from None
-        out = to_rgb(_upright(source))
+        out = _upright(to_rgb(source), _orientation(source))
         return out.copy() if out is source else out
     data, what = _read_source(source, max_bytes)
-    with _open_bytes(data, what, max_pixels) as im:
-        upright = _upright(im)
-        _check_pixels(upright.width, upright.height, max_pixels, _cap(what))
-        out = to_rgb(upright)
-        if out is im:
-            out = im.copy()
-    out.info.clear()  # EXIF/ICC no longer describe these pixels
-    return out
+    _check_structure(data, what)
+    im = _open_bytes(data, what, max_pixels)
+    orientation = _orientation(im)
+    rgb = to_rgb(im)
+    rgb = _detached(rgb) if rgb is im else rgb  # RGB as decoded: keep those pixels, drop the file
+    im.close()
+    del im  # the decoded pixels go before the upright copy is made
+    return _upright(rgb, orientation)  # a fresh image (or rgb itself) without EXIF/ICC: they no longer apply
 
 
 def configured_max_pixels(env=None) -> int:
@@ -341,6 +519,33 @@ def configured_max_pixels(env=None) -> int:
     env = os.environ if env is None else env
     raw = env.get("ATTNVIZ_MAX_IMAGE_PIXELS")
     return load_settings({} if raw is None else {"ATTNVIZ_MAX_IMAGE_PIXELS": raw}).max_image_pixels
+
+
+def load_upload(source, name: str | None = None, *, env=None, max_bytes: int = MAX_FILE_BYTES) -> Image.Image:
+    """The one loader for what users upload (pages, the CLI): :func:`load_image` under the deployment's
+    limits (:func:`configured_max_pixels`: ``ATTNVIZ_MAX_IMAGE_PIXELS``), with ``name`` in its messages.
+
+    ``source``: bytes, a binary file object (a streamlit upload) or a path. ``env``: the environment to read
+    the settings from (default ``os.environ``). Errors as :func:`load_image`."""
+    max_pixels = configured_max_pixels(env)
+    label = _name_label(name) if name else None
+    try:
+        return load_image(source, max_pixels=max_pixels, max_bytes=max_bytes)
+    except (NotAnImage, CorruptImage, ImageTooLarge, ImageTooSmall) as err:
+        if label is None:
+            raise
+        text = str(err)
+        for generic in ("The upload", "the upload"):
+            if generic in text:
+                raise type(err)(text.replace(generic, label, 1)) from None
+        raise
+
+
+def _name_label(name: str) -> str:
+    """A file name fit for an error sentence: its base name, printable characters only, quoted, at most 60."""
+    base = re.split(r"[\\/]", str(name))[-1]
+    clean = "".join(ch if ch.isprintable() else "_" for ch in base)[:60] or "the upload"
+    return f"'{clean}'"
 
 
 def image_digest(data: bytes) -> str:
