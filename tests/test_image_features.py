@@ -247,6 +247,7 @@ def test_pretrained_extractor_torchscript_and_vit_tokens(tmp_path):
     assert fixed.feature_map(im).shape == (12, 8, 8)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_pretrained_extractor_errors(tmp_path):
     with pytest.raises(ModelNotFound, match="No feature model"):
         load_extractor(tmp_path / "missing.pt2")
