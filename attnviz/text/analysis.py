@@ -5,7 +5,7 @@
     analyze_encodings / analyze_texts   several texts as one padded batch (padding masked out)
     self_attention_rows(enc, a, b)  rows a:b of the self-attention of a long text (O((b - a) x n))
 
-Every view is one small function over a text's vectors ``x (n, d)`` under :class:`AttentionSettings`
+Every view is one small function over a text's vectors ``x (n, d)`` under one ``_Attention``
 (similarity, temperature, causal): the (n, n) matrix, one row, blocked row statistics, attention
 received, a query's weights. ``causal`` (a decoder's mask: token i sees tokens 0..i only) is applied in
 :mod:`attnviz.attention` (``attend(..., causal=True)``, ``causal_rows``), never here.
