@@ -81,7 +81,7 @@ def check_temperature(temperature) -> float:
     return t
 
 
-def _check_weights(w: torch.Tensor) -> None:
+def check_weights(w: torch.Tensor) -> None:
     """Scores too large for the temperature overflow the softmax (inf - inf = NaN): say so, never return NaN."""
     if not bool(torch.isfinite(w.sum())):
         raise InvalidParameter("The attention weights overflowed: the similarity scores are too large for this "
@@ -205,7 +205,7 @@ def attend(x: torch.Tensor, similarity: str | Similarity = "cosine", temperature
     # the scores are returned as they are, so the weights need one buffer of their own: s / T when
     # T != 1, a masked copy, or the softmax's output; the softmax then runs in place in it
     w = _softmax_rows(s if t == 1.0 else s / t, kmask, inplace=t != 1.0, pair_mask=pair)
-    _check_weights(w)
+    check_weights(w)
     if qmask is not None:  # padded queries attend to nothing
         pad = ~qmask.unsqueeze(-1)
         w = w.masked_fill_(pad, 0.0) if _can_write(w) else w.masked_fill(pad, 0.0)
@@ -239,7 +239,7 @@ def attend_blocked(x: torch.Tensor, similarity: str | Similarity = "cosine", tem
     score = block_scorer(sim, k, 1.0 / t, **params)  # per-key work once; 1 / T inside the GEMM
     for i in range(0, n, bs):
         w = _softmax_rows(score(x[..., i:i + bs, :]), kmask, inplace=True)  # one block buffer
-        _check_weights(w)
+        check_weights(w)
         if qmask is not None:
             w.masked_fill_(~qmask[..., i:i + bs].unsqueeze(-1), 0.0)
         if out is not None:

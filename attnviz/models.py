@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .attention import _check_weights, attend, check_temperature, masked_softmax
+from .attention import attend, check_temperature, check_weights, masked_softmax
 from .errors import ShapeMismatch
 from .similarity import get_similarity
 
@@ -75,7 +75,7 @@ class SequentialAttention(nn.Module):
                 raise ShapeMismatch("query must be (d,), (1, d) or (batch, d).")
             s = get_similarity(self.similarity)(self.hidden(q).unsqueeze(1), h).squeeze(1) / self.temperature  # (b, n)
         w = masked_softmax(s.unsqueeze(1), mask).squeeze(1)  # over the sequence axis
-        _check_weights(w)  # NaN/inf inputs or overflowing scores: a typed error, never NaN weights
+        check_weights(w)  # NaN/inf inputs or overflowing scores: a typed error, never NaN weights
         pooled = (w.unsqueeze(-1) * h).sum(dim=1)
         y = self.out(pooled) if self.out is not None else pooled
         if single:
@@ -132,7 +132,7 @@ class ParallelAttention(nn.Module):
             gist = (h * valid.unsqueeze(-1)).sum(1, keepdim=True) / counts.unsqueeze(-1)
             ps = get_similarity(self.similarity)(gist, h).squeeze(1) / self.temperature
         pool_w = masked_softmax(ps.unsqueeze(1), valid).squeeze(1)
-        _check_weights(pool_w)
+        check_weights(pool_w)
         pooled = (pool_w.unsqueeze(-1) * h).sum(1)
         if self.out is not None:
             pooled = self.out(pooled)

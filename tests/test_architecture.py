@@ -19,7 +19,7 @@ LIBRARY = sorted((ROOT / "attnviz").rglob("*.py"))
 PAGES = sorted((ROOT / "pages").glob("*.py"))
 UI = sorted((ROOT / "ui").glob("*.py"))
 #: the maths core may import only the standard library, torch/numpy and each other
-CORE = ("similarity", "attention", "errors", "devices", "settings", "models")
+CORE = ("similarity", "attention", "errors", "devices", "settings", "models", "fmt")
 
 
 def module_name(path: Path) -> str:
@@ -81,7 +81,7 @@ def _private_uses(path: Path) -> list[tuple[str, int]]:
             continue
         if any(part.startswith("_") and part != "__init__" for part in mod.split(".")):
             bad.append((mod, line))
-        bad += [(f"{mod}.{n}", line) for n in names if n.startswith("_")]
+        bad += [(f"{mod}.{n}", line) for n in names if n.startswith("_") and not n.startswith("__")]
     tree = ast.parse(path.read_text(encoding="utf-8"))
     for node in ast.walk(tree):  # attnviz.text._load(...) written as an attribute
         if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
@@ -113,12 +113,16 @@ def test_other_packages_never_reach_into_private_library_names():
             parts = mod.split(".")
             if parts[0] != "attnviz" or parts[:2] == own:
                 continue
-            offenders += [(str(path.relative_to(ROOT)), f"{mod}.{n}", line) for n in names if n.startswith("_")]
+            offenders += [(str(path.relative_to(ROOT)), f"{mod}.{n}", line) for n in names
+                          if n.startswith("_") and not n.startswith("__")]
     assert not offenders, offenders
 
 
 IMPORT_ALL = r"""
 import importlib, json, os, pkgutil, sys, warnings
+# third-party packages may set their own filters when imported (torch does): they are not attnviz's doing
+for dep in ("numpy", "torch", "PIL.Image", "plotly.graph_objects", "tokenizers", "transformers"):
+    importlib.import_module(dep)
 before_env = dict(os.environ)
 before_filters = list(warnings.filters)
 import attnviz
