@@ -13,7 +13,9 @@ attention, so the attention weights come back); the saliency decoder is ignored.
 
 The first load converts once to a safetensors file in the per-user cache (``$ATTNVIZ_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/attnviz``, else ``~/.cache/attnviz``), keyed by the ONNX file's size and mtime, so later
-processes skip the ONNX parse; an unwritable cache falls back to converting in memory. Within a process
+processes skip the ONNX parse (measured on 2 cores, torch and transformers already imported: 1.25 s from
+ONNX, conversion and cache write included, vs 0.06 s from the cache); an unwritable cache falls back to
+converting in memory. Within a process
 the model is loaded once per device through :data:`attnviz.loaders.cache.MODELS`.
 
 Nothing here downloads, and importing this module imports neither torch, transformers nor onnx.
