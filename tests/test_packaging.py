@@ -57,8 +57,10 @@ def test_the_wheel_ships_the_assets_and_the_command(wheel):
     assert {"LICENSES.md", "china.jpg", "flower.jpg", "shapes.png", "text_en_kitten.txt"} <= set(assets)
     missing = [a for a in assets if f"attnviz/assets/{a}" not in names]
     assert not missing, f"left out of the wheel: {missing} (pyproject.toml [tool.setuptools.package-data])"
-    modules = {f"attnviz/{p.name}" for p in (ROOT / "attnviz").glob("*.py")}
-    assert modules <= names
+    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "attnviz").rglob("*.py")
+               if "__pycache__" not in p.parts}
+    assert any("/" in m.removeprefix("attnviz/") for m in modules)  # the subpackages are really counted
+    assert not modules - names, f"modules left out of the wheel: {sorted(modules - names)}"
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     zf = zipfile.ZipFile(wheel)
     info = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
