@@ -146,3 +146,42 @@ def test_importing_the_library_changes_no_global_state():
     assert report["env"] == [], f"importing attnviz changed environment variables: {report['env']}"
     assert not report["filters_changed"], "importing attnviz changed the process-wide warning filters"
     assert not report["streamlit"], "importing attnviz pulled in streamlit"
+
+
+#: docs/architecture.md's layers, lowest first; a module may import only its own layer and the ones below
+LAYERS = {
+    "core": ("errors", "settings", "devices", "fmt", "similarity", "attention", "models"),
+    "loaders": ("loaders",),
+    "drawing": ("render", "highlight", "overlay", "figures"),
+    "domain": ("text", "image", "vit", "trace", "byo", "export"),
+    "classroom": ("walkthrough", "explain", "lab", "hardcases", "measure"),
+    "edges": ("state", "pages", "docs", "cli", "cli_text", "cli_image", "cli_head", "cli_heads", "__main__"),
+}
+ORDER = list(LAYERS)
+BELOW = {"loaders": {"core", "loaders"}, "drawing": {"core", "drawing"}}  # loaders and drawing are siblings
+
+
+def layer_of(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "attnviz" or len(parts) < 2:
+        return None
+    return next((name for name, members in LAYERS.items() if parts[1] in members), "unknown")
+
+
+def test_every_library_module_has_a_layer():
+    unknown = sorted({module_name(p) for p in LIBRARY if layer_of(module_name(p)) == "unknown"}
+                     - {"attnviz.assets"})
+    assert not unknown, f"add these to LAYERS and docs/architecture.md: {unknown}"
+
+
+@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports_point_down_the_layers(path):
+    own = layer_of(module_name(path))
+    if own in (None, "edges", "unknown"):
+        return
+    allowed = BELOW.get(own) or set(ORDER[: ORDER.index(own) + 1])
+    targets = []
+    for m, names, line in imports(path):  # `from attnviz import text` names a module too
+        targets += [(f"{m}.{n}", line) for n in names] if m == "attnviz" else [(m, line)]
+    bad = [(m, line) for m, line in targets if layer_of(m) not in (None, "unknown") and layer_of(m) not in allowed]
+    assert not bad, f"{path.relative_to(ROOT)} ({own}) imports upwards: {bad}"
