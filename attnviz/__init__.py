@@ -6,43 +6,47 @@ The library never imports streamlit. Quick start::
     x = torch.randn(5, 8)
     res = attnviz.attend(x, similarity="cosine", temperature=0.1)
     res.weights.sum(-1)  # tensor([1., 1., 1., 1., 1.])
+
+``import attnviz`` is cheap: only the typed errors are imported here. Every other public name is
+imported on first use (PEP 562), so ``attnviz --help`` and ``import attnviz`` never load torch,
+transformers, Pillow or plotly (tests/test_cold_start.py checks it).
 """
 
 from __future__ import annotations
 
-from .attention import (
-    BLOCK_ELEMENTS,
-    AttentionResult,
-    BlockedResult,
-    attend,
-    attend_blocked,
-    attention_received,
-    attention_row,
-    effective_tokens,
-    masked_softmax,
-    row_entropy,
-    scores,
-    top_pairs,
-)
-from .devices import available_devices, best_device, resolve_device, run_with_fallback
-from .errors import *  # noqa: F401,F403  (the typed errors are part of the API)
+import importlib
+
+from .errors import *  # noqa: F401,F403  (the typed errors are part of the API; errors.py is standard library only)
 from .errors import AttnvizError
-from .models import ParallelAttention, SequentialAttention
-from .similarity import SIMILARITIES, Similarity, get_similarity
 
 __version__ = "0.1.0"
 
-# analyze_text / analyze_image pull in the tokenizer, transformers and Pillow: imported on first use
-_LAZY = {"analyze_text": ("text", "analyze_text"), "analyze_image": ("image", "analyze_image")}
+#: public name -> the sub-module that defines it (imported on first use)
+_LAZY = {
+    **dict.fromkeys(("BLOCK_ELEMENTS", "AttentionResult", "BlockedResult", "attend", "attend_blocked",
+                     "attention_received", "attention_row", "effective_tokens", "masked_softmax", "row_entropy",
+                     "scores", "top_pairs"), "attention"),
+    **dict.fromkeys(("available_devices", "best_device", "resolve_device", "run_with_fallback"), "devices"),
+    **dict.fromkeys(("ParallelAttention", "SequentialAttention"), "models"),
+    **dict.fromkeys(("SIMILARITIES", "Similarity", "get_similarity"), "similarity"),
+    "analyze_text": "text",
+    "analyze_image": "image",
+}
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(f".{module}", __name__), attr)
+    module = _LAZY.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+        globals()[name] = value  # later look-ups skip this hook
+        return value
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f".{name}", __name__)  # `attnviz.text` without `import attnviz.text`
     raise AttributeError(f"module 'attnviz' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [

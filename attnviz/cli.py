@@ -1,7 +1,9 @@
 """The ``attnviz`` command line (also ``python -m attnviz``).
 
-Sub-commands: ``text`` and ``image`` (registered by cli_text.py / cli_image.py), ``similarities``
-(the registry, or the generated reference page with ``--markdown``) and ``devices``.
+Sub-commands: ``text``, ``image`` and ``head`` (registered by cli_text.py / cli_image.py / cli_head.py),
+``similarities`` (the registry, or the generated reference page with ``--markdown``), ``devices`` and
+``samples`` (the shipped photos and texts). Only the module of the command being run is imported, and
+heavy libraries (torch, transformers, Pillow) only inside its run function: ``attnviz --help`` stays fast.
 Bad input prints one line on stderr and exits 2; it never shows a traceback.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from . import __version__
 from .errors import AttnvizError
@@ -79,14 +82,61 @@ def _devices(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: sub-commands defined in their own modules -> (module, the help line `attnviz --help` shows). Only the module of
+#: the command being run is imported (its parser is built by the module's register()); --help needs none of
+#: them, so it never imports torch. tests/test_cold_start.py checks each line equals the module's own help.
+COMMANDS = {
+    "text": ("cli_text", "attention over a text: tokens, weights, scores (JSON with --json)"),
+    "image": ("cli_image", "parallel attention over an image's patches: JSON scores and an overlay PNG"),
+    "head": ("cli_head", "inside one trained head: q, k, v, scores, weights, output (JSON with --json)"),
+}
+
+
+def _samples(args) -> int:
+    found = sample_files()
+    if args.name is None:
+        for name, path in found.items():
+            print(f"{name:<18} {path}")
+        return 0
+    key = args.name[:-len(Path(args.name).suffix)] if Path(args.name).suffix else args.name
+    if key not in found:
+        from .errors import InvalidParameter
+
+        raise InvalidParameter(f"Unknown sample {args.name!r}: choose one of {', '.join(found)}.")
+    print(found[key])
+    return 0
+
+
+def sample_files() -> dict[str, Path]:
+    """The photos and texts shipped in ``attnviz/assets``, by file stem (``china`` -> .../china.jpg)."""
+    from importlib.resources import files
+
+    folder = Path(str(files("attnviz.assets")))
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in SAMPLE_SUFFIXES}
+
+
+#: the files `attnviz samples` lists (the licences and the package's own files are not samples)
+SAMPLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".txt")
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The sub-command argv names (the first word that is not an option: top-level options take no value)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(commands=None) -> argparse.ArgumentParser:
+    """The full parser, or with ``commands`` (names) only those sub-commands' own parsers: the others get a
+    placeholder with their help line, so ``attnviz --help`` imports no sub-command module."""
+    import importlib
+
     parser = _Parser(prog="attnviz", description="See where attention goes in text and images, under any similarity function.")
     parser.add_argument("--version", action="version", version=f"attnviz {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    from . import cli_head, cli_image, cli_text  # here, not at the top: they import DEVICE_HELP and device_arg from here
-
-    for module in (cli_text, cli_image, cli_head):
-        module.register(sub)
+    for name, (module, help_line) in COMMANDS.items():
+        if commands is None or name in commands:  # imported here: they import DEVICE_HELP and device_arg from here
+            importlib.import_module(f".{module}", __package__).register(sub)
+        else:
+            sub.add_parser(name, help=help_line)
     p = sub.add_parser("similarities", help="list the similarity functions (formula, source, default temperature)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--markdown", action="store_true", help="print the generated reference page (docs/similarities.md)")
@@ -94,11 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("devices", help="list the devices this machine has")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_devices)
+    p = sub.add_parser("samples", help="the sample photos and texts that ship with attnviz: names and paths",
+                       description="Without NAME: every sample's name and path. With NAME: that file's path, e.g. "
+                                   "attnviz image \"$(attnviz samples china)\" --json")
+    p.add_argument("name", nargs="?", default=None, metavar="NAME", help="a sample's name (china, text_en_bank, ...)")
+    p.set_defaults(func=_samples)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser([_command_of(argv)])
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
