@@ -268,8 +268,114 @@ def notation_caption(lit: ArticleLiteral) -> str:
             f"and {lit.negative_share:.0%} of them are negative, so its y_i is not an average of the vectors.")
 
 
+# ------------------------------------------------------------------------------ inside a trained head
+
+#: the two tracks of How it works
+TRACKS: dict[str, str] = {"seed": "Similarity attention (the seed)", "head": "Inside a trained head"}
+#: the views of the trained-head track
+HEAD_VIEWS: dict[str, str] = {"steps": "A head, step by step", "swap": "Swap the similarity",
+                              "qk": "Queries and keys in one picture", "overview": "All heads at a glance"}
+#: the recomputed weights must match the model's own output_attentions to this (float32 rounding)
+HEAD_MATCH_TOLERANCE = 1e-5
+#: h and the output have 384 features: the step shows this many of them (the explanation reads them all)
+HEAD_FEATURE_COLUMNS = 32
+
+HEAD_STEPS: tuple[Step, ...] = (
+    Step("h", "The layer input h", "h",
+         "Each token arrives at the layer as a vector h_i. MiniLM is a BERT, post-LayerNorm: h is the previous "
+         "layer's output as it is (for layer 0, the embeddings)."),
+    Step("qkv", "Three projections: q, k, v", "q",
+         "The head projects h three ways, q = h W_Qᵀ + b_Q, k = h W_Kᵀ + b_K, v = h W_Vᵀ + b_V, keeping its own "
+         "d_head columns of each. The seed skips this: its q and k are h itself."),
+    Step("scores", "Scores: q · k / √d_head", "scores",
+         "Every query i meets every key j: s_ij = q_i · k_j / √d_head. Dividing by √d_head keeps the scores "
+         "from growing with the width of the head."),
+    Step("mask", "The padding mask", "masked",
+         "In a batch, shorter sentences are padded; padded keys get −∞ before the softmax so they receive weight 0. "
+         "One sentence has no padding: every key is real, so the mask changes nothing here."),
+    Step("weights", "Softmax, row by row: the head's attention", "weights",
+         "Each row of scores goes through the softmax. These weights ARE the model's own attention "
+         "(output_attentions), recomputed here from its weights."),
+    Step("context", "Weights × v: what the head passes on", "context",
+         "Each token's context is the weighted sum of the values: context_i = Σ_j a_ij v_j, d_head numbers."),
+    Step("output", "Concatenate the heads, apply W_O", "output",
+         "All heads' contexts are laid side by side (12 × 32 = 384 numbers) and mixed by the output matrix: "
+         "output = concat(contexts) W_Oᵀ + b_O. The residual connection and LayerNorm follow."),
+)
+HEAD_STEP_KEYS = tuple(s.key for s in HEAD_STEPS)
+
+
+@dataclass(frozen=True)
+class HeadMatrix:
+    """One step's matrix of a :class:`attnviz.trace.HeadTrace`, ready to draw and explain."""
+
+    name: str  # the HeadTrace.explain matrix name
+    z: np.ndarray  # (rows, cols)
+    row_labels: tuple[str, ...]
+    col_labels: tuple[str, ...]
+    title: str
+    row_title: str
+    col_title: str
+    colorbar: str
+    caption: str
+
+
+def head_matrix(trace, name: str) -> HeadMatrix:
+    """The matrix ``name`` (h, q, k, v, scores, masked, weights, seed_weights, context, output) of a head trace,
+    with labels and a caption; wide matrices (h, output) keep their first :data:`HEAD_FEATURE_COLUMNS`."""
+    toks = tuple(trace.tokens)
+    d, f = trace.d_head, HEAD_FEATURE_COLUMNS
+    cols_of = lambda k: tuple(f"{k}{c}" for c in range(min(f, trace.h.shape[1])))  # noqa: E731
+    dims = tuple(f"d{c}" for c in range(d))
+    at = f"layer {trace.layer}, head {trace.head}"
+    if name == "h":
+        return HeadMatrix("h", trace.h[:, :f], toks, cols_of("c"), f"h: the input of layer {trace.layer}", "token i",
+                          "feature c", "value", f"The first {len(cols_of('c'))} of {trace.h.shape[1]} features of "
+                          f"each token. {trace.h_source}.")
+    if name in ("q", "k", "v"):
+        return HeadMatrix(name, getattr(trace, name), toks, dims, f"{name} = h W_{name.upper()}ᵀ + b_{name.upper()} ({at})",
+                          "token i", "dimension d", "value", f"{trace.n} tokens × d_head = {d}: this head's columns.")
+    if name in ("scores", "masked"):
+        cap = (f"q_i · k_j / √{d} = q_i · k_j / {trace.scale:.3f}." if name == "scores" else
+               f"Mask: all {trace.n} keys are real (one sentence, no padding), so no score becomes −∞.")
+        return HeadMatrix("scores", trace.scores, toks, toks, f"scores s_ij ({at})", "query i", "key j", "score", cap)
+    if name == "weights":
+        return HeadMatrix("weights", trace.weights, toks, toks, f"attention weights ({at})", "query i", "key j",
+                          "weight", "Each row adds up to 1.")
+    if name == "seed_weights":
+        return HeadMatrix("seed_weights", trace.seed_weights, toks, toks,
+                          f"the seed on the same h: {trace.seed_similarity}, T = {trace.seed_temperature:g}",
+                          "query i", "key j", "weight", "No projections: sim(h_i, h_j) / T, then the softmax.")
+    if name == "context":
+        return HeadMatrix("context", trace.context, toks, dims, f"context = weights × v ({at})", "token i",
+                          "dimension d", "value", f"Each row: {d} numbers, a weighted average of the v rows.")
+    if name == "output":
+        return HeadMatrix("output", trace.output[:, :f], toks, cols_of("c"), f"output = concat(heads) W_Oᵀ + b_O "
+                          f"(layer {trace.layer})", "token i", "feature c", "value",
+                          f"The first {len(cols_of('c'))} of {trace.output.shape[1]} features, before the residual "
+                          "connection and LayerNorm.")
+    raise InvalidParameter(f"Unknown head matrix {name!r}.")
+
+
+def head_match_sentence(trace) -> str:
+    """Markdown (numbers only): how close the recomputed weights are to the model's own attention."""
+    ok = trace.max_abs_diff <= HEAD_MATCH_TOLERANCE
+    return (f"Largest difference from the model's own attention (output_attentions): **{trace.max_abs_diff:.2e}** "
+            f"({'within' if ok else 'OUTSIDE'} the {HEAD_MATCH_TOLERANCE:.0e} of float32 rounding).")
+
+
+def diagonal_sentence(trace) -> str:
+    """Markdown (numbers only): the mean weight on the token itself, head vs seed, and why."""
+    ds = trace.diagonal_share()
+    return (f"Mean weight a token puts on itself: **{ds['model']:.3f}** in this head, **{ds['seed']:.3f}** for the "
+            f"seed on the same h. Without projections sim(h_i, h_i) is the largest score of its row, so the seed "
+            "stares at itself; with W_Q ≠ W_K a query need not point at its own key: that is what projections buy.")
+
+
 __all__ = [
     "WHY_MAX_SUBTRACTED", "PCA_SENTENCE", "Step", "STEPS", "STEP_KEYS", "MATRICES", "CellExplanation", "explain_cell",
     "ARTICLE_LATEX", "STANDARD_LATEX", "NOTATION_SENTENCES", "scaled_summary", "FLOAT32_EXP_LIMIT",
-    "overflow_summary", "notation_table", "notation_caption",
+    "overflow_summary", "notation_table", "notation_caption", "TRACKS", "HEAD_VIEWS", "HEAD_MATCH_TOLERANCE",
+    "HEAD_FEATURE_COLUMNS", "HEAD_STEPS", "HEAD_STEP_KEYS", "HeadMatrix", "head_matrix", "head_match_sentence",
+    "diagonal_sentence",
 ]

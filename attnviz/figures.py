@@ -296,5 +296,140 @@ def scaling_figures(result):
     return figs
 
 
+# ------------------------------------------------------------------------------ inside a trained head
+
+
+def block_mean(pattern, size: int) -> np.ndarray:
+    """An ``(n, n)`` pattern shrunk to at most ``(size, size)``: each cell is the mean of the block of the
+    original it covers (block edges ``floor(k n / size)``); returned as is when ``n <= size``."""
+    a = np.asarray(pattern, dtype=np.float64)
+    n = a.shape[0]
+    if n <= size:
+        return a
+    edges = (np.arange(size + 1) * n) // size
+    out = np.empty((size, size))
+    for r in range(size):
+        band = a[edges[r]:edges[r + 1]]
+        for c in range(size):
+            out[r, c] = band[:, edges[c]:edges[c + 1]].mean()
+    return out
+
+
+def thumbnail_grid(patterns, order: Sequence[tuple[int, int]], cols: int, size: int = 16,
+                   gap: int = 1) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Compose ``patterns (layers, heads, n, n)`` into one canvas of thumbnails, ``order[k]`` at grid place
+    ``divmod(k, cols)``; each thumbnail is :func:`block_mean` of its pattern divided by its own largest value
+    (so a spread-out head stays visible next to a sharp one), separated by ``gap`` NaN cells.
+    Returns ``(canvas (rows*(s+gap)-gap, cols*(s+gap)-gap), centres [(x, y) of each thumbnail, in order]``."""
+    p = np.asarray(patterns, dtype=np.float64)
+    s = min(size, p.shape[-1])
+    rows = -(-len(order) // cols)
+    canvas = np.full((rows * (s + gap) - gap, cols * (s + gap) - gap), np.nan)
+    centres = []
+    for k, (li, hi) in enumerate(order):
+        r, c = divmod(k, cols)
+        t = block_mean(p[li, hi], s)
+        top = t.max()
+        y0, x0 = r * (s + gap), c * (s + gap)
+        canvas[y0:y0 + s, x0:x0 + s] = t / top if top > 0 else t
+        centres.append((x0 + (s - 1) / 2, y0 + (s - 1) / 2))
+    return canvas, centres
+
+
+def heads_overview_figure(patterns, order: Sequence[tuple[int, int]], values, metric_label: str, *, cols: int,
+                          selected: tuple[int, int] | None = None, size: int = 16, title: str = "",
+                          cmap_name: str = DEFAULT_COLORMAP):
+    """Every head as a thumbnail of its attention, in ``order`` (``[(layer, head), ...]``), ``cols`` per row.
+
+    ``patterns``: ``(layers, heads, n, n)``; ``values``: ``(layers, heads)``, the metric shown on hover and
+    under each thumbnail. Trace 1 holds one invisible marker per thumbnail with ``customdata = [layer, head,
+    value]``: read a click with ``ui.clicks.parse_clicked_cell(event, layers, heads)``. ``selected`` is
+    outlined. Used by How it works (all heads at a glance) and the text page's heads view."""
+    go = _go()
+    p = np.asarray(patterns)
+    vals = np.asarray(values, dtype=np.float64)
+    canvas, centres = thumbnail_grid(p, order, cols, size)
+    s = min(size, p.shape[-1])
+    fig = go.Figure(go.Heatmap(z=canvas.astype(np.float32), colorscale=colormap(cmap_name).plotly_scale(), zmin=0, zmax=1,
+                               hoverinfo="skip", colorbar=dict(title=dict(text="weight ÷ the head's largest"))))
+    xs, ys = [c[0] for c in centres], [c[1] for c in centres]
+    fig.add_trace(go.Scatter(
+        x=xs, y=ys, mode="markers", showlegend=False,
+        marker=dict(symbol="square", size=max(10, 3 * s), color="rgba(0,0,0,0)"),
+        customdata=[[li, hi, float(vals[li, hi])] for li, hi in order],
+        hovertemplate=(f"layer %{{customdata[0]}}, head %{{customdata[1]}}<br>{escape_label(metric_label)} "
+                       "%{customdata[2]:.3f}<br>click to open it step by step<extra></extra>"),
+        selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1))))
+    for (li, hi), (x, y) in zip(order, centres):
+        fig.add_annotation(x=x, y=y + s / 2 + 0.15, text=f"L{li} H{hi} · {vals[li, hi]:.2f}", showarrow=False,
+                           yanchor="top", font=dict(size=9))
+        if selected is not None and (li, hi) == tuple(selected):
+            for colour, width in (("#000000", 5), ("#ffffff", 2)):
+                fig.add_shape(type="rect", x0=x - s / 2, x1=x + s / 2, y0=y - s / 2, y1=y + s / 2,
+                              line=dict(color=colour, width=width))
+    h, w = canvas.shape
+    rows = -(-len(order) // cols)
+    fig.update_xaxes(visible=False, range=[-0.5, w - 0.5], constrain="domain")
+    fig.update_yaxes(visible=False, range=[h + 1.5, -0.5], scaleanchor="x", constrain="domain")
+    fig.update_layout(title=dict(text=escape_label(title)), height=min(900, 150 + rows * 95), dragmode=False,
+                      clickmode="event+select", hovermode="closest", margin=dict(l=5, r=5, t=40 if title else 5, b=5))
+    return fig
+
+
+def top_keys(weights, k: int = 3) -> np.ndarray:
+    """``(n, m)`` weights -> ``(n, min(k, m))`` the columns of each row's largest weights, largest first."""
+    w = np.asarray(weights, dtype=np.float64)
+    return np.argsort(-w, axis=1, kind="stable")[:, :min(k, w.shape[1])]
+
+
+def qk_figure(queries, keys, tokens: Sequence[str], weights, *, selected: int | None = None, top: int = 3,
+              title: str = "Queries and keys of this head in one plane"):
+    """Queries (trace 0, circles, ``customdata = [i]``) and keys (trace 1, diamonds) of one head in 2-D (from
+    ``attnviz.trace.qk_projection``); hover names each query's ``top`` keys with their weights, and lines join
+    query ``selected`` to its top keys (width by weight)."""
+    go = _go()
+    q, kk = np.asarray(queries, dtype=np.float64), np.asarray(keys, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    labels = unique_labels(list(tokens))
+    best = top_keys(w, top)
+    hover = ["<br>".join(f"→ {labels[j]} {w[i, j]:.3f}" for j in best[i]) for i in range(len(labels))]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=q[:, 0], y=q[:, 1], mode="markers+text", text=labels, textposition="top center",
+                             name="query q_i", marker=dict(size=12, color=INPUT_COLOUR),
+                             customdata=[[i, hover[i]] for i in range(len(labels))],
+                             hovertemplate="query %{text}<br>top keys:<br>%{customdata[1]}<br>click to select"
+                                           "<extra></extra>"))
+    fig.add_trace(go.Scatter(x=kk[:, 0], y=kk[:, 1], mode="markers", text=labels, name="key k_j",
+                             marker=dict(size=12, color=OUTPUT_COLOUR, symbol="diamond"),
+                             hovertemplate="key %{text}<extra></extra>"))
+    if selected is not None:
+        i = int(selected)
+        for j in best[i]:
+            fig.add_trace(go.Scatter(x=[q[i, 0], kk[j, 0]], y=[q[i, 1], kk[j, 1]], mode="lines", showlegend=False,
+                                     line=dict(color="#009E73", width=1 + 8 * float(w[i, j])), hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=[q[i, 0]], y=[q[i, 1]], mode="markers", showlegend=False, hoverinfo="skip",
+                                 marker=dict(size=20, color="rgba(0,0,0,0)", line=dict(color="#000000", width=3))))
+    fig.update_layout(title=dict(text=escape_label(title)), height=460, margin=dict(l=10, r=10, t=50, b=10),
+                      clickmode="event+select", hovermode="closest", dragmode=False,
+                      legend=dict(orientation="h", y=-0.12), xaxis_title="axis 1", yaxis_title="axis 2")
+    return fig
+
+
+def diagonal_share_figure(tokens: Sequence[str], model_diag, seed_diag, title: str = "Weight each token puts "
+                          "on itself"):
+    """Grouped bars per token: the diagonal of the trained head's weights and of the seed's on the same h."""
+    go = _go()
+    xs = unique_labels(list(tokens))
+    fig = go.Figure()
+    for c, (name, d) in enumerate((("trained head (with W_Q, W_K)", model_diag), ("seed (no projections)", seed_diag))):
+        fig.add_trace(go.Bar(x=xs, y=np.asarray(d, dtype=np.float64), name=name, marker_color=SERIES_COLOURS[c],
+                             hovertemplate="%{x}<br>weight on itself %{y:.3f}<extra></extra>"))
+    fig.update_layout(barmode="group", title=dict(text=escape_label(title)), height=340, yaxis=dict(range=[0, 1]),
+                      margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.35))
+    fig.update_xaxes(tickangle=-60)
+    return fig
+
+
 __all__ = ["INPUT_COLOUR", "OUTPUT_COLOUR", "SERIES_COLOURS", "matrix_figure", "clickable_heatmap", "vectors_figure",
-           "outputs_figure", "sweep_figure", "effective_figure", "patch_picture", "SCALING_COLOURS", "scaling_figures"]
+           "outputs_figure", "sweep_figure", "effective_figure", "patch_picture", "SCALING_COLOURS", "scaling_figures",
+           "block_mean", "thumbnail_grid", "heads_overview_figure", "top_keys", "qk_figure", "diagonal_share_figure"]

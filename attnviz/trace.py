@@ -467,6 +467,65 @@ def head_metrics(text: str, *, model=None, device: str | None = None,
     return _resolve_model(model, device)(work)[0]
 
 
+#: how the overview names each metric (its sort menu); the definitions are METRIC_DEFINITIONS
+METRIC_LABELS: dict[str, str] = {
+    "entropy": "entropy (nats)",
+    "sink_share": "share on [CLS]/[SEP]",
+    "previous_token_share": "share on the previous token",
+    "next_token_share": "share on the next token",
+    "mean_distance": "mean distance (positions)",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class HeadsOverview:
+    """Every head of every layer on one input: its attention and its metrics (one forward pass)."""
+
+    tokens: tuple[str, ...]
+    special: tuple[int, ...]
+    attentions: np.ndarray  # (layers, heads, n, n) float32, the model's own output_attentions
+    metrics: dict[str, np.ndarray]  # {metric: (layers, heads)} float64, see METRIC_DEFINITIONS
+    notice: str | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.attentions.shape[0])
+
+    @property
+    def num_heads(self) -> int:
+        return int(self.attentions.shape[1])
+
+    def order(self, by: str | None = None, descending: bool = True) -> list[tuple[int, int]]:
+        """``(layer, head)`` pairs: layer by layer when ``by`` is None, else sorted by that metric (ties keep
+        the layer-by-layer order)."""
+        pairs = [(li, hi) for li in range(self.num_layers) for hi in range(self.num_heads)]
+        if by is None:
+            return pairs
+        if by not in self.metrics:
+            raise InvalidParameter(f"Unknown metric {by!r}: choose one of {', '.join(self.metrics)}.")
+        v = np.asarray(self.metrics[by], dtype=np.float64).ravel()
+        idx = np.argsort(-v if descending else v, kind="stable")
+        return [pairs[i] for i in idx]
+
+
+def heads_overview(text: str, *, model=None, device: str | None = None,
+                   max_tokens: int = DEFAULT_MAX_TOKENS) -> HeadsOverview:
+    """All layers x heads of ``text``: the model's attention ``(layers, heads, n, n)`` and
+    :func:`metrics_from_attentions` of it, from one forward pass."""
+    max_tokens = _check_max_tokens(max_tokens)
+
+    def work(m):
+        ids, tokens, _offsets, special, notice = _encode(text, m, max_tokens)
+        out = _forward(m, ids, hidden=False)
+        att = np.stack([a[0].detach().to("cpu", torch.float64).numpy() for a in out.attentions])
+        return HeadsOverview(tokens=tokens, special=special, attentions=att.astype(np.float32),
+                             metrics=metrics_from_attentions(att, special), notice=notice)
+
+    result, _used, warning = _resolve_model(model, device)(work)
+    return _with_note(result, warning) if warning else result
+
+
 # ----------------------------------------------------------------------------------------- swapping
 
 
@@ -646,5 +705,6 @@ def qk_projection(trace: HeadTrace) -> tuple[np.ndarray, np.ndarray, str]:
     return pq.astype(np.float32), pk.astype(np.float32), note
 
 
-__all__ = ["DEFAULT_MAX_TOKENS", "HeadTrace", "METRIC_DEFINITIONS", "SWAP_IMPLEMENTATION", "SwapResult", "head_metrics",
-           "head_trace", "metrics_from_attentions", "qk_projection", "swap_attention", "swap_head_similarity"]
+__all__ = ["DEFAULT_MAX_TOKENS", "HeadTrace", "HeadsOverview", "METRIC_DEFINITIONS", "METRIC_LABELS",
+           "SWAP_IMPLEMENTATION", "SwapResult", "head_metrics", "head_trace", "heads_overview",
+           "metrics_from_attentions", "qk_projection", "swap_attention", "swap_head_similarity"]

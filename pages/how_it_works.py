@@ -10,6 +10,7 @@ from attnviz.explain import (
     PCA_SENTENCE,
     STANDARD_LATEX,
     STEPS,
+    TRACKS,
     WHY_MAX_SUBTRACTED,
     explain_cell,
     notation_caption,
@@ -23,6 +24,7 @@ from attnviz.highlight import highlight_html
 from attnviz.text import ENCODERS
 from attnviz.walkthrough import article_literal, image_example, text_example, walk_example
 from ui.classroom import clickable_matrix, md_escape, photo_picker, style_figure
+from ui.head_track import head_track
 from ui.shell import require_shell
 from ui.widgets import current_device, show_error, similarity_picker
 
@@ -73,6 +75,10 @@ def _explained_matrix(wt, name: str, caption: str, colorbar: str) -> tuple[int, 
 # --------------------------------------------------------------------------------------------- input
 
 st.title("🧮 How it works — attention, one step at a time")
+track = st.radio("Track", list(TRACKS), key="hiw_track", horizontal=True, format_func=TRACKS.get)
+if track == "head":  # the second track: one head of the trained MiniLM, recomputed from its weights
+    head_track()
+    st.stop()
 st.markdown(
     "A small example, computed in front of you. Press **Next** to go one step further and **Back** to go back. "
     "Every number in every matrix can be explained: click a cell (or pick its row and column under the chart)."

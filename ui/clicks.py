@@ -28,3 +28,24 @@ def parse_clicked_cell(event, n_rows: int, n_cols: int) -> tuple[int, int] | Non
         if cell is not None and 0 <= cell[0] < n_rows and 0 <= cell[1] < n_cols:
             return cell
     return None
+
+
+def parse_clicked_point(event, curve: int, size: int) -> int | None:
+    """The index a click on trace ``curve`` of a scatter selected (its ``customdata[0]``, else its point
+    index), or None when nothing on that trace inside ``0..size-1`` was clicked."""
+    try:
+        points = event["selection"]["points"]
+    except (KeyError, TypeError, IndexError):
+        return None
+    for p in points or ():
+        if not isinstance(p, dict) or p.get("curve_number", curve) != curve:
+            continue
+        cd = p.get("customdata")
+        idx = cd[0] if isinstance(cd, (list, tuple)) and cd else p.get("point_index", p.get("point_number"))
+        try:
+            i = int(round(float(idx)))
+        except (TypeError, ValueError):
+            continue
+        if 0 <= i < size:
+            return i
+    return None
