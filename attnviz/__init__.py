@@ -15,6 +15,7 @@ transformers, Pillow or plotly (tests/test_cold_start.py checks it).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 from .errors import *  # noqa: F401,F403  (the typed errors are part of the API; errors.py is standard library only)
 from .errors import AttnvizError
