@@ -12,6 +12,17 @@ i sees only the keys ``j <= i`` (combined with any key mask), so every weight ab
 exactly 0. With ``m`` keys for ``n <= m`` queries the queries are the *last* n positions (a decoder
 reading on after m - n cached ones): query i sees keys ``j <= i + (m - n)``.
 
+Temperature: one rule for every entry point here (:func:`attend`, :func:`attend_blocked`,
+:func:`attention_row`, :func:`attention_received`, :func:`causal_rows`, :func:`row_stats_blocked`) and in
+``attnviz.text`` / ``attnviz.image``: ``temperature=None`` (the default) means the similarity's own
+``default_temperature`` (``get_similarity(name).default_temperature``: 0.1 for cosine and rbf, 10 for
+manhattan, 1 for the rest), because at T = 1 cosine weights are nearly uniform. Pass a number to
+override it; :func:`resolve_temperature` applies the rule.
+
+Arrays: every function takes torch tensors or numpy arrays, with any number of leading batch
+dimensions (``(n, d)``, ``(b, n, d)``, multi-head ``(b, h, n, d)``, ...). What comes back follows the
+input: torch in -> torch out, numpy in -> numpy out (float32 stays float32, float64 stays float64).
+
 Long inputs: :func:`attend_blocked`, :func:`attention_row` and :func:`attention_received` never hold
 more than one block of ``block_size x m`` scores. With the default budget of
 ``BLOCK_ELEMENTS = 2**24`` scores per block, the extra memory of a call is at most about
@@ -22,8 +33,9 @@ whatever n is.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
+import numpy as np
 import torch
 
 from .errors import InvalidParameter, ShapeMismatch
@@ -37,7 +49,8 @@ MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-4, 1e4
 
 @dataclass
 class AttentionResult:
-    """Scores, weights and output of one attention call; shapes in the docstring of :func:`attend`."""
+    """Scores, weights and output of one attention call; shapes in the docstring of :func:`attend`.
+    Tensors when the input was a tensor, numpy arrays when it was a numpy array."""
 
     scores: torch.Tensor
     weights: torch.Tensor
@@ -66,6 +79,40 @@ def _as_bool_mask(mask, shape: tuple[int, ...], what: str, device) -> torch.Tens
     if tuple(mask.shape) != tuple(shape):
         raise ShapeMismatch(f"{what} must have shape {tuple(shape)}, got {tuple(mask.shape)}.")
     return mask
+
+
+def resolve_temperature(similarity: str | Similarity, temperature: float | None = None) -> float:
+    """The module's one temperature rule: ``None`` -> the similarity's own ``default_temperature``,
+    else ``temperature`` checked by :func:`check_temperature`."""
+    if temperature is None:
+        return float(get_similarity(similarity).default_temperature)
+    return check_temperature(temperature)
+
+
+def _is_numpy(a) -> bool:
+    return isinstance(a, np.ndarray)
+
+
+def _as_tensor(a, what: str):
+    """numpy -> torch (no copy); torch unchanged; anything else is a typed error."""
+    if a is None or isinstance(a, torch.Tensor):
+        return a
+    if _is_numpy(a):
+        if a.dtype == object or a.dtype.kind not in "biuf":
+            raise InvalidParameter(f"{what} must hold numbers, got a numpy array of dtype {a.dtype}.")
+        return torch.from_numpy(np.ascontiguousarray(a))
+    raise InvalidParameter(f"{what} must be a torch tensor or a numpy array, got {type(a).__name__}.")
+
+
+def _to_numpy(t):
+    return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else t
+
+
+def _numpy_result(res):
+    """A result dataclass with every tensor field turned into a numpy array (numpy in -> numpy out)."""
+    for f in fields(res):
+        setattr(res, f.name, _to_numpy(getattr(res, f.name)))
+    return res
 
 
 def check_temperature(temperature) -> float:
@@ -152,17 +199,19 @@ def _softmax_rows(z: torch.Tensor, key_mask: torch.Tensor | None, inplace: bool,
 
 
 def _prepare(x, keys, values, mask, key_mask):
-    if not isinstance(x, torch.Tensor):
-        raise InvalidParameter("x must be a torch tensor of shape (n, d) or (b, n, d).")
-    if x.dim() not in (2, 3):
-        raise ShapeMismatch(f"x must be (n, d) or (b, n, d), got shape {tuple(x.shape)}.")
+    if not isinstance(x, (torch.Tensor, np.ndarray)):
+        raise InvalidParameter("x must be a torch tensor or numpy array of shape (..., n, d).")
+    x, keys, values = _as_tensor(x, "x"), _as_tensor(keys, "keys"), _as_tensor(values, "values")
+    if x.dim() < 2:
+        raise ShapeMismatch(f"x must be (n, d) or batched (..., n, d), got shape {tuple(x.shape)}.")
     if not x.is_floating_point():
         x = x.float()
     self_attention = keys is None
     k = x if keys is None else keys.to(device=x.device, dtype=x.dtype)
     v = k if values is None else values.to(device=x.device, dtype=x.dtype)
     if k.dim() != x.dim() or v.dim() != x.dim():
-        raise ShapeMismatch("x, keys and values must all be unbatched (n, d) or all batched (b, n, d).")
+        raise ShapeMismatch(f"x, keys and values must have the same number of dimensions (..., n, d): got "
+                            f"{tuple(x.shape)}, {tuple(k.shape)} and {tuple(v.shape)}.")
     if v.shape[-2] != k.shape[-2]:
         raise ShapeMismatch(f"values must have one row per key: {v.shape[-2]} values for {k.shape[-2]} keys.")
     _check_finite(x, "inputs")
@@ -178,21 +227,23 @@ def _prepare(x, keys, values, mask, key_mask):
     return x, k, v, qmask, kmask
 
 
-def attend(x: torch.Tensor, similarity: str | Similarity = "cosine", temperature: float = 1.0,
-           mask: torch.Tensor | None = None, keys: torch.Tensor | None = None,
-           values: torch.Tensor | None = None, key_mask: torch.Tensor | None = None, causal: bool = False,
+def attend(x, similarity: str | Similarity = "cosine", temperature: float | None = None,
+           mask=None, keys=None, values=None, key_mask=None, causal: bool = False,
            **params) -> AttentionResult:
     """Attend from every element of ``x`` to every key.
 
-    x: ``(n, d)`` or ``(b, n, d)``; mask: bool ``(n,)`` / ``(b, n)``, True = real element (ragged
-    batches). ``keys``/``values`` default to ``x`` (self-attention); given, it is cross-attention and
+    x: ``(n, d)`` or with any leading batch dimensions ``(..., n, d)`` (e.g. multi-head
+    ``(batch, heads, n, d)``), torch or numpy; mask: bool ``x.shape[:-1]`` (``(n,)``, ``(b, n)``, ...),
+    True = real element (ragged batches). ``temperature=None``: the similarity's own default. ``keys``/``values`` default to ``x`` (self-attention); given, it is cross-attention and
     ``key_mask`` masks the keys (in self-attention ``mask`` masks both).
     ``causal``: query i sees only keys ``j <= i`` (with ``m > n`` keys, ``j <= i + (m - n)``: the
     queries are the last n positions), on top of any mask; the weights above that diagonal are exactly 0.
-    Returns scores and weights ``(..., n, m)`` and output ``(..., n, d_v)``.
+    Returns an :class:`AttentionResult`: scores and weights ``(..., n, m)`` and output ``(..., n, d_v)``,
+    torch tensors for a tensor ``x``, numpy arrays for a numpy ``x``.
     """
     sim = get_similarity(similarity)
-    t = check_temperature(temperature)
+    t = resolve_temperature(sim, temperature)
+    as_numpy = _is_numpy(x)
     x, k, v, qmask, kmask = _prepare(x, keys, values, mask, key_mask)
     pair = None
     if causal:
@@ -209,7 +260,8 @@ def attend(x: torch.Tensor, similarity: str | Similarity = "cosine", temperature
     if qmask is not None:  # padded queries attend to nothing
         pad = ~qmask.unsqueeze(-1)
         w = w.masked_fill_(pad, 0.0) if _can_write(w) else w.masked_fill(pad, 0.0)
-    return AttentionResult(scores=s, weights=w, output=w @ v, similarity=sim.name, temperature=t)
+    res = AttentionResult(scores=s, weights=w, output=w @ v, similarity=sim.name, temperature=t)
+    return _numpy_result(res) if as_numpy else res
 
 
 def block_size_for(m: int, batch: int = 1, budget: int = BLOCK_ELEMENTS) -> int:
@@ -217,20 +269,23 @@ def block_size_for(m: int, batch: int = 1, budget: int = BLOCK_ELEMENTS) -> int:
     return max(1, budget // max(1, m * batch))
 
 
-def attend_blocked(x: torch.Tensor, similarity: str | Similarity = "cosine", temperature: float = 1.0,
-                   mask: torch.Tensor | None = None, keys: torch.Tensor | None = None,
-                   values: torch.Tensor | None = None, key_mask: torch.Tensor | None = None,
+def attend_blocked(x, similarity: str | Similarity = "cosine", temperature: float | None = None,
+                   mask=None, keys=None, values=None, key_mask=None,
                    block_size: int | None = None, need_output: bool = True, need_received: bool = True,
                    **params) -> BlockedResult:
     """Outputs and attention received, computed ``block_size`` queries at a time (never ``n x m``).
 
-    ``received[..., j]`` is the weight key j receives, averaged over the valid queries.
+    Shapes as :func:`attend` (any leading batch dimensions); ``temperature=None``: the similarity's
+    own default. Returns a :class:`BlockedResult`: ``output (..., n, d_v)`` and ``received (..., m)``
+    (``received[..., j]`` is the weight key j receives, averaged over the valid queries), torch for a
+    tensor ``x``, numpy for a numpy ``x``.
     """
     sim = get_similarity(similarity)
-    t = check_temperature(temperature)
+    t = resolve_temperature(sim, temperature)
+    as_numpy = _is_numpy(x)
     x, k, v, qmask, kmask = _prepare(x, keys, values, mask, key_mask)
     n, m = x.shape[-2], k.shape[-2]
-    batch = x.shape[0] if x.dim() == 3 else 1
+    batch = math.prod(x.shape[:-2])
     bs = block_size or block_size_for(m, batch)
     if bs < 1:
         raise InvalidParameter(f"block_size must be at least 1, got {bs}.")
@@ -250,15 +305,21 @@ def attend_blocked(x: torch.Tensor, similarity: str | Similarity = "cosine", tem
     if received is not None:
         nq = qmask.sum(dim=-1, keepdim=True).clamp_min(1).to(x.dtype) if qmask is not None else n
         received = received / nq
-    return BlockedResult(output=out, received=received, similarity=sim.name, temperature=t, block_size=bs)
+    res = BlockedResult(output=out, received=received, similarity=sim.name, temperature=t, block_size=bs)
+    return _numpy_result(res) if as_numpy else res
 
 
-def attention_row(query: torch.Tensor, keys: torch.Tensor, similarity: str | Similarity = "cosine",
-                  temperature: float = 1.0, key_mask: torch.Tensor | None = None, **params) -> torch.Tensor:
+def attention_row(query, keys, similarity: str | Similarity = "cosine",
+                  temperature: float | None = None, key_mask=None, **params):
     """Weights of one query (``(d,) -> (m,)``) or a few (``(r, d) -> (r, m)``) over ``keys (m, d)``.
 
-    Apart from the ``(r, m)`` result it returns, it holds one block of scores at a time.
+    ``temperature=None``: the similarity's own default. Apart from the ``(r, m)`` result it returns, it
+    holds one block of scores at a time. Torch in -> torch out, numpy in -> numpy out.
     """
+    if _is_numpy(query):
+        return _to_numpy(attention_row(_as_tensor(query, "query"), _as_tensor(keys, "keys"), similarity,
+                                       temperature, _as_tensor(key_mask, "key_mask"), **params))
+    keys = _as_tensor(keys, "keys")
     single = query.dim() == 1
     q = query.unsqueeze(0) if single else query
     bs = block_size_for(keys.shape[-2])
@@ -268,20 +329,24 @@ def attention_row(query: torch.Tensor, keys: torch.Tensor, similarity: str | Sim
     return w[0] if single else w
 
 
-def attention_received(x: torch.Tensor, similarity: str | Similarity = "cosine", temperature: float = 1.0,
-                       mask: torch.Tensor | None = None, keys: torch.Tensor | None = None,
-                       key_mask: torch.Tensor | None = None, block_size: int | None = None, **params) -> torch.Tensor:
-    """Attention each key receives, averaged over the valid queries: ``(..., m)``, blocked."""
+def attention_received(x, similarity: str | Similarity = "cosine", temperature: float | None = None,
+                       mask=None, keys=None, key_mask=None, block_size: int | None = None, **params):
+    """Attention each key receives, averaged over the valid queries: ``(..., n, d) -> (..., m)``, blocked.
+    ``temperature=None``: the similarity's own default. Torch in -> torch out, numpy in -> numpy out."""
     return attend_blocked(x, similarity, temperature, mask=mask, keys=keys, key_mask=key_mask,
                           block_size=block_size, need_output=False, **params).received
 
 
-def causal_rows(x: torch.Tensor, similarity: str | Similarity, temperature: float, start: int = 0,
-                stop: int | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+def causal_rows(x: torch.Tensor, similarity: str | Similarity = "cosine", temperature: float | None = None,
+                start: int = 0, stop: int | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Rows ``start:stop`` of *causal* self-attention, as a decoder computes it: row i is
     ``softmax_j(sim(x_i, x_j) / T)`` over the keys ``j <= i`` only, every weight above the diagonal
     exactly 0. ``(n, d) -> (stop - start, n)``, or ``(b, n, d)`` with a padding ``mask (b, n)`` ->
-    ``(b, stop - start, n)`` (padded rows and columns 0). Memory O((stop - start) x n)."""
+    ``(b, stop - start, n)`` (padded rows and columns 0). Memory O((stop - start) x n).
+    ``temperature=None``: the similarity's own default. Torch in -> torch out, numpy in -> numpy out."""
+    if _is_numpy(x):
+        return _to_numpy(causal_rows(_as_tensor(x, "x"), similarity, temperature, start, stop,
+                                     _as_tensor(mask, "mask")))
     n = x.shape[-2]
     stop = n if stop is None else stop
     if not (0 <= start < stop <= n):
@@ -293,11 +358,15 @@ def causal_rows(x: torch.Tensor, similarity: str | Similarity, temperature: floa
     return torch.nn.functional.pad(w, (0, n - stop)) if stop < n else w
 
 
-def row_stats_blocked(x: torch.Tensor, similarity: str | Similarity, temperature: float,
+def row_stats_blocked(x: torch.Tensor, similarity: str | Similarity = "cosine", temperature: float | None = None,
                       causal: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Entropy of every self-attention row and the attention each token receives, ``(n, d) -> (n,), (n,)``,
     in one pass over blocks of rows (never n x n): the same numbers as ``row_entropy(W)`` and ``W.mean(0)``
-    where ``W`` is ``attend(x, ..., causal=causal).weights``."""
+    where ``W`` is ``attend(x, ..., causal=causal).weights``. ``temperature=None``: the similarity's own
+    default. Torch in -> torch out, numpy in -> numpy out."""
+    if _is_numpy(x):
+        e, r = row_stats_blocked(_as_tensor(x, "x"), similarity, temperature, causal)
+        return _to_numpy(e), _to_numpy(r)
     n = x.shape[0]
     bs = block_size_for(n)
     entropy = torch.empty(n, dtype=x.dtype, device=x.device)
@@ -312,14 +381,19 @@ def row_stats_blocked(x: torch.Tensor, similarity: str | Similarity, temperature
     return entropy, received / n
 
 
-def row_entropy(weights: torch.Tensor) -> torch.Tensor:
-    """Shannon entropy of each row in nats, ``(..., n, m) -> (..., n)``; 0·log 0 = 0."""
+def row_entropy(weights):
+    """Shannon entropy of each row in nats, ``(..., n, m) -> (..., n)``; 0·log 0 = 0.
+    Torch in -> torch out, numpy in -> numpy out."""
+    if _is_numpy(weights):
+        return _to_numpy(row_entropy(_as_tensor(weights, "weights")))
     return -torch.special.xlogy(weights, weights).sum(dim=-1)
 
 
-def effective_tokens(weights: torch.Tensor) -> torch.Tensor:
-    """exp(entropy): how many keys a row attends to 'in effect' (1 = one key, m = uniform)."""
-    return row_entropy(weights).exp()
+def effective_tokens(weights):
+    """exp(entropy): how many keys a row attends to 'in effect' (1 = one key, m = uniform), ``(..., n, m) -> (..., n)``.
+    Torch in -> torch out, numpy in -> numpy out."""
+    e = row_entropy(weights)
+    return np.exp(e) if _is_numpy(e) else e.exp()
 
 
 def top_pairs(weights: torch.Tensor, k: int = 10, exclude_diagonal: bool = False) -> list[tuple[int, int, float]]:
