@@ -2,7 +2,7 @@
 every sentence and matrix layout from attnviz.explain, every figure from attnviz.figures).
 
 Session state: ``head_text``, ``head_layer``, ``head_head``, ``head_view`` (a key of HEAD_VIEWS), ``head_step``,
-``head_token`` (the selected query row, shared by every view). Clicks: ``head_overview_chart`` (a thumbnail opens
+``head_token`` (the selected query row, shared by every view: each matrix follows it). Clicks: ``head_overview_chart`` (a thumbnail opens
 that head step by step), ``head_qk_chart`` (a query becomes the selected token), ``head_m_<name>_chart``
 (a cell of a step's matrix, read by ``ui.classroom.clickable_matrix``).
 """
@@ -34,8 +34,6 @@ from ui.widgets import current_device, show_error, similarity_picker
 
 DEFAULT_TEXT = "The kitten sat on the mat because it was warm."
 DEFAULT_HEAD = (2, 5)
-#: every clickable matrix of the step track (its row follows the selected token)
-MATRIX_KEYS = ("h", "q", "k", "v", "scores", "masked", "weights", "seed_weights", "context", "output")
 
 
 @st.cache_data(max_entries=32, ttl=3600, show_spinner="Reading every head of the model…")
@@ -53,12 +51,6 @@ def _swap(text: str, layer: int, head, similarity: str, temperature: float, devi
     return swap_head_similarity(text, layer, head, similarity, temperature, device=device)
 
 
-def _select_token(i: int) -> None:
-    st.session_state["head_token"] = i
-    for name in MATRIX_KEYS:
-        st.session_state[f"head_m_{name}_row"] = i
-
-
 def _read_clicks(n_layers: int, n_heads: int, n: int) -> None:
     """Apply a new click on the overview or the q/k picture before the widgets it changes are drawn."""
     cell = parse_clicked_cell(st.session_state.get("head_overview_chart"), n_layers, n_heads)
@@ -68,7 +60,7 @@ def _read_clicks(n_layers: int, n_heads: int, n: int) -> None:
     st.session_state["head_overview_seen"] = cell
     q = parse_clicked_point(st.session_state.get("head_qk_chart"), curve=0, size=n)
     if q is not None and q != st.session_state.get("head_qk_seen"):
-        _select_token(q)
+        st.session_state["head_token"] = q  # every matrix of the step track follows it
     st.session_state["head_qk_seen"] = q
 
 
@@ -79,11 +71,13 @@ def _go(delta: int) -> None:
 def _explained(trace, name: str, key: str | None = None) -> None:
     m = head_matrix(trace, name)
     key = key or name
-    token = int(st.session_state.get("head_token", 0))
+    token = min(int(st.session_state.get("head_token", 0)), trace.n - 1)
+    if st.session_state.get(f"head_m_{key}_synced") != token:  # another view selected a token: follow it
+        st.session_state[f"head_m_{key}_row"] = token
     i, j = clickable_matrix(m.z, list(m.col_labels), list(m.row_labels), key=f"head_m_{key}", title=m.title,
                             x_title=m.col_title, y_title=m.row_title, colorbar_title=m.colorbar, caption=m.caption,
                             default=(min(token, trace.n - 1), 1 if m.z.shape[1] > 1 else 0))
-    st.session_state["head_token"] = i
+    st.session_state["head_token"] = st.session_state[f"head_m_{key}_synced"] = i
     with st.container(border=True, key=f"head_explain_{key}"):
         st.markdown(f"**This number:** {md_escape(trace.explain(m.name, i, j))}")
 

