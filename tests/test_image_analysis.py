@@ -26,7 +26,7 @@ def photo():
 
 @pytest.fixture(scope="module")
 def feats(photo):
-    return compute_features(photo)
+    return compute_features(photo, features="handcrafted")  # the 16 x 24 grid of hand-made cells
 
 
 @pytest.mark.parametrize("similarity", list(SIMILARITIES))
@@ -181,19 +181,39 @@ def test_csv_export(photo, feats):
 
 
 def test_html_is_self_contained_and_escaped(photo, feats, tmp_path):
+    from html.parser import HTMLParser
+
+    class Tags(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.imgs, self.text = [], [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            if tag == "img":
+                self.imgs.append(dict(attrs))
+
+        def handle_data(self, data):
+            self.text.append(data)
+
     res = attend_patches(photo, feats, query=(1, 2))
-    res.similarity = "<script>alert(1)</script>"  # as if a user string reached the caption
+    res.similarity = "<script>alert(1)</script>"  # as if a user string reached the page
     page = res.to_html()
-    assert "<script" not in page.lower() and "&lt;script&gt;" in page
+    parsed = Tags()
+    parsed.feed(page)
+    assert page.startswith("<!DOCTYPE html>") and "title" in parsed.tags and "table" in parsed.tags
+    assert "script" not in parsed.tags and "<script" not in page.lower()
+    assert "<script>alert(1)</script>" in "".join(parsed.text)  # shown as text, not markup
     assert "http://" not in page and "https://" not in page
-    srcs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(srcs) == 2
-    overlay = Image.open(io.BytesIO(base64.b64decode(srcs[0])))
+    srcs = [i["src"] for i in parsed.imgs]
+    assert len(srcs) == 1 and srcs[0].startswith("data:image/png;base64,")  # hand-made features: no ViT figures
+    overlay = Image.open(io.BytesIO(base64.b64decode(srcs[0].split(",", 1)[1])))
     assert overlay.size == (480, 320)
-    assert res._repr_html_().startswith("<figure")
+    assert 'class="attnviz-legend"' in page
+    assert res._repr_html_().startswith('<div class="attnviz-image">')
     res.similarity = "cosine"
     saved = res.save(tmp_path / "r.html").read_text()
-    assert saved.startswith("<!doctype html>")
+    assert saved.startswith("<!DOCTYPE html>")
 
 
 def test_save_rejects_unknown_suffix(photo, feats, tmp_path):

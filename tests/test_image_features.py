@@ -131,34 +131,34 @@ def test_compute_copy_is_downscaled_but_keeps_pixels_per_patch():
 # ------------------------------------------------------------------------- alike regions attend alike
 
 def test_sky_attends_to_sky(china):
-    res0 = analyze_image(china)
+    res0 = analyze_image(china, features="handcrafted")
     sky = cell_fraction(sky_mask(china), res0.grid) > 0.5
     share = sky.mean()
     assert 0.2 < share < 0.5  # the sky is a third of the photo
     sky_patches = [tuple(rc) for rc in np.argwhere(sky)]
     for q in [(0, 0), (1, 3), (2, 20), (0, 12)]:
         assert q in sky_patches
-        res = analyze_image(china, query=q)  # cosine, its default temperature
+        res = analyze_image(china, features="handcrafted", query=q)  # cosine, its default temperature
         assert res.row[sky].sum() > 0.85, q
     for sim in ("dot", "euclidean", "rbf", "general"):
-        res = analyze_image(china, query=(1, 3), similarity=sim)
+        res = analyze_image(china, features="handcrafted", query=(1, 3), similarity=sim)
         assert res.row[sky].sum() > 0.6, sim  # "mostly", well above the sky's 35 % share
 
 
 def test_flower_attends_to_the_flower(flower):
-    res0 = analyze_image(flower)
+    res0 = analyze_image(flower, features="handcrafted")
     petals = cell_fraction(orange_mask(flower), res0.grid) > 0.5
     assert 0.15 < petals.mean() < 0.35
     for q in [(8, 12), (6, 10), (12, 9)]:
         assert petals[q]
-        res = analyze_image(flower, query=q)
+        res = analyze_image(flower, features="handcrafted", query=q)
         assert res.row[petals].sum() > 0.9, q
         for sim in ("dot", "general"):
-            assert analyze_image(flower, query=q, similarity=sim).row[petals].sum() > 0.8, (sim, q)
+            assert analyze_image(flower, features="handcrafted", query=q, similarity=sim).row[petals].sum() > 0.8, (sim, q)
 
 
 def test_leaves_attend_to_leaves(flower):
-    res = analyze_image(flower, query=(1, 1))
+    res = analyze_image(flower, features="handcrafted", query=(1, 1))
     petals = cell_fraction(orange_mask(flower), res.grid) > 0.2
     assert res.row[~petals].sum() > 0.95
 
@@ -168,7 +168,7 @@ def test_synthetic_discs_attend_to_the_other_discs():
     red = (arr[..., 0] == 200) & (arr[..., 1] == 40)
     g = patch_grid((480, 320))
     q = g.locate(0.18 * 480, 0.25 * 320)  # the centre of the first disc
-    res = analyze_image(arr, query=q)
+    res = analyze_image(arr, features="handcrafted", query=q)
     redness = cell_fraction(red, res.grid)
     far_discs = (redness > 0.3)
     far_discs[max(0, q[0] - 2):q[0] + 3, max(0, q[1] - 2):q[1] + 3] = False

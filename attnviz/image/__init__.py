@@ -3,7 +3,8 @@
 The pipeline, each step cacheable on its own::
 
     image = load_image(source)                 # upright RGB PIL image, full resolution
-    feats = compute_features(image, patch=32)  # PatchFeatures: grid + (rows*cols, d) features   (slow part)
+    feats = compute_features(image)            # PatchFeatures: DINOv2's patch grid + (rows*cols, d)   (slow part)
+    feats = compute_features(image, features="handcrafted", patch=32)   # hand-made colour & texture
     res = attend_patches(image, feats, similarity="cosine", temperature=0.1, query=(3, 4))  # fast part
     res.to_png(cmap="viridis", opacity=0.6); res.to_json(); res.to_html(); res.save("overlay.png")
 
@@ -13,7 +14,8 @@ One job per module:
 
 * :mod:`~attnviz.image.load` — safe loading (:func:`load_image`, :func:`load_upload`, :func:`to_rgb`), limits;
 * :mod:`~attnviz.image.grid` — the patch grid (:class:`PatchGrid`, :func:`patch_grid`), compute and display copies;
-* :mod:`~attnviz.image.features` — hand-made features, a pretrained :class:`FeatureExtractor` applied per patch;
+* :mod:`~attnviz.image.features` — :func:`compute_features`: DINOv2 or hand-made features, a :class:`FeatureExtractor`;
+* :mod:`~attnviz.image.vit_features` — DINOv2's patch tokens and the one cached ViT forward (:func:`cached_vit`);
 * :mod:`~attnviz.image.analysis` — :func:`attend_patches`, :func:`analyze_image`, :class:`ImageAnalysis`;
 * :mod:`~attnviz.image.samples` — the shipped sample photos and :func:`synthetic_scene`.
 
@@ -59,6 +61,9 @@ from .load import (MAX_FILE_BYTES, MAX_IMAGE_PIXELS, MAX_JPEG_METADATA_BYTES, MA
                    SUPPORTED_FORMATS, UPLOAD_TYPES, configured_max_pixels, image_digest, jpeg_structure, load_image,
                    load_upload, to_rgb)
 from .samples import SAMPLE_QUERY, SAMPLES, sample_path, synthetic_scene
+from .vit_features import (DEFAULT_FEATURES, FEATURE_KINDS, VIT_RUNS, ViTCache, VisionModelMissing, cached_vit,
+                           default_features, dinov2_features, fallback_notice, features_available, pixels_digest,
+                           vit_key)
 from ..loaders.extractor import load_extractor  # noqa: E402  (after .features: it builds FeatureExtractors)
 
 __all__ = [
@@ -70,4 +75,6 @@ __all__ = [
     "patch_label", "PatchSizeRange", "patch_size_range", "smallest_patch", "rgb_to_lab", "handcrafted_features",
     "standardise", "patch_features", "FeatureExtractor", "load_extractor", "PatchFeatures", "compute_features",
     "ImageAnalysis", "attend_patches", "analyze_image", "SAMPLES", "SAMPLE_QUERY", "sample_path", "synthetic_scene",
+    "FEATURE_KINDS", "DEFAULT_FEATURES", "VIT_RUNS", "ViTCache", "VisionModelMissing", "features_available",
+    "fallback_notice", "default_features", "dinov2_features", "cached_vit", "vit_key", "pixels_digest",
 ]

