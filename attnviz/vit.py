@@ -229,6 +229,13 @@ class ViTAttention:
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent, allow_nan=False)
 
+    def to_html(self, layer: int = -1) -> str:
+        """A self-contained HTML page: sizes, every head's [CLS] map of ``layer`` as thumbnails, the rollout and
+        the sinks (:func:`attnviz.image.report.vit_html`; inline PNGs, no script, no CDN)."""
+        from .image.report import vit_html
+
+        return vit_html(self, layer)
+
     def _repr_html_(self) -> str:
         """What Jupyter shows: the sizes and the last layer's head-mean [CLS] map as an inline PNG (no script,
         nothing remote; the only strings are this module's own, escaped anyway)."""
