@@ -356,18 +356,46 @@ def import_tree(argv: list[str], top: int = 8) -> list[dict]:
     return sorted(rows, key=lambda r: -r["ms"])[:top]
 
 
+#: a server process's heap (streamlit, torch, transformers, the model): what one full garbage collection walks,
+#: and the first torch.profiler session in the process (docs/deploy.md and docs/limits.md quote both)
+SERVER_HEAP = ("import gc, json, statistics, time\n"
+               "import streamlit, torch\n"
+               "import attnviz.text as T\n"
+               "T.analyze_text('The kitten sat on the mat.', device='cpu')\n"
+               "gc.collect()\n"
+               "runs = []\n"
+               "for _ in range(3):\n"
+               "    t = time.perf_counter(); gc.collect(2); runs.append(time.perf_counter() - t)\n"
+               "t = time.perf_counter()\n"
+               "from torch.profiler import ProfilerActivity, profile\n"
+               "with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:\n"
+               "    torch.ones(8) + 1\n"
+               "events = list(prof.profiler.kineto_results.events())\n"
+               "print(json.dumps({'gc_collect_s': statistics.median(runs), 'profiler_start_s': time.perf_counter() - t}))\n")
+
+
+def server_heap() -> dict:
+    """``{"gc_collect_s", "profiler_start_s"}`` in a fresh process holding what a server process holds."""
+    out = subprocess.run([sys.executable, "-c", SERVER_HEAP], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    if out.returncode != 0:
+        raise RuntimeError(f"server heap child failed: {(out.stderr.strip().splitlines() or ['no output'])[-1]}")
+    return {k: _r(v) for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
+
+
 def bench_cold(repeats: int = 3) -> dict:
     """Fresh processes, seconds (medians; the file cache is warm after one warm-up run of each):
     ``help_s`` = ``python -m attnviz --help``, ``import_s`` = ``python -c "import attnviz"``,
     ``text_ratio`` = ``attnviz text "hi"`` over COLD_BASELINE (interleaved pairs), ``python_s`` = an empty
-    interpreter (the floor of every fresh process); ``import_top``: the import tree of ``attnviz text "hi"``."""
+    interpreter (the floor of every fresh process); ``import_top``: the import tree of ``attnviz text "hi"``;
+    ``gc_collect_s`` and ``profiler_start_s``: see SERVER_HEAP."""
     help_s = median_time(lambda: _process(["-m", "attnviz", "--help"]), repeats)
     import_s = median_time(lambda: _process(["-c", "import attnviz"]), repeats)
     python_s = median_time(lambda: _process(["-c", "pass"]), repeats)
     p = paired(lambda: _process(["-c", COLD_BASELINE]), lambda: _process(["-m", "attnviz", "text", "hi"]), repeats)
     return {"help_s": _r(help_s), "import_s": _r(import_s), "python_s": _r(python_s), "text_ratio": _r(p["ratio"]),
             "text_s": _r(p["candidate"], 2), "baseline_s": _r(p["baseline"], 2), "best_ratio": _r(p["best_ratio"]),
-            "import_top": import_tree(["-m", "attnviz", "text", "hi"])}
+            "import_top": import_tree(["-m", "attnviz", "text", "hi"]), **server_heap()}
 
 
 # --------------------------------------------------------------------------------------------- all
