@@ -26,12 +26,16 @@ __version__ = "0.1.0"
 _LAZY = {
     **dict.fromkeys(("BLOCK_ELEMENTS", "AttentionResult", "BlockedResult", "attend", "attend_blocked",
                      "attention_received", "attention_row", "effective_tokens", "masked_softmax", "row_entropy",
-                     "scores", "top_pairs"), "attention"),
+                     "scores", "top_pairs", "resolve_temperature"), "attention"),
     **dict.fromkeys(("available_devices", "best_device", "resolve_device", "run_with_fallback"), "devices"),
     **dict.fromkeys(("ParallelAttention", "SequentialAttention"), "models"),
     **dict.fromkeys(("SIMILARITIES", "Similarity", "get_similarity"), "similarity"),
     "analyze_text": "text",
     "analyze_image": "image",
+    **dict.fromkeys(("model_attentions", "ModelAttention"), "text"),
+    "from_attention": "byo",
+    "register_model": "loaders.hf",
+    "save": "export",
 }
 
 
@@ -55,4 +59,5 @@ __all__ = [
     "attention_row", "attention_received", "row_entropy", "effective_tokens", "top_pairs", "AttentionResult",
     "BlockedResult", "BLOCK_ELEMENTS", "SequentialAttention", "ParallelAttention", "available_devices",
     "best_device", "resolve_device", "run_with_fallback", "AttnvizError", "analyze_text", "analyze_image",
+    "model_attentions", "ModelAttention", "from_attention", "register_model", "save", "resolve_temperature",
 ]

@@ -168,15 +168,17 @@ def unique_labels(labels: list[str], start: int = 0) -> list[str]:
     return [f"{i}·{escape_label(t)}" for i, t in enumerate(labels, start)]
 
 
-def matrix_png(weights, cmap_name: str = DEFAULT_COLORMAP, cell: int | None = None, max_side: int = 2048) -> bytes:
-    """The matrix as a PNG (one square per cell, scaled so the longer side is <= ``max_side``)."""
+def matrix_png(weights, cmap_name: str = DEFAULT_COLORMAP, cell: int | None = None, max_side: int = 2048,
+               background=None) -> bytes:
+    """The matrix as a PNG (one square per cell, scaled so the longer side is <= ``max_side``), no labels
+    (:func:`labelled_matrix_png` adds them and a colour bar). NaN cells (a grid's gaps) are drawn in
+    :data:`BACKGROUND` (or ``background``), never in the colour of 0."""
     from PIL import Image
 
     z = np.asarray(weights, dtype=np.float64)
     if z.ndim != 2 or z.size == 0:
         raise InvalidParameter(f"matrix_png takes a non-empty (n, m) matrix, got shape {z.shape}.")
-    scaled, _, _ = normalise(z)
-    rgb = colormap(cmap_name)(scaled)
+    rgb = matrix_rgb(z, cmap_name, background=BACKGROUND if background is None else background)
     cell = cell or max(1, min(32, max_side // max(z.shape)))
     img = Image.fromarray(rgb, "RGB").resize((z.shape[1] * cell, z.shape[0] * cell), Image.NEAREST)
     buf = io.BytesIO()
@@ -225,3 +227,146 @@ def __getattr__(name: str):
 
         return matrix_figure
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ------------------------------------------------------------------- labelled pictures and tables
+
+#: what a view's background (and the gaps between a grid's blocks) is drawn in: never a colour of the map
+BACKGROUND = (255, 255, 255)
+#: above this many tokens an HTML view shows the matrix as a labelled PNG instead of a table of cells
+TABLE_MAX_TOKENS = 64
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except Exception:  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _short(label, max_chars: int) -> str:
+    s = " ".join(str(label).split())  # newlines and tabs would break a one-line label
+    return s if len(s) <= max_chars else s[:max_chars - 1] + "…"
+
+
+def _spaced(labels: list[str], cell: int, font_h: int) -> list[tuple[int, str]]:
+    """(index, label) of the non-empty labels that fit: each centre at least ``font_h`` px after the last."""
+    kept, last = [], None
+    for i, t in enumerate(labels):
+        if not t:
+            continue
+        centre = i * cell + cell / 2
+        if last is None or centre - last >= font_h:
+            kept.append((i, t))
+            last = centre
+    return kept
+
+
+def matrix_rgb(weights, cmap_name: str = DEFAULT_COLORMAP, vmin: float | None = None, vmax: float | None = None,
+               background=BACKGROUND) -> np.ndarray:
+    """``(n, m)`` values -> ``(n, m, 3)`` uint8: the colour map over ``vmin..vmax`` (default: the finite
+    range), NaN cells (a grid's gaps) in ``background``."""
+    z = np.asarray(weights, dtype=np.float64)
+    scaled, _, _ = normalise(z, vmin, vmax)
+    rgb = colormap(cmap_name)(scaled)
+    rgb[~np.isfinite(z)] = background
+    return rgb
+
+
+def labelled_matrix_png(weights, row_labels=None, col_labels=None, *, title: str = "",
+                        cmap_name: str = DEFAULT_COLORMAP, vmin: float | None = None, vmax: float | None = None,
+                        cell: int | None = None, max_side: int = 2048, bar_label: str = "attention weight",
+                        font_size: int = 12, max_label_chars: int = 24, background=BACKGROUND) -> bytes:
+    """An ``(n, m)`` matrix as a PNG with its labels and a colour bar: row labels on the left, column labels
+    above (read upwards; default: the row labels for a square matrix), ``title`` on top, the bar (``vmin..vmax``, default the finite range) on the right.
+
+    Labels are drawn as text by Pillow (never parsed), shortened to ``max_label_chars``; where cells are
+    smaller than the font, every label that fits is drawn. NaN cells and the margins are ``background``.
+    """
+    from PIL import Image, ImageDraw
+
+    from .overlay import colorbar
+
+    z = np.asarray(weights, dtype=np.float64)
+    if z.ndim != 2 or z.size == 0:
+        raise InvalidParameter(f"labelled_matrix_png takes a non-empty (n, m) matrix, got shape {z.shape}.")
+    n, m = z.shape
+    if col_labels is None and row_labels is not None and n == m:  # self-attention: the same tokens both ways
+        col_labels = row_labels
+    rows = [_short(t, max_label_chars) for t in (row_labels if row_labels is not None else [""] * n)]
+    cols = [_short(t, max_label_chars) for t in (col_labels if col_labels is not None else [""] * m)]
+    if len(rows) != n or len(cols) != m:
+        raise InvalidParameter(f"{len(rows)} row and {len(cols)} column labels for a {n} x {m} matrix.")
+    finite = z[np.isfinite(z)]
+    lo = float(finite.min()) if vmin is None and finite.size else float(vmin if vmin is not None else 0.0)
+    hi = float(finite.max()) if vmax is None and finite.size else float(vmax if vmax is not None else 1.0)
+    cell = int(cell or max(1, min(32, max_side // max(n, m))))
+    font = _font(font_size)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    font_h = font_size + 2
+    row_kept, col_kept = _spaced(rows, cell, font_h), _spaced(cols, cell, font_h)
+    row_w = max([int(probe.textlength(t, font=font)) for _, t in row_kept] + [0]) + (6 if row_kept else 0)
+    col_h = max([int(probe.textlength(t, font=font)) for _, t in col_kept] + [0]) + (6 if col_kept else 0)
+    title_h = font_size + 10 if title else 0
+    heat = Image.fromarray(matrix_rgb(z, cmap_name, lo, hi, background), "RGB").resize((m * cell, n * cell), Image.NEAREST)
+    bar = Image.fromarray(colorbar(lo, hi, cmap_name, length=max(96, min(n * cell, 512)), label=bar_label or None,
+                                   font_size=font_size))
+    x0, y0 = row_w + 2, title_h + col_h + 2
+    width = x0 + m * cell + 12 + bar.width + 4
+    height = max(y0 + n * cell, y0 + bar.height) + 4
+    if title:
+        width = max(width, int(probe.textlength(_short(title, 160), font=font)) + 8)
+    canvas = Image.new("RGB", (width, height), tuple(background))
+    canvas.paste(heat, (x0, y0))
+    canvas.paste(bar, (x0 + m * cell + 12, y0))
+    d = ImageDraw.Draw(canvas)
+    if title:
+        d.text((4, 4), _short(title, 160), fill=(0, 0, 0), font=font)
+    for i, t in row_kept:
+        d.text((x0 - 4, y0 + i * cell + cell / 2), t, fill=(0, 0, 0), font=font, anchor="rm")
+    if col_kept:  # drawn along a strip, then turned a quarter counter-clockwise: read upwards, ending at the matrix
+        strip = Image.new("RGB", (col_h, m * cell), tuple(background))
+        sd = ImageDraw.Draw(strip)
+        for j, t in col_kept:
+            sd.text((4, j * cell + cell / 2), t, fill=(0, 0, 0), font=font, anchor="lm")
+        canvas.paste(strip.rotate(90, expand=True), (x0, title_h))
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def matrix_table_html(weights, row_labels, col_labels=None, *, cmap_name: str = DEFAULT_COLORMAP,
+                      vmin: float | None = None, vmax: float | None = None, caption: str = "",
+                      cell_px: int = 18) -> str:
+    """An ``(n, m)`` matrix as an HTML table: escaped token labels as header cells, each cell's colour an
+    inline style built from its number (and its value in ``title``). No script, no remote resource."""
+    z = np.asarray(weights, dtype=np.float64)
+    if z.ndim != 2:
+        raise InvalidParameter(f"matrix_table_html takes an (n, m) matrix, got shape {z.shape}.")
+    col_labels = row_labels if col_labels is None else col_labels
+    scaled, _, _ = normalise(z, vmin, vmax)
+    cmap = colormap(cmap_name)
+    rgb = cmap(scaled)
+    head = "".join(f'<th scope="col" style="writing-mode:vertical-rl;transform:rotate(180deg);font-weight:normal;'
+                   f'padding:2px 0;max-height:10em;overflow:hidden">{html.escape(str(c))}</th>' for c in col_labels)
+    body = []
+    for i, label in enumerate(row_labels):
+        cells = "".join(
+            f'<td title="{format_number(z[i, j])}" style="width:{cell_px}px;height:{cell_px}px;padding:0;'
+            f'background:#{r:02x}{g:02x}{b:02x}"></td>' if np.isfinite(z[i, j]) else
+            f'<td style="width:{cell_px}px;height:{cell_px}px;padding:0"></td>'
+            for j, (r, g, b) in enumerate(rgb[i].tolist()))
+        body.append(f'<tr><th scope="row" style="text-align:right;font-weight:normal;padding:0 4px;'
+                    f'white-space:nowrap">{html.escape(str(label))}</th>{cells}</tr>')
+    cap = f'<caption style="caption-side:top;text-align:left">{html.escape(caption)}</caption>' if caption else ""
+    return ('<table class="attnviz-matrix" style="border-collapse:collapse;font-size:0.75em;line-height:1">'
+            f'{cap}<thead><tr><th></th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+
+
+def png_data_uri(png: bytes) -> str:
+    """``data:image/png;base64,...`` for an ``<img src>`` that needs nothing from the network."""
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")

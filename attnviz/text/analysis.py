@@ -38,7 +38,8 @@ from ..attention import (
 )
 from ..devices import run_with_fallback
 from ..errors import EmptyText, InvalidParameter, TextTooLong
-from ..highlight import highlight_html, ranks_of, standalone_html
+from ..highlight import highlight_html, ranks_of
+from ..loaders.hf import model_source
 from ..models import SequentialAttention
 from ..similarity import get_similarity
 from .encoders import CAUSAL_NOTE, RANDOM_SEED, Encoding, embed_query, encode_text, encode_texts
@@ -135,34 +136,68 @@ class TextAnalysis:
         return highlight_html(self.text, self.offsets, self.scores, labels=self.tokens, cmap=cmap,
                               legend=legend, legend_label=self.score_label())
 
+    def _picture(self, what: str = "auto") -> tuple[np.ndarray, list[str], list[str], str]:
+        """What :meth:`to_png` draws: (values, row labels, column labels, title). ``"auto"``: the query's
+        scores for a query result (its matrix is the self-attention, not what the query asked), else the
+        matrix when there is one, else the scores."""
+        if what not in ("auto", "matrix", "scores"):
+            raise InvalidParameter(f"to_png draws 'matrix', 'scores' or 'auto', not {what!r}.")
+        if what == "matrix" and self.weights is None:
+            raise InvalidParameter("This result has no matrix (more than "
+                                   f"{MATRIX_MAX_TOKENS:,} tokens, or include_matrix=False): draw what='scores'.")
+        if what == "auto":
+            what = "matrix" if self.weights is not None and self.score_kind != "query" else "scores"
+        if what == "matrix":
+            return (np.asarray(self.weights), list(self.tokens), list(self.tokens),
+                    f"self-attention · {self.similarity}, T = {self.temperature:g}")
+        row = f"query {self.query!r}" if self.score_kind == "query" else (
+            f"token {self.token}" if self.score_kind == "row" else "received")
+        return np.asarray(self.scores)[None, :], [row], list(self.tokens), self.caption()
+
     def html_fragment(self, cmap: str = "cividis") -> str:
-        """Settings line, legend, highlighted text and notes as one HTML fragment: inline styles only,
-        every string from the text escaped, no script, no remote resource."""
+        """Settings line, highlighted text with its legend, the matrix (token labels as text, colour bar;
+        a labelled PNG above ``TABLE_MAX_TOKENS`` tokens) and notes as one HTML fragment: inline styles
+        only, every string from the text escaped, no script, no remote resource."""
+        from ..render import TABLE_MAX_TOKENS, labelled_matrix_png, legend_html, matrix_table_html, png_data_uri
+
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
-        return (f'<p style="color:#444;font-size:0.9em">{html.escape(self.caption())}</p>'
-                + self.highlight(cmap) + (f'<ul style="color:#555;font-size:0.85em">{notes}</ul>' if notes else ""))
+        parts = [f'<p style="color:#444;font-size:0.9em">{html.escape(self.caption())}</p>', self.highlight(cmap)]
+        z, rows, cols, title = self._picture("auto")
+        if len(cols) <= TABLE_MAX_TOKENS:
+            view = matrix_table_html(z, rows, cols, cmap_name=cmap, caption=title)
+        else:
+            alt = f"{title}; tokens: " + " ".join(cols[:200])
+            view = (f'<p style="font-size:0.9em">{html.escape(title)}</p><img alt="{html.escape(alt, quote=True)}" '
+                    f'style="max-width:100%;height:auto" src="{png_data_uri(labelled_matrix_png(z, rows, cols, cmap_name=cmap))}">')
+        parts.append(f'<div style="margin:1em 0;overflow-x:auto">{view}'
+                     f'{legend_html(float(z.min()), float(z.max()), cmap, "attention weight")}</div>')
+        if notes:
+            parts.append(f'<ul style="color:#555;font-size:0.85em">{notes}</ul>')
+        return "".join(parts)
 
     def to_html(self, title: str | None = None, cmap: str = "cividis") -> str:
-        """A standalone HTML page (no CDN, no JavaScript): the highlighted text, legend and settings."""
-        return standalone_html(self.html_fragment(cmap), title or "attnviz: attention over text")
+        """One standalone page (:func:`attnviz.export.html_page`: no CDN, no JavaScript, images only as
+        ``data:``): :meth:`html_fragment` under a title."""
+        from ..export import html_page
+
+        return html_page(self.html_fragment(cmap), title or "attnviz: attention over text")
 
     def _repr_html_(self) -> str:
         """What Jupyter shows for a result: :meth:`html_fragment` (nothing to load, so never blank)."""
         return f'<div class="attnviz-result">{self.html_fragment()}</div>'
 
-    def to_png(self, what: str = "auto", cmap: str = "cividis", cell: int | None = None) -> bytes:
-        """A PNG via :func:`attnviz.render.matrix_png`, ``cell`` pixels per weight (default: the longer
-        side <= 2048 px). ``what``: ``"matrix"`` the (n, n) weights (query rows top to bottom, keys left
-        to right), ``"scores"`` the n scores as one row, ``"auto"`` the matrix when there is one."""
-        from ..render import matrix_png
+    def to_png(self, what: str = "auto", cmap: str = "cividis", cell: int | None = None, *, labels: bool = True) -> bytes:
+        """A PNG with token labels and a colour bar (:func:`attnviz.render.labelled_matrix_png`), ``cell``
+        pixels per weight (default: the longer side <= 2048 px). ``what``: ``"matrix"`` the (n, n) weights
+        (query rows top to bottom, keys left to right), ``"scores"`` the n scores as one row, ``"auto"``
+        the query's scores for a query result, else the matrix when there is one. ``labels=False``: the
+        bare cells (:func:`attnviz.render.matrix_png`)."""
+        from ..render import labelled_matrix_png, matrix_png
 
-        if what not in ("auto", "matrix", "scores"):
-            raise InvalidParameter(f"to_png draws 'matrix', 'scores' or 'auto', not {what!r}.")
-        if what == "matrix" and self.weights is None:
-            raise InvalidParameter("This result has no matrix (a query, or more than "
-                                   f"{MATRIX_MAX_TOKENS:,} tokens): draw what='scores'.")
-        z = self.weights if what != "scores" and self.weights is not None else np.asarray(self.scores)[None, :]
-        return matrix_png(z, cmap, cell=cell)
+        z, rows, cols, title = self._picture(what)
+        if not labels:
+            return matrix_png(z, cmap, cell=cell)
+        return labelled_matrix_png(z, rows, cols, title=title, cmap_name=cmap, cell=cell)
 
     def to_csv(self) -> str:
         """The matrix as CSV when there is one, else one row per token with its score."""
@@ -172,24 +207,13 @@ class TextAnalysis:
             return weights_csv(self.weights, self.tokens, self.tokens)
         return weights_csv(self.scores[:, None], self.tokens, [self.score_kind])
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write ``.html``/``.htm`` (standalone page), ``.json``, ``.csv`` or ``.png`` (:meth:`to_png`)
-        by the file's suffix."""
-        p = Path(path)
-        suffix = p.suffix.lower()
-        if suffix == ".png":
-            p.write_bytes(self.to_png())
-            return p
-        if suffix in (".html", ".htm"):
-            content = self.to_html()
-        elif suffix == ".json":
-            content = self.to_json()
-        elif suffix == ".csv":
-            content = self.to_csv()
-        else:
-            raise InvalidParameter(f"Cannot save as {suffix or 'a file without suffix'}: use .html, .json, .csv or .png.")
-        p.write_text(content, encoding="utf-8")
-        return p
+    def save(self, path: str | os.PathLike, **style) -> Path:
+        """Write ``.html``/``.htm`` (standalone page), ``.json``, ``.csv`` or ``.png`` (:meth:`to_png`: for a
+        query result the query's scores) by the file's suffix, through :func:`attnviz.export.save`;
+        ``style`` (e.g. ``cmap``) goes to the pictures."""
+        from ..export import save
+
+        return save(self, path, **style)
 
 
 def resolve_temperature(similarity: str, temperature: float | None) -> float:
@@ -381,13 +405,16 @@ def analyze_text(text: str, similarity: str = "cosine", temperature: float | Non
                  encoder: str = "contextual", query: str | None = None, device: str | torch.device | None = None,
                  model_path: str | os.PathLike | None = None, *, merge_words: bool = False, token: int | None = None,
                  include_matrix: bool | str = "auto", row_stats: bool = True, seed: int = RANDOM_SEED,
-                 causal: bool | None = None) -> TextAnalysis:
+                 causal: bool | None = None, model=None, tokenizer=None) -> TextAnalysis:
     """Tokenize, encode and attend: everything the page and the CLI show for one text.
 
     ``temperature=None`` uses the similarity's default; ``causal=None`` follows the model (a GPT-2-like
-    decoder masks the self-attention causally). See :func:`analyze_encoding` for the rest.
+    decoder masks the self-attention causally). ``model=`` + ``tokenizer=``: an in-memory transformers
+    model and its tokenizer instead of the folder ``model_path`` (:func:`attnviz.loaders.hf.register_model`).
+    See :func:`analyze_encoding` for the rest.
     """
     get_similarity(similarity)  # fail on a bad name before the slow encoder runs
+    model_path = model_source(model_path, model, tokenizer)
     if temperature is not None:
         check_temperature(temperature)
     enc = encode_text(text, encoder, device, model_path, merge_words=merge_words, seed=seed)
@@ -429,9 +456,11 @@ def analyze_encodings(encs: Sequence[Encoding], similarity: str = "cosine", temp
 def analyze_texts(texts: Sequence[str], similarity: str = "cosine", temperature: float | None = None,
                   encoder: str = "contextual", query: str | None = None, device: str | torch.device | None = None,
                   model_path: str | os.PathLike | None = None, *, merge_words: bool = False,
-                  seed: int = RANDOM_SEED, causal: bool | None = None) -> list[TextAnalysis]:
-    """Several texts (e.g. one per line): :func:`encode_texts` then :func:`analyze_encodings`, both batched."""
+                  seed: int = RANDOM_SEED, causal: bool | None = None, model=None, tokenizer=None) -> list[TextAnalysis]:
+    """Several texts (e.g. one per line): :func:`encode_texts` then :func:`analyze_encodings`, both batched.
+    ``model=`` + ``tokenizer=``: an in-memory model instead of the folder ``model_path``."""
     get_similarity(similarity)
+    model_path = model_source(model_path, model, tokenizer)
     encs = encode_texts(texts, encoder, device, model_path, merge_words=merge_words, seed=seed)
     return analyze_encodings(encs, similarity, temperature, query, device, causal=causal)
 

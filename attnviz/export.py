@@ -1,0 +1,75 @@
+"""The one export helper: a result written to a file chosen by the file's suffix.
+
+    save(result, "attention.png")    result.to_png(**style)     bytes
+    save(result, "attention.html")   result.to_html(**style)    one standalone page (also .htm)
+    save(result, "attention.json")   result.to_json(**json_options)
+    save(result, "attention.csv")    result.to_csv(**csv_options)
+
+``TextAnalysis.save``, ``ModelAttention.save`` and ``ImageAnalysis.save`` all call :func:`save`, so every
+result saves the same way and fails the same way: an unknown suffix is :class:`InvalidParameter`, a
+folder that does not exist :class:`FileNotFound`, any other write error :class:`InvalidParameter`
+saying why. :func:`html_page` is the page every ``to_html`` returns: inline CSS only, no script, no
+remote resource, and a Content-Security-Policy that allows nothing else (images only as ``data:``).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+from .errors import FileNotFound, InvalidParameter
+
+#: the suffixes :func:`save` writes (lower case)
+SUFFIXES = (".png", ".html", ".htm", ".json", ".csv")
+#: what a saved page allows a browser to load: inline styles and ``data:`` images, nothing else
+CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+
+
+def html_page(body: str, title: str = "attnviz") -> str:
+    """A complete HTML document around an already-escaped ``body`` (``title`` is escaped here)."""
+    return (
+        "<!DOCTYPE html>\n<html lang=\"und\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CONTENT_SECURITY_POLICY}\">\n"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+        f"<title>{html.escape(title)}</title>\n</head>\n"
+        "<body style=\"max-width:64em;margin:2em auto;padding:0 1em;color:#111;background:#fff;"
+        "font-family:system-ui,-apple-system,'Segoe UI',sans-serif\">\n"
+        f"<h1 style=\"font-size:1.3em\">{html.escape(title)}</h1>\n{body}\n"
+        "<p style=\"color:#777;font-size:0.8em\">Made with attnviz.</p>\n"
+        "</body>\n</html>\n"
+    )
+
+
+def save(result, path: str | os.PathLike, *, json_options: dict | None = None, csv_options: dict | None = None,
+         png: dict | None = None, page: dict | None = None, **style) -> Path:
+    """Write ``result`` to ``path`` by its suffix (:data:`SUFFIXES`); returns the path written.
+
+    ``style`` goes to both pictures (``to_png`` and ``to_html``); ``png`` / ``page`` to one of them only;
+    ``json_options`` / ``csv_options`` to ``to_json`` / ``to_csv``.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".png":
+        data: bytes | str = result.to_png(**style, **(png or {}))
+    elif suffix in (".html", ".htm"):
+        data = result.to_html(**style, **(page or {}))
+    elif suffix == ".json":
+        data = result.to_json(**(json_options or {}))
+    elif suffix == ".csv":
+        data = result.to_csv(**(csv_options or {}))
+    else:
+        raise InvalidParameter(f"Cannot save as {suffix or 'a file without a suffix'}: use .png, .html, .json or .csv.")
+    if not p.parent.is_dir():
+        raise FileNotFound(f"Cannot write {os.fspath(p)!r}: the folder {os.fspath(p.parent)!r} does not exist.")
+    try:
+        if isinstance(data, bytes):
+            p.write_bytes(data)
+        else:
+            p.write_text(data, encoding="utf-8")
+    except OSError as err:
+        raise InvalidParameter(f"Cannot write {os.fspath(p)!r}: {err.strerror or err}.") from None
+    return p
+
+
+__all__ = ["CONTENT_SECURITY_POLICY", "SUFFIXES", "html_page", "save"]
