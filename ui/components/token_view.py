@@ -48,16 +48,18 @@ def token_view(tokens: Sequence[str], weights, gaps: Sequence[str] | None = None
                labels: Sequence[str] | None = None, classroom: bool = False, label: str = "attention weight",
                uniform: float | str | None = "auto", cmap: str = DEFAULT_COLORMAP,
                on_select: Callable[[], None] | None = None, vmin: float | None = None,
-               vmax: float | None = None) -> int | None:
+               vmax: float | None = None, controlled: bool = False) -> int | None:
     """Show ``tokens (n,)`` with ``gaps (n + 1,)`` between them (``"".join`` of gap, token, gap, ... is the
     text), each coloured by ``weights (n,)``; return the index of the selected token, or None.
 
     ``selected`` is the selection before the user picks one; ``scale``: ``"view"`` (0 to this view's
     maximum) or ``"absolute"`` (0 to 1); ``theme``: ``"auto"`` (the browser follows Streamlit's theme),
     ``"light"`` or ``"dark"``; ``classroom``: larger text. ``on_select`` runs when the selection changes.
+    ``controlled``: ``selected`` is always the one drawn (the page keeps the selection in its own state,
+    e.g. a token picker that a click also moves); otherwise the user's last click wins.
     """
     n = len(tokens)
-    picked = current_selection(key, n)
+    picked = None if controlled else current_selection(key, n)
     payload = token_view_payload(tokens, weights, gaps, labels=labels, scale=scale, theme=theme, cmap=cmap,
                                  selected=picked if picked is not None else selected, classroom=classroom,
                                  label=label, uniform=uniform, vmin=vmin, vmax=vmax)
