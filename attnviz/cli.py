@@ -1,6 +1,7 @@
 """The ``attnviz`` command line (also ``python -m attnviz``).
 
-Sub-commands: ``text``, ``image`` and ``head`` (registered by cli_text.py / cli_image.py / cli_head.py),
+Sub-commands: ``text``, ``image``, ``head`` and ``heads`` (registered by cli_text.py / cli_image.py /
+cli_head.py / cli_heads.py),
 ``similarities`` (the registry, or the generated reference page with ``--markdown``), ``devices`` and
 ``samples`` (the shipped photos and texts). Only the module of the command being run is imported, and
 heavy libraries (torch, transformers, Pillow) only inside its run function: ``attnviz --help`` stays fast.
@@ -89,6 +90,7 @@ COMMANDS = {
     "text": ("cli_text", "attention over a text: tokens, weights, scores (JSON with --json)"),
     "image": ("cli_image", "parallel attention over an image's patches: JSON scores and an overlay PNG"),
     "head": ("cli_head", "inside one trained head: q, k, v, scores, weights, output (JSON with --json)"),
+    "heads": ("cli_heads", "the model's own attention (a head, every head, rollout) as a PNG or HTML file"),
 }
 
 

@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from .cli import DEVICE_HELP, device_arg
-from .errors import EmptyText, InvalidParameter
+from .errors import EmptyText, FileNotFound, InvalidParameter
 from .settings import load_settings
 from .text import ENCODERS, MATRIX_MAX_TOKENS, MAX_TEXT_CHARS
 
@@ -61,6 +61,8 @@ def read_input(text: str | None, file: str | None, stdin=None) -> str:
         try:
             with open(file, "rb") as fh:
                 raw = fh.read(MAX_TEXT_CHARS * 4 + 1)
+        except FileNotFoundError:
+            raise FileNotFound(f"There is no file at {file!r}: check the path.") from None
         except OSError as err:
             raise InvalidParameter(f"Cannot read {file!r}: {err.strerror or err}.") from None
         try:

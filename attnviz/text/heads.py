@@ -306,9 +306,10 @@ class ModelAttention:
 
     def save(self, path: str | os.PathLike, **style) -> Path:
         """Write ``.png`` (:meth:`to_png`), ``.html`` (:meth:`to_html`), ``.json`` or ``.csv`` by the suffix;
-        ``style`` (``layer``, ``head``, ``cmap``; ``view`` for a PNG) goes to the pictures."""
-        png = {"view": style.pop("view")} if "view" in style else None
-        view = {k: style[k] for k in ("layer", "head") if k in style}
+        ``style`` (``layer``, ``head``, ``cmap``; ``view`` and ``include_special`` for a PNG) goes to the
+        pictures, ``layer`` / ``head`` / ``include_special`` to the CSV."""
+        png = {k: style.pop(k) for k in ("view", "include_special") if k in style}
+        view = {k: v for k, v in {**style, **png}.items() if k in ("layer", "head", "include_special")}
         return save_result(self, path, png=png, csv_options=view, **style)
 
 
