@@ -318,3 +318,81 @@ def test_causal_rows_and_blocked_stats_equal_the_causal_matrix(name):
     torch.testing.assert_close(received, full.mean(0))
     with pytest.raises(InvalidParameter):
         causal_rows(x, name, 0.7, 5, 5)
+
+
+# --------------------------------------------------------- numpy, multi-head batches, one temperature rule
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_numpy_multi_head_batch_matches_a_float64_loop(name):
+    """(batch, heads, n, d) numpy in -> numpy out, every (batch, head) equal to the one-pair-at-a-time reference."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3, 5, 4))
+    res = attend(x, name, 0.7)
+    assert isinstance(res.weights, np.ndarray) and isinstance(res.output, np.ndarray)
+    assert res.weights.shape == (2, 3, 5, 5) and res.output.shape == (2, 3, 5, 4)
+    for b in range(2):
+        for h in range(3):
+            w = ref_softmax_rows(ref_scores(x[b, h], x[b, h], name), 0.7)
+            np.testing.assert_allclose(res.weights[b, h], w, atol=1e-10)
+            np.testing.assert_allclose(res.output[b, h], w @ x[b, h], atol=1e-10)
+    torch_res = attend(torch.from_numpy(x), name, 0.7)  # torch in -> torch out, the same numbers
+    assert isinstance(torch_res.weights, torch.Tensor)
+    np.testing.assert_array_equal(torch_res.weights.numpy(), res.weights)
+
+
+def test_numpy_float32_stays_float32_and_masks_take_numpy():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 2, 4, 3)).astype(np.float32)
+    mask = np.ones((2, 2, 4), dtype=bool)
+    mask[1, 0, 2:] = False
+    res = attend(x, "scaled_dot", 1.0, mask=mask)
+    assert res.weights.dtype == np.float32
+    np.testing.assert_array_equal(res.weights[1, 0, :, 2:], 0.0)  # masked keys get nothing
+    np.testing.assert_array_equal(res.weights[1, 0, 2:], 0.0)  # padded queries attend to nothing
+    valid = x[1, 0, :2].astype(np.float64)
+    ref = ref_softmax_rows(ref_scores(valid, valid, "scaled_dot"), 1.0)
+    np.testing.assert_allclose(res.weights[1, 0, :2, :2], ref, atol=1e-6)
+
+
+def test_blocked_and_row_paths_take_numpy_and_leading_dims():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, 9, 4))
+    full = attend(x, "cosine", 0.2)
+    blk = attend_blocked(x, "cosine", 0.2, block_size=4)
+    assert isinstance(blk.output, np.ndarray)
+    np.testing.assert_allclose(blk.output, full.output, atol=1e-12)
+    np.testing.assert_allclose(blk.received, full.weights.mean(-2), atol=1e-12)
+    np.testing.assert_allclose(attention_received(x, "cosine", 0.2), full.weights.mean(-2), atol=1e-12)
+    flat = x[0, 0]
+    row = attention_row(flat[3], flat, "cosine", 0.2)
+    assert isinstance(row, np.ndarray)
+    np.testing.assert_allclose(row, full.weights[0, 0, 3], atol=1e-12)
+    np.testing.assert_allclose(causal_rows(flat, "cosine", 0.2, 2, 5), attend(flat, "cosine", 0.2, causal=True).weights[2:5],
+                               atol=1e-12)
+    assert isinstance(effective_tokens(full.weights), np.ndarray)
+    np.testing.assert_allclose(effective_tokens(full.weights), np.exp(row_entropy(full.weights)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_temperature_none_is_the_similaritys_own_default_everywhere(name):
+    default = SIMILARITIES[name].default_temperature
+    x = torch.randn(6, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    ref = ref_softmax_rows(ref_scores(x.numpy(), x.numpy(), name), default)
+    res = attend(x, name)
+    assert res.temperature == default
+    np.testing.assert_allclose(res.weights.numpy(), ref, atol=1e-10)
+    assert attend_blocked(x, name).temperature == default
+    np.testing.assert_allclose(attend_blocked(x, name, block_size=2).received.numpy(), ref.mean(0), atol=1e-10)
+    np.testing.assert_allclose(attention_row(x[1], x, name).numpy(), ref[1], atol=1e-10)
+    np.testing.assert_allclose(attention_received(x, name).numpy(), ref.mean(0), atol=1e-10)
+    ent, rec = row_stats_blocked(x, name)
+    np.testing.assert_allclose(rec.numpy(), ref.mean(0), atol=1e-10)
+    assert attnviz.resolve_temperature(name, None) == default and attnviz.resolve_temperature(name, 2.0) == 2.0
+
+
+def test_non_numeric_input_is_a_typed_error():
+    with pytest.raises(InvalidParameter, match="torch tensor or numpy"):
+        attend([[1.0, 2.0], [3.0, 4.0]], "dot")
+    with pytest.raises(InvalidParameter, match="numbers"):
+        attend(np.array([["a", "b"], ["c", "d"]]), "dot")
