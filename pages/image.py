@@ -176,7 +176,7 @@ def show_heads(vit, photo, shown, digest, sample_file, kind, style, caption, nam
         m2.metric("Largest norm / median", f"{sinks['norm_ratio']:.2f}")
         st.toggle("Leave the top-1 % norm patches out (rows renormalised)", key="img_nosinks")
     query_inputs(grid, "The framed patch is the query of “the chosen patch's row”.")
-    st.caption(si.heads_caption(kind, layer, head, query, kept, fraction, grid.n))
+    st.caption(si.heads_caption(kind, layer, head, query, kept, fraction, grid.n) + " " + si.map_summary(drawn))
     if kind != "rollout":
         thumbs = si.head_thumbnails(shown, vit, kind, layer, selected=head, query=query, keep=fraction,
                                     cmap=style["cmap"])

@@ -1,4 +1,5 @@
-"""pages/image.py through streamlit's AppTest: samples, a real uploaded photo, the heatmap's pixels, errors."""
+"""pages/image.py through streamlit's AppTest: samples, a real uploaded photo, the heatmap's pixels, errors,
+DINOv2's tokens as features (against a float64 recomputation), its own heads, thumbnails, keep-mass, sinks."""
 
 from __future__ import annotations
 
@@ -20,11 +21,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SKLEARN_IMAGES = Path(str(files("sklearn.datasets") / "images"))  # the real photos scikit-learn ships
 
 
-def image_page() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+def image_page(features: str = "handcrafted") -> AppTest:
+    """The image page; ``features="handcrafted"`` switches to the hand-made features (the default is DINOv2)."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90).run()
     at.switch_page("pages/image.py").run()
     assert not at.exception, at.exception
+    if features != "dinov2":
+        at.radio(key="img_features").set_value(features).run()
+        assert not at.exception, at.exception
     return at
+
+
+def photo_caption(at: AppTest) -> str:
+    """The caption that names the photo and its upright size."""
+    return [c for img in at.image for c in (i.caption for i in img.proto.imgs) if "(upright)" in c][0]
 
 
 def upload(at: AppTest, name: str, data: bytes, mime: str = "image/jpeg") -> AppTest:
@@ -33,9 +43,9 @@ def upload(at: AppTest, name: str, data: bytes, mime: str = "image/jpeg") -> App
     return at
 
 
-def overlay_of(at: AppTest) -> np.ndarray:
-    """The clickable heatmap, decoded from the component's data URI."""
-    comp = [c for c in at.get("component_instance") if c.proto.id.endswith("img_click")][0]
+def overlay_of(at: AppTest, key: str = "img_click") -> np.ndarray:
+    """The clickable heatmap (or the thumbnails, ``key="img_heads_click"``), decoded from the component's data URI."""
+    comp = [c for c in at.get("component_instance") if c.proto.id.endswith(key)][0]
     src = json.loads(comp.proto.json_args)["src"]
     assert src.startswith("data:image/jpeg;base64,")
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB"))
@@ -62,14 +72,15 @@ def china_bytes() -> bytes:
 def test_sample_page_shows_photo_heatmap_colour_bar_and_numbers():
     at = image_page()
     assert "Image attention" in at.title[0].value
-    assert [i.proto.imgs[0].caption for i in at.image][0].startswith("Summer Palace")
+    assert photo_caption(at).startswith("Summer Palace")
     assert len(at.image) == 2  # the photo and the colour bar
     ov = overlay_of(at)
     assert ov.shape == (320, 480, 3)
     m = metrics(at)
     assert m["Patches"] == "16 × 24" and float(m["Strongest weight"]) > 1 / 384
-    # the default query is a patch of sky; it attends to the sky (top rows)
-    assert (at.session_state["img_row"], at.session_state["img_col"]) == (1, 4)
+    # the default query is a patch of sky (the sample's (1, 3) on DINOv2's 11 x 16 grid, carried to the same
+    # place of this 16 x 24 grid); it attends to the sky (top rows)
+    assert (at.session_state["img_row"], at.session_state["img_col"]) == (2, 5)
     assert all(r <= 4 for r, _ in strongest(at))
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels == ["Overlay PNG (480 × 320)", "Patch weights (CSV)", "Patch weights (JSON)"]
@@ -77,8 +88,7 @@ def test_sample_page_shows_photo_heatmap_colour_bar_and_numbers():
 
 def test_real_uploaded_photo_sky_attends_to_sky(china_bytes):
     at = upload(image_page(), "china.jpg", china_bytes)
-    caption = at.image[0].proto.imgs[0].caption
-    assert "640 × 427" in caption
+    assert "640 × 427" in photo_caption(at)
     assert metrics(at)["Patches"] == "16 × 24"
     # new photo -> its own default query (centre); move it to the sky: row 1, column 3
     at.number_input(key="img_row").set_value(1).run()
@@ -242,7 +252,7 @@ def test_junk_click_values_are_ignored():
 
 def test_uploaded_file_names_are_shown_as_plain_text(china_bytes):
     at = upload(image_page(), "[click me](javascript:alert(1)) <b>x</b>.jpg", china_bytes)
-    caption = at.image[0].proto.imgs[0].caption
+    caption = photo_caption(at)
     assert "[" not in caption and "<" not in caption and "640 × 427" in caption
 
 
@@ -251,4 +261,191 @@ def test_the_deployment_pixel_limit_is_honoured(monkeypatch, china_bytes):
     at = upload(image_page(), "china.jpg", china_bytes)
     assert "0.2 megapixels" in errors(at) and not at.get("component_instance")
     monkeypatch.setenv("ATTNVIZ_MAX_IMAGE_PIXELS", "lots")  # a misconfigured server says so, no traceback
-    assert "ATTNVIZ_MAX_IMAGE_PIXELS" in errors(image_page())
+    assert "ATTNVIZ_MAX_IMAGE_PIXELS" in errors(image_page("dinov2"))
+
+
+# ------------------------------------------------------------------------------------------ DINOv2 on the page
+
+
+@pytest.fixture(scope="module")
+def sample_vit():
+    """The sample photo the page opens with, and DINOv2's own outputs on it (what the page must agree with)."""
+    from attnviz.image import load_image, sample_path
+    from attnviz.vit import vit_attentions
+
+    photo = load_image(sample_path("china.jpg"))
+    return photo, vit_attentions(photo)
+
+
+def cell_lightness(img: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Mean lightness of each cell of an even rows x cols split (the test's own split, not the library's)."""
+    light = img.astype(np.float64) @ [0.299, 0.587, 0.114]
+    ys = np.round(np.linspace(0, img.shape[0], rows + 1)).astype(int)
+    xs = np.round(np.linspace(0, img.shape[1], cols + 1)).astype(int)
+    return np.array([[light[ys[r]:ys[r + 1], xs[c]:xs[c + 1]].mean() for c in range(cols)] for r in range(rows)])
+
+
+def drawn_matches(img: np.ndarray, values: np.ndarray) -> float:
+    """Rank correlation between a fully opaque cividis overlay's cells and the map it should show
+    (cividis grows in lightness from low to high)."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(cell_lightness(img, *values.shape).ravel(), values.ravel()).statistic)
+
+
+def heads_page(opacity: float = 1.0) -> AppTest:
+    at = image_page("dinov2")
+    at.slider(key="img_opacity").set_value(opacity).run()  # opaque: the overlay is the map alone
+    at.radio(key="img_mode").set_value("heads").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def captions(at: AppTest) -> str:
+    return " ".join(c.value for c in at.caption)
+
+
+def shown_strongest(at: AppTest) -> list[tuple[int, int, float]]:
+    text = [c.value for c in at.caption if "Strongest patches" in c.value][0]
+    return [(int(r), int(c), float(w)) for r, c, w in re.findall(r"\((\d+), (\d+)\) ([0-9]+\.[0-9]+)", text)]
+
+
+def test_dinov2_tokens_are_the_default_features_beside_the_trained_head(sample_vit):
+    photo, vit = sample_vit
+    at = image_page("dinov2")
+    m = metrics(at)
+    assert m["Patches"] == "11 × 16" and vit.grid == (11, 16)
+    assert "DINOv2 saw a 224 × 154 px copy" in captions(at) and "about 0.12 s" in captions(at)
+    r, c = at.session_state["img_row"], at.session_state["img_col"]
+    qi = r * 16 + c
+    for layer in (11, 8):
+        if layer != 11:
+            at.slider(key="img_flayer").set_value(layer).run()
+            assert not at.exception
+            m = metrics(at)
+        # float64 recomputation: centred tokens after block `layer`, cosine, T = 0.1, softmax over the patches
+        f = vit.hidden_states[layer + 1, 1:].astype(np.float64)
+        f -= f.mean(0)
+        f /= np.linalg.norm(f, axis=1, keepdims=True)
+        s = f @ f[qi] / 0.1
+        p = np.exp(s - s.max())
+        p /= p.sum()
+        assert float(m["Strongest weight"]) == pytest.approx(p.max(), abs=1e-4)
+        assert [(r_, c_) for r_, c_, _ in shown_strongest(at)[:3]] == [divmod(int(i), 16) for i in np.argsort(-p)[:3]]
+        # the trained heads' row of the same patch (mean of the heads, over the patches) and the overlap
+        a = vit.attentions[layer].astype(np.float64).mean(0)[1 + qi, 1:]
+        q = a / a.sum()
+        assert float(m["Overlap with the similarity row"]) == pytest.approx(np.minimum(p, q).sum(), abs=0.006)
+    assert "layer 8, mean of the heads" in photo_caption(at)
+
+
+def test_heads_view_shows_the_cls_map_and_a_click_opens_a_patch_row(sample_vit):
+    photo, vit = sample_vit
+    at = heads_page()
+    cls = vit.attentions[-1].astype(np.float64).mean(0)[0, 1:].reshape(11, 16)
+    before = overlay_of(at)
+    assert before.shape == (320, 480, 3) and drawn_matches(before, cls) > 0.9
+    assert "[CLS] → patches: layer 11, mean of the heads" in captions(at)
+    # the photo shown 600 x 400: a click at (300, 320) is 80 % down, half way across -> patch (8, 8)
+    click(at, 300, 320, 600, 400, stamp=201)
+    assert (at.session_state["img_row"], at.session_state["img_col"]) == (8, 8)
+    assert at.radio(key="img_hmap").value == "patch"  # a click opens the clicked patch's row
+    after = overlay_of(at)
+    row = vit.attentions[-1].astype(np.float64).mean(0)[1 + 8 * 16 + 8, 1:]
+    assert np.abs(after.astype(int) - before.astype(int)).mean() > 5
+    assert drawn_matches(after, row.reshape(11, 16)) > 0.9 and drawn_matches(after, cls) < drawn_matches(after, row.reshape(11, 16))
+    top = shown_strongest(at)
+    assert [w for _, _, w in top] == pytest.approx(np.sort(row / row.sum())[::-1][:5], abs=6e-5)
+    at.radio(key="img_hmap").set_value("rollout").run()  # rollout: no layer or head to pick
+    assert not at.exception and "Attention rollout" in captions(at)
+    assert not [s for s in at.slider if s.key == "img_layer"] and not [s for s in at.selectbox if s.key == "img_head"]
+
+
+def test_a_click_on_a_thumbnail_opens_that_head(sample_vit):
+    photo, vit = sample_vit
+    at = heads_page()
+    strip = overlay_of(at, "img_heads_click")
+    h, w = strip.shape[:2]
+    # the tiles are the runs of non-white columns (the test finds them in the picture itself)
+    gap = (strip[: h - 20].min(axis=(0, 2)) > 235)
+    edges = np.flatnonzero(np.diff(np.r_[1, gap.astype(int), 1]))
+    tiles = [(a, b) for a, b in zip(edges[::2], edges[1::2]) if b - a > 20]  # not a JPEG speck
+    assert len(tiles) == 1 + vit.num_heads  # the mean, then every head
+    mean_view = overlay_of(at)
+    left, right = tiles[3]  # the mean, head 0, head 1, head 2
+    at.session_state["img_heads_click"] = {"x": (left + right) / 2 * 0.5, "y": h / 4, "width": w * 0.5,
+                                           "height": h * 0.5, "unix_time": 301}
+    at.run()
+    assert not at.exception and at.selectbox(key="img_head").value == 2
+    assert "layer 11, head 2, from [CLS]" in captions(at)
+    shown = overlay_of(at)
+    head2 = vit.attentions[-1, 2, 0, 1:].astype(np.float64).reshape(11, 16)
+    assert drawn_matches(shown, head2) > 0.9 and np.abs(shown.astype(int) - mean_view.astype(int)).mean() > 3
+    assert np.abs(overlay_of(at, "img_heads_click").astype(int) - strip.astype(int)).max() > 100  # the frame moved
+
+
+def test_keep_mass_keeps_the_fewest_patches_holding_that_share(sample_vit):
+    photo, vit = sample_vit
+    at = heads_page()
+    assert not [s for s in at.slider if s.key == "img_keepf"]  # the fraction shows only with the option on
+    values = vit.attentions[-1].astype(np.float64).mean(0)[0, 1:]
+    for fraction in (0.6, 0.9):
+        if fraction == 0.6:
+            at.toggle(key="img_keep").set_value(True).run()
+        else:
+            at.slider(key="img_keepf").set_value(fraction).run()
+        assert not at.exception and at.slider(key="img_keepf").value == fraction
+        desc = np.sort(values)[::-1]
+        needed = int(np.searchsorted(np.cumsum(desc), fraction * values.sum() - 1e-12) + 1)
+        kept = int(re.search(r"Kept (\d+) of 176 patches", captions(at)).group(1))
+        assert kept == needed
+        total = float(re.search(r"sum to ([0-9]+\.[0-9]+)", captions(at)).group(1))
+        assert total == pytest.approx(desc[:needed].sum(), abs=6e-4)  # only the kept patches are drawn
+        drawn = overlay_of(at)
+        light = cell_lightness(drawn, 11, 16).ravel()
+        off = np.argsort(values)[: 176 - needed - 10]  # well outside the kept set: drawn at the bottom colour
+        assert light[off].mean() < np.percentile(light, 40)
+
+
+def test_sinks_toggle_leaves_the_top_norm_patches_out_and_renormalises(sample_vit):
+    photo, vit = sample_vit
+    at = heads_page()
+    at.radio(key="img_hmap").set_value("patch").run()
+    share = [m for m in at.metric if m.label.startswith("[CLS] share on the top")][0]
+    norms = np.linalg.norm(vit.hidden_states[-1, 1:].astype(np.float64), axis=1)
+    sinks = np.argsort(-norms)[:2]  # ceil(1 % of 176)
+    cls = vit.attentions[-1].astype(np.float64).mean(0)[0, 1:]
+    assert share.label == "[CLS] share on the top 2 norm patches"
+    assert float(share.value) == pytest.approx(cls[sinks].sum() / cls.sum(), abs=6e-4)
+    at.toggle(key="img_nosinks").set_value(True).run()
+    assert not at.exception
+    assert float([m for m in at.metric if m.label.startswith("[CLS] share")][0].value) == 0.0
+    r, c = at.session_state["img_row"], at.session_state["img_col"]
+    a = vit.attentions[-1].astype(np.float64).copy()  # (heads, N, N)
+    a[..., 1 + sinks] = 0.0
+    a /= a.sum(-1, keepdims=True)  # every head's rows renormalised without the sinks
+    assert np.allclose(a.sum(-1), 1.0)
+    row = a.mean(0)[1 + r * 16 + c, 1:]
+    row /= row.sum()
+    assert "sum to 1.000" in captions(at)
+    top = shown_strongest(at)
+    assert [w for _, _, w in top] == pytest.approx(np.sort(row)[::-1][:5], abs=6e-5)
+    assert not {(int(s) // 16, int(s) % 16) for s in sinks} & {(r_, c_) for r_, c_, _ in top}
+
+
+def test_without_the_vision_model_the_page_falls_back_to_hand_made_features(monkeypatch):
+    import attnviz.loaders.dinov2 as dinov2
+
+    def missing(*args, **kwargs):
+        raise dinov2.VisionModelMissing()
+
+    monkeypatch.setattr(dinov2, "load_dinov2", missing)
+    png = io.BytesIO()  # a photo no other test uploads: DINOv2's result for it is not cached
+    Image.fromarray(np.random.default_rng(20261201).integers(0, 256, (120, 180, 3), np.uint8)).save(png, "PNG")
+    at = upload(image_page("dinov2"), "noise.png", png.getvalue(), "image/png")
+    notes = [i.value for i in at.info]
+    assert len(notes) == 1 and "not installed" in notes[0] and "hand-made" in notes[0]
+    assert not at.error and metrics(at)["Patches"] and "numbers per patch" in captions(at)
+    at.radio(key="img_mode").set_value("heads").run()
+    assert not at.exception and not at.error and len(at.info) == 1
+    assert not [s for s in at.slider if s.key == "img_layer"] and overlay_of(at).shape == (120, 180, 3)

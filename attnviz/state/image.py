@@ -381,6 +381,15 @@ def heads_caption(kind: str, layer: int, head: int, query: tuple[int, int], kept
     return text
 
 
+def map_summary(values, k: int = 5) -> str:
+    """The numbers under a heads-view map: what its patch weights add up to and the ``k`` strongest patches."""
+    v = np.asarray(values, dtype=np.float64)
+    order = np.argsort(v, axis=None, kind="stable")[::-1][:max(1, int(k))]
+    cols = v.shape[1]
+    top = ", ".join(f"({int(i) // cols}, {int(i) % cols}) {v.flat[i]:.4f}" for i in order)
+    return f"Weights on the patches sum to {v.sum():.3f}. Strongest patches: {top}."
+
+
 def features_caption(features: PatchFeatures, device: str) -> str:
     """Where the similarity view's features came from."""
     if features.extractor == "handcrafted":
@@ -554,6 +563,6 @@ __all__ = [
     "RESOLUTION_SECONDS", "resolution_note", "vit_grid", "vit_patch_features", "head_map", "kept_map",
     "trained_patch_row", "row_overlap", "sink_summary", "HeadThumbnails", "head_thumbnails", "MODE_LABELS",
     "FEATURE_LABELS", "HEAD_MAP_LABELS", "VIEW_LABELS", "head_label", "heads_caption", "features_caption",
-    "upload_refusal", "query_updates", "click_updates", "patch_updates", "similarity_metrics",
+    "upload_refusal", "map_summary", "query_updates", "click_updates", "patch_updates", "similarity_metrics",
     "similarity_downloads",
 ]
