@@ -51,6 +51,20 @@ PAGES: tuple[PageInfo, ...] = (
 
 #: the default page (``/``)
 HOME = PAGES[0]
+#: where a first-time visitor should begin, and the sentence that says so on the home page
+START = PAGES[1]
+START_SENTENCE = ("New here? Start with **Text attention**: a sample sentence is already loaded. Click any word to "
+                  "see which words it attends to, then switch the similarity function and watch the colours move.")
+
+
+def card_css(keys) -> str:
+    """A style that makes each bordered card (``st.container(key=k)``) clickable as a whole: its page link
+    stretches over the card (the "stretched link" pattern; the keys are ours, never user input)."""
+    sel = ",".join(f".st-key-{k}" for k in keys)
+    links = ",".join(f".st-key-{k} a::after" for k in keys)
+    hover = ",".join(f".st-key-{k}:hover" for k in keys)
+    return (f"<style>{sel}{{position:relative}}{links}{{content:'';position:absolute;inset:0}}"
+            f"{hover}{{border-color:var(--st-primary-color, #ff4b4b)}}</style>")
 
 
 def page(path: str) -> PageInfo:

@@ -1,17 +1,19 @@
-"""Home: what attnviz is, what each page does, and which device computes."""
+"""Home: where to start, what each page does (each card is one big link), and which device computes."""
 
 import streamlit as st
 import torch
 
 from attnviz import SIMILARITIES
 from attnviz.devices import available_devices, device_label
-from attnviz.pages import HOME, PAGES
+from attnviz.pages import HOME, PAGES, START, START_SENTENCE, card_css
 from ui.shell import require_shell
 from ui.widgets import current_device
 
 require_shell()  # a deep link on a fresh server must still get app.py's sidebar
 
 st.title("attnviz — see where attention goes")
+st.markdown(START_SENTENCE)
+st.page_link(START.path, label=f"Start: {START.title}", icon=":material/arrow_forward:")
 st.markdown(
     "Attention scores every pair of elements with a **similarity** $s(i,j)=\\mathrm{sim}(x_i,x_j)$, turns each "
     "row into **weights** with a softmax $a_{ij}=\\mathrm{softmax}_j(s(i,j)/T)$, and outputs the **weighted sum** "
@@ -19,11 +21,13 @@ st.markdown(
     "function and the device live."
 )
 
+cards = [p for p in PAGES if p is not HOME]
+st.html(card_css([f"card_{p.url_path}" for p in cards]))
 cols = st.columns(2)
-for i, info in enumerate(p for p in PAGES if p is not HOME):
-    with cols[i % 2].container(border=True):
+for i, info in enumerate(cards):
+    with cols[i % 2].container(border=True, key=f"card_{info.url_path}"):
         st.page_link(info.path, label=info.title, icon=info.icon)
-        st.write(info.description)
+        st.caption(info.description)
 
 st.subheader("Device")
 device = current_device()

@@ -56,13 +56,15 @@ def cached_model_attention(_enc: tx.Encoding, key: tuple, start: int, device: st
     return tx.model_attentions(_enc, start, device)
 
 
-def heatmap(weights, labels, first, title, key, lo, hi, n_keys, selectable=False) -> None:
+def heatmap(weights, labels, first, title, key, lo, hi, n_keys, selectable=False, **kw) -> None:
     if selectable and len(labels) <= ts.CLICK_MAX_TOKENS:  # small windows: every cell clickable
         return matrix_chart(clickable_heatmap(weights, labels, title=title, x_title="key (attended to)", y_title="query "
                             "(attending)", show_values=False, hover_hint="", first_index=first, colorbar_title="weight"),
                             key, clickable=True)
-    matrix_chart(ts.heatmap_figure(weights, labels, first, title=title, lo=lo, hi=hi, theme=theme_type(), uniform=1 / n_keys,
-                                   font=FIGURE_FONT[classroom_on()], height=ts.HEATMAP_HEIGHT + 120 * classroom_on()), key)
+    fig = ts.heatmap_figure(weights, labels, first, title=title, lo=lo, hi=hi, theme=theme_type(), uniform=1 / n_keys,
+                            font=FIGURE_FONT[classroom_on()], **kw,
+                            height=ts.HEATMAP_HEIGHT + 120 * classroom_on())
+    matrix_chart(fig, key)
 
 
 def tokens_of(toks, gaps, weights, key, **kw) -> None:
@@ -80,8 +82,9 @@ def view_row(enc, sim, temp, device, model_path) -> None:
     k = None if query else token_picker(enc, "Token whose row to show (or click a word)")
     a = tx.analyze_encoding(enc, sim, temp, query, token=k, include_matrix=False, row_stats=False, device=device,
                             query_vector=cached_query(query, enc.encoder, device, model_path) if query else None)
-    tokens_of(*ts.token_pieces(enc), a.scores, "tv_q" if query else "tv_row", selected=k, target="query" if query
-              else "token", on_pick=(lambda i: ts.clicked_query(enc, i)) if query else None, label=a.score_label(), labels=list(enc.tokens))
+    pick = dict(target="query", on_pick=lambda i: ts.clicked_query(enc, i)) if query else dict(target="token")
+    tokens_of(*ts.token_pieces(enc), a.scores, "tv_q" if query else "tv_row", selected=k, label=a.score_label(),
+              labels=list(enc.tokens), **pick)
     st.caption(ts.row_caption(a.scores))
     with st.expander(f"Top {ts.TOP_K} tokens"):
         st.dataframe(ts.top_token_rows(a), hide_index=True, width="stretch")
@@ -90,7 +93,7 @@ def view_row(enc, sim, temp, device, model_path) -> None:
 
 
 def view_matrix(enc, key, sim, temp, device) -> None:
-    n = len(enc.tokens)
+    n, view_box = len(enc.tokens), st.container()  # the matrix first, its window slider under it
     start = start_slider(ts.heatmap_last_start(n), f"The text has {n:,} tokens; the matrix shows {ts.HEATMAP_TOKENS} "
                           "of them, starting at token", "win")
     received = cached_analysis(enc, key, sim, temp, device)
@@ -99,8 +102,9 @@ def view_matrix(enc, key, sim, temp, device) -> None:
         st.session_state["token"] = w.start + row  # a clicked cell picks its row
     (lo, hi), = ts.shared_scale([w.square], st.session_state["scale"])
     part = f", tokens {w.start}–{w.stop - 1} of {n}" if w.partial else ""
-    heatmap(w.square, w.labels, w.start, f"{SIMILARITIES[sim].label}, T = {temp:g}{part}", "heat", lo, hi, n, True)
-    st.caption(ts.matrix_caption(st.session_state["scale"], lo, hi, w))
+    with view_box:
+        heatmap(w.square, w.labels, w.start, f"{SIMILARITIES[sim].label}, T = {temp:g}{part}", "heat", lo, hi, n, True)
+        st.caption(ts.matrix_caption(st.session_state["scale"], lo, hi, w))
     k = token_picker(enc)
     row = tx.analyze_encoding(enc, sim, temp, token=k, include_matrix=False, row_stats=False, device=device)
     pieces = ts.token_pieces(enc)
@@ -118,23 +122,24 @@ def view_matrix(enc, key, sim, temp, device) -> None:
 
 
 def view_model(enc, key, sim, temp, device) -> None:
-    pieces, ss = tx.load_model(enc.model_path, "cpu").content_length, st.session_state
+    pieces, ss, view_box = tx.load_model(enc.model_path, "cpu").content_length, st.session_state, st.container()
     start = start_slider(ts.model_last_start(enc.groups, pieces), f"MiniLM reads {pieces} word pieces at a time; "
                           f"the text has {len(enc.groups):,} tokens. The window starts at token", "win")
     ma = cached_model_attention(enc, key, start, device)
     ss["layer"], ss["head"] = ts.model_selection(ss.get("layer"), ss.get("head"), ma.num_layers, ma.num_heads)
-    layer, head, special = model_head_picker(ma.num_layers, ma.num_heads, ts.HEADS_SPECIAL, ts.head_label,
-                                             ts.has_special(ma))
+    with view_box:
+        layer, head, special = model_head_picker(ma.num_layers, ma.num_heads, ts.HEADS_SPECIAL, ts.head_label,
+                                                 ts.has_special(ma))
     c = ts.compare_with_model(enc, ma, sim, temp, layer, head, special, device)
     scale, shared = ss["scale"], not ss.get("sep_scales", False)
     (l1, h1), (l2, h2) = scales = ts.shared_scale([c.similarity_rows, c.matrix], scale, shared)
-    left, right = st.columns(2)
+    left, right = view_box.columns(2)
     with left:
         heatmap(c.similarity_rows, list(ma.tokens), ma.unit_start, f"Similarity: {sim}, T = {temp:g}", "heat_sim",
-                l1, h1, len(ma.tokens))
+                l1, h1, len(ma.tokens), colorbar=not shared, x_ticks=7)  # one scale: one colour bar, on the right
     with right:
-        heatmap(c.matrix, c.labels, c.first, f"{ma.model_name}: {c.what}", "heat_model", l2, h2, len(c.labels))
-    st.caption(ts.pair_caption(scale, scales, shared, c.note))
+        heatmap(c.matrix, c.labels, c.first, f"{ma.model_name}: {c.what}", "heat_model", l2, h2, len(c.labels), x_ticks=7)
+    view_box.caption(ts.pair_caption(scale, scales, shared, c.note))
     k = token_picker(enc, "Token whose rows to compare")
     if (cmp := ts.compare_rows(c, ma, k, scale)) is None:
         st.caption(f"Token {k} is outside the model's window ({ma.unit_start}–{ma.unit_end - 1}); move the window.")
@@ -234,11 +239,11 @@ def main() -> None:
         try:
             enc, key_text = (show_batch(text, encoder, merge, device, cfg.model_path, sim, temp, view) if batch
                              else (cached_encoding(text, encoder, merge, device, cfg.model_path), text))
-            show_notes(enc.notes)
         except Exception as err:  # noqa: BLE001
             show_error(err)
             return write_link(TextPageState, WIDGET_KEYS, ts.QUERY_PARAMS)
         show_view(enc, (key_text, encoder, merge, device, cfg.model_path), view, sim, temp, device, cfg.model_path)
+        show_notes(enc.notes)
         with st.expander("How attention is computed here", icon=":material/function:"):
             explain_similarity(sim, intro=ts.FORMULA_MD + ("" if tx.ENCODERS[encoder].trained else ts.UNTRAINED_NOTE))
 

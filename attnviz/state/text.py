@@ -32,7 +32,7 @@ import torch
 from ..attention import effective_tokens, row_entropy, top_pairs
 from ..errors import InvalidParameter
 from ..highlight import LEVELS, hex_of, highlight_legend, palette, quantise, scale_for
-from ..render import escape_label, format_number, matrix_png, unique_labels, weights_csv
+from ..render import escape_label, format_number, matrix_png, weights_csv
 from ..similarity import SIMILARITIES, get_similarity
 from ..text import ENCODERS, MAX_QUERY_CHARS, attention_overlap, renormalise_rows, self_attention_rows
 from . import TEMPERATURES, nearest_temperature, parse_flag, parse_index, parse_temperature
@@ -51,7 +51,7 @@ CLICK_MAX_TOKENS = 128  # heatmap cells are clickable up to this many tokens (on
 GRID_TOKENS = 96  # the all-heads overview shows at most this many tokens per head
 TOKEN_BOX_TOKENS = 250  # a highlighted text longer than this scrolls inside a box of TOKEN_BOX_HEIGHT pixels
 TOKEN_BOX_HEIGHT = 330
-HEATMAP_HEIGHT = 470  # pixels: a matrix is drawn wider than tall (the column is ~650-900 px wide)
+HEATMAP_HEIGHT = 430  # pixels: a matrix is drawn wider than tall (the column is ~650-900 px wide)
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 #: sample key -> (label, asset file, times repeated)
@@ -284,15 +284,29 @@ def scale_words(scale: str, lo: float, hi: float, shared: int = 1) -> str:
     return f"Colour scale 0 to this view's maximum, {top}: colours compare cells within this view only."
 
 
+def tick_labels(tokens: Sequence[str], first: int = 0) -> list[str]:
+    """``"i·token"`` axis labels (unique: plotly merges equal categories). Plotly reads ``<``, ``>`` and ``&`` in
+    tick text as markup, so those (only) become entities; a quote stays a quote (plotly shows ``&quot;`` as is)."""
+    esc = lambda t: str(t).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")  # noqa: E731
+    return [f"{i}·{esc(t)}" for i, t in enumerate(tokens, first)]
+
+
+def _ticks(labels: list[str], most: int) -> list[str]:
+    """At most ``most`` evenly spaced labels of a categorical axis (every one when they fit)."""
+    step = max(1, -(-len(labels) // most))
+    return labels[::step]
+
+
 def heatmap_figure(weights, labels: Sequence[str], first: int = 0, *, title: str = "", lo: float = 0.0,
-                   hi: float = 1.0, theme: str = "light", font: int = 13, height: int = 470,
-                   uniform: float | None = None, x_title: str = "key (attended to)",
+                   hi: float = 1.0, theme: str = "light", font: int = 13, height: int = HEATMAP_HEIGHT,
+                   uniform: float | None = None, colorbar: bool = True, x_ticks: int = 14,
+                   x_title: str = "key (attended to)",
                    y_title: str = "query (attending)"):
     """A plotly heatmap of ``weights (r, m)`` that stays light on the wire: the cells travel as 8-bit levels
     of the scale ``[lo, hi]`` (one byte each, error <= 1/510 of the scale; a 512 x 512 window is 256 KiB), in
     the token view's colours (level 0 = the page), with the colour bar labelled in weights and the uniform
-    level 1/n marked. Wider than tall; tick labels thinned to about 30 per axis. Exact values: the CSV, or the
-    row's token view (its hover holds each weight)."""
+    level 1/n marked ("1/n"). Wider than tall; tick labels thinned so they never overlap. Exact values: the
+    CSV, or the row's token view (its hover holds each weight)."""
     import plotly.graph_objects as go  # lazily: the state module stays importable without plotly
 
     z = quantise(np.asarray(weights, dtype=np.float64), lo, hi)
@@ -302,26 +316,27 @@ def heatmap_figure(weights, labels: Sequence[str], first: int = 0, *, title: str
     legend = highlight_legend([lo, hi], "view", theme, vmin=lo, vmax=hi, uniform=uniform)
     tickvals = [t.position * (LEVELS - 1) for t in legend.ticks]
     ticktext = [t.text for t in legend.ticks]
-    if legend.uniform is not None:
+    if legend.uniform is not None and legend.uniform.position > 0.08:  # beside 0 it would cover the 0 tick
         tickvals.append(legend.uniform.position * (LEVELS - 1))
-        ticktext.append(f"1/n = {legend.uniform.text.rsplit('= ', 1)[-1]}")
-    rows, cols = unique_labels(list(labels[:r]), first), unique_labels(list(labels[-m:] if m != r else labels), first)
+        ticktext.append("1/n")
+    rows, cols = tick_labels(labels[:r], first), tick_labels(labels[-m:] if m != r else labels, first)
     step = (hi - lo) / (LEVELS - 1)
+    lines = max(8, (height - 140) // (font + 4))  # y labels that fit without overlapping
     return go.Figure(
         data=[go.Heatmap(
-            z=z, x=cols, y=rows, zmin=0, zmax=LEVELS - 1, colorscale=stops,
+            z=z, x=cols, y=rows, zmin=0, zmax=LEVELS - 1, colorscale=stops, showscale=colorbar,
             colorbar=dict(title=dict(text="weight", font=dict(size=font)), tickvals=tickvals, ticktext=ticktext,
-                          tickfont=dict(size=font - 1), thickness=14),
-            hovertemplate=(f"query %{{y}}<br>key %{{x}}<br>weight ≈ %{{z}} × {step:.3g}<br>(level %{{z}} of 255)"
+                          tickfont=dict(size=font - 1), thickness=12, len=0.9),
+            hovertemplate=(f"query %{{y}}<br>key %{{x}}<br>weight ≈ %{{z}} × {step:.3g} (level %{{z}} of 255)"
                            "<extra></extra>"),
         )],
         layout=dict(
             title=dict(text=escape_label(title), font=dict(size=font + 1)), font=dict(size=font),
             margin=dict(l=10, r=10, t=36 if title else 8, b=10), height=height,
-            yaxis=dict(title=dict(text=escape_label(y_title)), autorange="reversed", nticks=min(r, 30),
-                       tickfont=dict(size=font - 2)),
-            xaxis=dict(title=dict(text=escape_label(x_title)), nticks=min(m, 30), tickangle=-45,
-                       tickfont=dict(size=font - 2)),
+            yaxis=dict(title=dict(text=escape_label(y_title)), autorange="reversed", tickmode="array",
+                       tickvals=_ticks(rows, lines), tickfont=dict(size=font - 2)),
+            xaxis=dict(title=dict(text=escape_label(x_title)), tickmode="array", tickvals=_ticks(cols, x_ticks),
+                       tickangle=-50, tickfont=dict(size=font - 2)),
         ),
     )
 
@@ -444,10 +459,11 @@ def row_caption(scores) -> str:
 
 
 def matrix_caption(scale: str, lo: float, hi: float, w: "MatrixWindow") -> str:
-    """The matrix view's scale in words, and how much of the rows' weight a partial window shows."""
+    """The matrix view's scale in words (with the uniform level 1/n), and how much of the rows' weight a
+    partial window shows."""
     part = (f" Rows sum to 1 over all {w.n:,} tokens; this window's keys hold {w.share:.0%} of the rows' weight."
             if w.partial else "")
-    return scale_words(scale, lo, hi) + part
+    return f"{scale_words(scale, lo, hi)} Uniform 1/n = 1/{w.n:,} = {format_number(1 / w.n)}.{part}"
 
 
 def pair_caption(scale: str, scales: Sequence[tuple[float, float]], shared: bool, note: str) -> str:
@@ -664,7 +680,7 @@ __all__ = [
     "has_special", "head_view_label", "row_summary", "model_selection", "downloads",
     "MatrixWindow", "matrix_window", "OWN", "SAMPLE_CHOICES", "SCALES", "URL_MAX_TEXT_PARAM", "encode_text_param",
     "decode_text_param", "link_note", "query_note", "shared_scale", "scale_words", "heatmap_figure",
-    "TOKEN_BOX_TOKENS", "TOKEN_BOX_HEIGHT", "HEATMAP_HEIGHT", "token_box_height", "token_pieces", "clicked_query",
+    "tick_labels", "TOKEN_BOX_TOKENS", "TOKEN_BOX_HEIGHT", "HEATMAP_HEIGHT", "token_box_height", "token_pieces", "clicked_query",
     "window_tokens", "grid_caption", "FORMULA_MD", "SHARE_OK", "UNTRAINED_NOTE", "ENCODING_SPINNER",
     "head_label", "compare_rows", "sample_update", "frozen", "batch_highlight", "row_caption", "matrix_caption", "pair_caption", "head_grid_png", "truncation_note", "ignored_note", "sample_of", "ModelComparison", "compare_with_model", "model_comparison_note",
 ]
