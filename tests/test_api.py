@@ -27,7 +27,8 @@ HOSTILE = ('Tom wrote <script>alert("x")</script> & <img src=x onerror=alert(1)>
            "<b>left</b> the <style>body{display:none}</style> room.")
 QUERY = "<i>cat</i>"
 # the only elements attnviz itself writes into text results
-TEXT_TAGS = {"html", "head", "meta", "title", "body", "h1", "p", "div", "span", "ul", "li"}
+TEXT_TAGS = {"html", "head", "meta", "title", "body", "h1", "p", "div", "span", "ul", "li",
+             "table", "caption", "thead", "tbody", "tr", "th", "td", "img"}
 IMAGE_TAGS = {"figure", "div", "img", "figcaption"}
 
 
@@ -119,12 +120,13 @@ def test_text_html_is_escaped_and_self_contained(text_result):
     page = a.to_html(title='<script>alert("title")</script>')
     for markup in (page, a.html_fragment(), a.highlight(), notebook_html(a)):
         p = self_contained(markup, TEXT_TAGS)
-        assert not p.names & {"script", "img", "b", "i", "style"}  # the input's tags stay text
+        assert not p.names & {"script", "b", "i", "style"}  # the input's tags stay text
+        assert not any(t == "img" and not a.get("src", "").startswith("data:") for t, a in p.tags)
         visible = "".join(p.text)
         assert HOSTILE in visible  # shown verbatim, character for character
     assert QUERY in "".join(Parsed(page).text) and '<script>alert("title")</script>' in "".join(Parsed(page).text)
     csp = [t[1]["content"] for t in Parsed(page).tags if t[0] == "meta" and t[1].get("http-equiv")]
-    assert csp == ["default-src 'none'; style-src 'unsafe-inline'"]  # a browser would refuse any script anyway
+    assert csp == ["default-src 'none'; style-src 'unsafe-inline'; img-src data:"]  # no script, nothing remote
 
 
 def test_text_json_round_trips(text_result, tmp_path):
@@ -147,11 +149,16 @@ def test_text_png_sizes(text_result, tmp_path):
     a = text_result
     n = len(a.tokens)
     cell = max(1, min(32, 2048 // n))  # render.matrix_png's default: the longer side <= 2048 px
-    assert png_size(a.to_png()) == (n * cell, n * cell)
-    assert png_size(a.to_png(cell=3)) == (3 * n, 3 * n)
-    assert png_size(a.to_png("scores", cell=5)) == (5 * n, 5)
-    assert png_size(a.save(tmp_path / "m.png").read_bytes()) == (n * cell, n * cell)
-    with Image.open(io.BytesIO(a.to_png(cell=2))) as im:  # the strongest weight has the top colour
+    assert png_size(a.to_png("matrix", labels=False)) == (n * cell, n * cell)
+    assert png_size(a.to_png("matrix", cell=3, labels=False)) == (3 * n, 3 * n)
+    assert png_size(a.to_png("scores", cell=5, labels=False)) == (5 * n, 5)
+    # labelled: the cells plus the labels and the colour bar around them
+    w, h = png_size(a.to_png("matrix", cell=3))
+    assert w > 3 * n and h > 3 * n
+    # a query result saves the query's scores (one row), not the self-attention matrix
+    assert a.score_kind == "query"
+    assert a.save(tmp_path / "q.png").read_bytes() == a.to_png("scores") == a.to_png()
+    with Image.open(io.BytesIO(a.to_png("matrix", cell=2, labels=False))) as im:  # the strongest weight has the top colour
         i, j = np.unravel_index(np.argmax(a.weights), a.weights.shape)
         assert im.convert("RGB").getpixel((int(j) * 2, int(i) * 2)) == tuple(int(c) for c in colormap("cividis")(1.0))
     with pytest.raises(InvalidParameter):
@@ -166,7 +173,7 @@ def test_long_text_without_a_matrix():
     d = strict_json(a.to_json())
     assert d["weights"] is None and len(d["scores"]) == n
     assert d["scores"] == pytest.approx(np.round(a.scores.astype(np.float64), 6).tolist())
-    assert png_size(a.to_png()) == (n, 1)  # the scores as one row, one pixel each
+    assert png_size(a.to_png(labels=False)) == (n, 1)  # the scores as one row, one pixel each
     with pytest.raises(InvalidParameter, match="no matrix"):
         a.to_png("matrix")
 
