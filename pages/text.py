@@ -67,7 +67,7 @@ def heatmap(weights, labels, first, title, key, lo, hi, n_keys, selectable=False
     matrix_chart(fig, key)
 
 
-def tokens_of(toks, gaps, weights, key, **kw) -> None:
+def tokens_of(toks, gaps, weights, key, **kw) -> None:  # long texts scroll inside a box
     token_box(toks, gaps, weights, key, box_height=ts.token_box_height(len(toks)), **kw)
 
 
@@ -149,8 +149,7 @@ def view_model(enc, key, sim, temp, device) -> None:
             with col:
                 tokens_of(toks, gaps, r, f"tv_cmp_{who}", label=f"{who} attention from token {k}", vmin=lo, vmax=hi)
     if st.toggle(f"All {ma.num_layers * ma.num_heads} heads at a glance", key="grid"):
-        png, caption = ts.head_grid_png(ma, special)
-        st.image(png, output_format="PNG", caption=caption)
+        st.image((grid := ts.head_grid_png(ma, special))[0], output_format="PNG", caption=grid[1])
     show_notes(ma.notes)
     downloads_popover(ts.downloads(None, c.matrix, [f"{i}:{t}" for i, t in enumerate(c.labels)], name="model_attention"))
 
@@ -186,10 +185,8 @@ def settings(side) -> tuple:
             batch = st.toggle("One text per line (batch)", key="batch", help="Each line is its own text; all are "
                               f"padded into one batch with a mask (up to {ts.BATCH_MAX_LINES}).")
             st.toggle("Separate colour scales side by side", key="sep_scales")
-        if note := ts.link_note(st.session_state["text"]):
-            st.warning(note, icon=":material/link_off:")
-        else:
-            st.caption(ts.SHARE_OK)
+        note = ts.link_note(st.session_state["text"])  # said before the teacher copies the link
+        st.warning(note, icon=":material/link_off:") if note else st.caption(ts.SHARE_OK)
     return sim, temp, encoder, merge, batch
 
 
@@ -244,8 +241,10 @@ def main() -> None:
             return write_link(TextPageState, WIDGET_KEYS, ts.QUERY_PARAMS)
         show_view(enc, (key_text, encoder, merge, device, cfg.model_path), view, sim, temp, device, cfg.model_path)
         show_notes(enc.notes)
+        if not tx.ENCODERS[encoder].trained:
+            st.warning(ts.UNTRAINED_NOTE, icon=":material/casino:")
         with st.expander("How attention is computed here", icon=":material/function:"):
-            explain_similarity(sim, intro=ts.FORMULA_MD + ("" if tx.ENCODERS[encoder].trained else ts.UNTRAINED_NOTE))
+            explain_similarity(sim, intro=ts.FORMULA_MD)
 
 
 main()

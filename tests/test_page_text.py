@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 import attnviz.text as tx
 from attnviz.pages import page
+from attnviz.state import text as ts
 from attnviz.text import analyze_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,8 +49,15 @@ class Tokens(HTMLParser):
             self._cur = None
 
 
+def views(at) -> list[dict]:
+    """The token views on the page: each one's data, as the component received it."""
+    return [json.loads(el.proto.json) for el in at.get("bidi_component")
+            if el.proto.component_name == "attnviz_token_view"]
+
+
 def highlights(at) -> list[list[dict]]:
-    """Every highlighted text on the page, as a list of token spans (in text order)."""
+    """Every highlighted text on the page (static HTML highlights first, then the token views), each a list
+    of tokens in text order: text, weight (``w``: for a token view the hover's 3 significant digits), rank."""
     out = []
     for el in at.get("html"):
         body = el.proto.body
@@ -57,7 +65,23 @@ def highlights(at) -> list[list[dict]]:
             p = Tokens()
             p.feed(body)
             out += p.blocks
+    for v in views(at):
+        out.append([{"text": t, "w": float(w), "rank": r, "i": i, "q": q}
+                    for i, (t, w, r, q) in enumerate(zip(v["tokens"], v["wt"], v["rank"], v["q"]))])
     return out
+
+
+def click_token(at, i: int, which: int = 0) -> AppTest:
+    """Rerun the page as if the browser had reported a click on token ``i`` of token view ``which``."""
+    el = [e for e in at.get("bidi_component") if e.proto.component_name == "attnviz_token_view"][which]
+    ws = at._tree.get_widget_states()  # every other widget keeps its value
+    w = ws.widgets.add()
+    w.id = el.proto.id
+    w.json_value = json.dumps({"selected": i})
+    return at._run(ws)  # AppTest has no public setter for a custom component's state
+
+
+HOVER = dict(rtol=5.1e-3, atol=1e-9)  # the hover's weights have 3 significant digits
 
 
 def heat_z(chart) -> np.ndarray:
@@ -96,9 +120,11 @@ def test_opens_with_a_sample_and_a_query(at):
     (spans,) = highlights(at)
     ref = analyze_text(KITTEN, "cosine", 0.1, "contextual", query="cat")
     assert [s["text"].lower() for s in spans] == ref.tokens
-    np.testing.assert_allclose([s["w"] for s in spans], ref.scores, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose([s["w"] for s in spans], ref.scores, **HOVER)
+    (v,) = views(at)
+    np.testing.assert_array_equal(v["q"], np.rint(ref.scores / ref.scores.max() * 255))  # 0 to the view's max
     top = min(spans, key=lambda s: s["rank"])
-    assert top["text"] == "cat" and top["title"].startswith("cat · weight 0.")
+    assert top["text"] == "cat" and v["labels"][top["i"]] == "cat"
     second = [s for s in spans if s["rank"] == 2][0]
     assert second["text"] == "kitten"  # the related word comes right after the word itself
     assert "one pass of 41 tokens" in captions(at)
@@ -110,7 +136,8 @@ def test_type_text_switch_similarity_and_query(at):
     assert not at.exception
     (spans,) = highlights(at)
     assert [s["text"] for s in spans][:7] == ["The", "kitten", "sat", "next", "to", "the", "car"]
-    assert "<b>" not in "".join(el.proto.body for el in at.get("html"))  # the user's tag arrives escaped
+    assert "<b>" not in "".join(el.proto.body for el in at.get("html"))  # no HTML carries the user's tag
+    assert "".join(views(at)[0]["tokens"]).endswith("<b>bold?</b>")  # it travels as plain strings (textContent)
     cos = np.array([s["w"] for s in spans])
     assert spans[int(cos.argmax())]["text"] == "kitten"
 
@@ -120,15 +147,15 @@ def test_type_text_switch_similarity_and_query(at):
     (spans,) = highlights(at)
     euc = np.array([s["w"] for s in spans])
     ref = analyze_text("The kitten sat next to the car. <b>bold?</b>", "euclidean", 1.0, query="cat")
-    np.testing.assert_allclose(euc, ref.scores, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(euc, ref.scores, **HOVER)
     assert not np.allclose(euc, cos, atol=1e-3)  # the highlight changed with the similarity
     assert at.query_params["s"] == ["euclidean"] or at.query_params["s"] == "euclidean"  # the shareable link follows
 
     at.text_input(key="query").set_value("automobile").run()
     (spans,) = highlights(at)
     ref = analyze_text("The kitten sat next to the car. <b>bold?</b>", "euclidean", 1.0, query="automobile")
-    np.testing.assert_allclose([s["w"] for s in spans], ref.scores, rtol=1e-4, atol=1e-6)
-    assert "attention from the query &#x27;automobile&#x27;" in "".join(el.proto.body for el in at.get("html"))
+    np.testing.assert_allclose([s["w"] for s in spans], ref.scores, **HOVER)
+    assert views(at)[0]["label"] == "attention from the query 'automobile'"
     at.selectbox(key="txt_sim").set_value("cosine").run()
 
 
@@ -139,12 +166,11 @@ def test_pick_a_token_row(at):
     assert not at.exception
     (spans,) = highlights(at)
     ref = analyze_text(KITTEN, "cosine", 0.1, token=2)
-    np.testing.assert_allclose([s["w"] for s in spans], ref.scores, rtol=1e-4, atol=1e-6)
-    assert sum(s["w"] for s in spans) == pytest.approx(1, abs=1e-3)
-    assert "what token 2 (&#x27;kitten&#x27;) attends to" in at.get("html")[0].proto.body
-    metrics = {m.label: m.value for m in at.metric}
+    np.testing.assert_allclose([s["w"] for s in spans], ref.scores, **HOVER)
+    assert sum(s["w"] for s in spans) == pytest.approx(1, abs=1e-2)
+    assert views(at)[0]["label"] == "what token 2 ('kitten') attends to" and views(at)[0]["selected"] == 2
     eff = float(np.exp(-(ref.scores * np.log(ref.scores)).sum()))
-    assert float(metrics["Effective tokens (row of token 2)"]) == pytest.approx(eff, abs=0.05)
+    assert float(re.search(r"Effective tokens ([\d.]+)", captions(at)).group(1)) == pytest.approx(eff, abs=0.05)
 
 
 def test_matrix_view_heatmap_pairs_and_entropy(at):
@@ -173,13 +199,17 @@ def test_model_heads_beside_similarity(at):
     charts = at.get("plotly_chart")
     assert len(charts) == 2
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in charts]
-    assert titles[0].startswith("Attention as similarity: cosine") and "layer 6, average of heads" in titles[1]
+    assert titles[0].startswith("Similarity: cosine") and "layer 6, average of heads" in titles[1]
     at.selectbox(key="layer").set_value(2).run()
     at.selectbox(key="head").set_value(4).run()
     spec = json.loads(at.get("plotly_chart")[1].proto.spec)
     assert "layer 3, head 5" in spec["layout"]["title"]["text"]
     ma = tx.model_attentions(tx.encode_text(KITTEN, "static"))
-    np.testing.assert_allclose(heat_z(at.get("plotly_chart")[1]), ma.matrix(2, 4), atol=1e-5)
+    ref = analyze_text(KITTEN, "cosine", 0.1).weights  # the whole text fits the model's window
+    hi = max(ref.max(), ma.matrix(2, 4).max())  # one scale for both panels: 0 to the larger maximum
+    np.testing.assert_allclose(heat_z(at.get("plotly_chart")[1]) / 255 * hi, ma.matrix(2, 4), atol=hi / 510 + 1e-9)
+    np.testing.assert_allclose(heat_z(at.get("plotly_chart")[0]) / 255 * hi, ref, atol=hi / 510 + 1e-9)
+    assert "shared by the 2 panels" in captions(at)
     assert "[CLS]/[SEP] take" in captions(at)
     at.selectbox(key="head").set_value("rollout").run()
     assert not at.exception and "rollout" in json.loads(at.get("plotly_chart")[1].proto.spec)["layout"]["title"]["text"]
@@ -242,7 +272,7 @@ def test_batch_lines_one_under_another(at):
     lines = [ln for ln in (ROOT / "attnviz/assets/text_en_batch.txt").read_text().splitlines() if ln.strip()]
     for spans, line in zip(blocks, lines):
         ref = analyze_text(line, "cosine", 0.1, query=at.session_state["query"])
-        np.testing.assert_allclose([s["w"] for s in spans], ref.scores, rtol=1e-3, atol=1e-5)
+        np.testing.assert_allclose([s["w"] for s in spans], ref.scores, rtol=1e-3, atol=1e-5)  # the HTML's exact data-w
     assert any("padded to" in m.value for m in at.markdown)
     at.selectbox(key="sample").set_value("kitten").run()
     assert at.toggle(key="batch").value is False
@@ -270,13 +300,14 @@ def test_long_text_is_truncated_with_a_notice():
 
 def test_url_keeps_settings_and_validates_them():
     at = open_page({"s": "rbf", "t": "0.3", "e": "static", "v": "row", "k": "2", "m": "0",
-                    "text": "A kitten, a car and a cat."})
+                    "text": ts.encode_text_param("A kitten, a car and a cat.")})
     assert at.session_state["txt_sim"] == "rbf" and at.select_slider(key="txt_temp").value == 0.3
     assert at.selectbox(key="token").value == 2
     (spans,) = highlights(at)
     ref = analyze_text("A kitten, a car and a cat.", "rbf", 0.3, "static", token=2)
-    np.testing.assert_allclose([s["w"] for s in spans], ref.scores, rtol=1e-4, atol=1e-6)
-    assert at.query_params["text"] == "A kitten, a car and a cat." and at.query_params["k"] == "2"
+    np.testing.assert_allclose([s["w"] for s in spans], ref.scores, **HOVER)
+    assert ts.decode_text_param(at.query_params["text"]) == "A kitten, a car and a cat." and at.query_params["k"] == "2"
+    assert "sample" not in at.query_params and at.selectbox(key="sample").value == ts.OWN  # never "kitten"
 
     bad = open_page({"s": "evil<script>", "t": "-5", "e": "glove", "v": "nope", "k": "²", "text": "y" * 5000,
                      "h": "'; drop", "w": "9" * 40})

@@ -425,8 +425,8 @@ FORMULA_MD = ("Each token gets a vector $x_i$; a **similarity** scores pairs, $s
               "becomes **weights** $a_{ij}=\\mathrm{softmax}_j(s(i,j)/T)$ and the output mixes the vectors, "
               "$y_i=\\sum_j a_{ij}x_j$ (the seed article's sequential attention, in its standard row-softmax form).")
 ENCODING_SPINNER = "Encoding the text (once per text and encoder; a long text is read in windows of 512 word pieces)…"
-UNTRAINED_NOTE = (" **Untrained vectors** (the random encoder): nothing was learned, so only identical word pieces "
-                  "look alike.")
+UNTRAINED_NOTE = ("Untrained vectors (the random encoder): nothing was learned, so only identical word pieces look "
+                  "alike. Compare with a trained encoder to see why learned embeddings matter.")
 SHARE_OK = ":material/link: The address bar is this view's link: it keeps the text and the settings."
 
 
