@@ -534,3 +534,71 @@ def test_analysis_exports(model, tmp_path):
 
 def test_matrix_limit_is_documented_constant():
     assert MATRIX_MAX_TOKENS >= 512
+
+
+# ------------------------------------------------------------------- in-memory models, negative indices
+
+
+@pytest.fixture(scope="module")
+def in_memory():
+    """The bundled model loaded by transformers itself (sdpa attention, as from_pretrained gives it) and its
+    fast tokenizer: objects a notebook user already holds."""
+    import transformers
+
+    from attnviz.loaders.hf import default_model_path
+
+    folder = default_model_path()
+    return transformers.AutoModel.from_pretrained(folder), transformers.AutoTokenizer.from_pretrained(folder)
+
+
+def test_in_memory_model_and_tokenizer_give_the_folders_numbers(model, in_memory):
+    import attnviz
+
+    m, tok = in_memory
+    impl, padding = m.config._attn_implementation, tok.backend_tokenizer.padding
+    text = "The bank of the river flooded."
+    a = attnviz.analyze_text(text, "cosine", encoder="contextual", model=m, tokenizer=tok)
+    b = attnviz.analyze_text(text, "cosine", encoder="contextual")
+    assert a.tokens == b.tokens and a.model_name == "all-MiniLM-L6-v2"
+    np.testing.assert_allclose(a.weights, b.weights, atol=1e-6)
+    ma = attnviz.model_attentions(text, model=m, tokenizer=tok)
+    np.testing.assert_allclose(ma.attentions, attnviz.model_attentions(text).attentions, atol=1e-6)
+    # the caller's objects are untouched: same attention kernel, same tokenizer settings
+    assert m.config._attn_implementation == impl and tok.backend_tokenizer.padding == padding
+    # a tokenizers.Tokenizer works as well
+    from tokenizers import Tokenizer
+
+    raw = Tokenizer.from_str(tok.backend_tokenizer.to_str())
+    c = attnviz.analyze_text(text, "cosine", encoder="static", model=m, tokenizer=raw)
+    np.testing.assert_allclose(c.weights, attnviz.analyze_text(text, "cosine", encoder="static").weights, atol=1e-6)
+
+
+def test_in_memory_mistakes_are_typed(in_memory):
+    import attnviz
+    from attnviz.loaders.hf import default_model_path
+
+    m, tok = in_memory
+    with pytest.raises(InvalidParameter, match="model_path must be a folder.*model="):
+        attnviz.analyze_text("hi", model_path=m)
+    with pytest.raises(InvalidParameter, match="needs its tokenizer"):
+        attnviz.analyze_text("hi", model=m)
+    with pytest.raises(InvalidParameter, match="fast transformers tokenizer"):
+        attnviz.analyze_text("hi", model=m, tokenizer=object())
+    with pytest.raises(InvalidParameter, match="PreTrainedModel"):
+        attnviz.analyze_text("hi", model=object(), tokenizer=tok)
+    with pytest.raises(ModelNotFound, match="give the folder, not config.json"):
+        attnviz.analyze_text("hi", model_path=Path(default_model_path()) / "config.json")
+
+
+def test_negative_layer_and_head_and_the_default_layer(model):
+    ma = model_attentions("The cat sat on the mat.")
+    np.testing.assert_array_equal(ma.raw(-1, -1), ma.attentions[5, 11])
+    np.testing.assert_array_equal(ma.raw(-6, 0), ma.attentions[0, 0])
+    np.testing.assert_array_equal(ma.matrix(), ma.matrix(5))  # layer=None: the last layer, never an error
+    np.testing.assert_array_equal(ma.matrix(-2, -3), ma.matrix(4, 9))
+    assert ma.special_share(-1) == ma.special_share(5)
+    for bad in (6, -7, 1.5, True):
+        with pytest.raises(InvalidParameter, match="layer must be"):
+            ma.raw(bad)
+    with pytest.raises(InvalidParameter, match="head must be"):
+        ma.raw(0, 12)
