@@ -2,6 +2,7 @@
 
 import numpy as np
 import streamlit as st
+from streamlit_image_coordinates import streamlit_image_coordinates
 
 from attnviz import SIMILARITIES
 from attnviz.devices import device_label, run_with_fallback
@@ -31,10 +32,9 @@ def _text_to_text(a: str, b: str, encoder: str, similarity: str, temperature: fl
     return res, list(eb.offsets[:len(res.key_labels)]), eb.text
 
 
-@st.cache_data(max_entries=8, ttl=3600, show_spinner="Describing both photos' patches…")
-def _image_to_image(a, b, grid: int, similarity: str, temperature: float):
-    res, g, (ia, ib) = hc.image_to_image(a, b, grid, similarity, temperature)
-    return res, g, np.asarray(ia), np.asarray(ib)
+@st.cache_data(max_entries=8, ttl=3600, show_spinner="Running DINOv2 on both photos…")
+def _photo_to_photo(a, b, layer: int, similarity: str, temperature: float, device: str):
+    return hc.photo_to_photo(a, b, layer, similarity, temperature, device=device)
 
 
 @st.cache_data(max_entries=8, ttl=3600, show_spinner="Encoding the text and the photo…")
@@ -189,18 +189,21 @@ with multi_tab:
     isim = c3.selectbox("Similarity", photo_sims, key="hc_ii_sim", index=photo_sims.index("cosine"),
                         format_func=lambda n: SIMILARITIES[n].label)
     itemp = c3.select_slider("T", options=(0.03, 0.05, 0.1, 0.2, 0.5, 1.0), value=0.1, key="hc_ii_temp")
+    ilayer = c3.slider("DINOv2 block", 0, hc.CROSS_IMAGE_LAYERS - 1, hc.CROSS_IMAGE_LAYER, key="hc_ii_layer")
     try:
-        ii, grid, photo_a, photo_b = _image_to_image(src_a, src_b, 6, isim, float(itemp))
-        pi = st.selectbox("Patch of photo A to follow", list(range(len(ii.query_labels))), key="hc_ii_query",
-                          index=1, format_func=lambda i: ii.query_labels[i])
+        ii = _photo_to_photo(src_a, src_b, ilayer, isim, float(itemp), current_device())
+        if ii.notice:
+            st.info(ii.notice, icon=":material/info:")
+        st.session_state.update(ii.click_updates(st.session_state))  # a click on photo A picks the query patch
+        pi = st.selectbox("Patch of photo A to follow (or click photo A)", list(range(ii.grid_a.n)),
+                          key="hc_ii_query", format_func=lambda i: ii.result.query_labels[i])
         c1, c2 = st.columns(2)
-        c1.image(hc.outline_patch(photo_a, grid, pi), width="stretch",
-                 caption=f"Photo A ({name_a}): the query patch {ii.query_labels[pi]} is outlined.")
-        c2.image(hc.overlay_patches(photo_b, grid, ii.weights[pi]),
-                 caption=f"Photo B ({name_b}): where that patch looks. Brighter patches get more of its weight "
-                         f"(it spreads over {ii.effective[pi]:.1f} of {len(ii.key_labels)} patches in effect).",
-                 width="stretch")
-        st.caption(ii.note)
+        with c1:
+            streamlit_image_coordinates(ii.picture_a(pi), key="hc_ii_click", use_column_width="always",
+                                        cursor="crosshair")
+        c1.caption(f"Photo A ({name_a}): click a point; the query patch {ii.result.query_labels[pi]} is outlined.")
+        c2.image(ii.picture_b(pi), caption=f"Photo B ({name_b}): {ii.caption_b(pi)}", width="stretch")
+        st.caption(ii.result.note)
     except Exception as err:
         show_error(err)
 
