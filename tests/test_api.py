@@ -225,3 +225,17 @@ def test_image_repr_html_as_a_notebook_shows_it(image_result):
     assert max(w, h) <= 640 and abs(w / h - image_result.width / image_result.height) < 0.01
     assert "similarity cosine" in "".join(p.text)
     self_contained(image_result.to_html(), IMAGE_TAGS)
+
+
+def test_the_practitioners_names_are_top_level():
+    import attnviz.byo
+    import attnviz.export
+    import attnviz.loaders.hf
+    import attnviz.text
+
+    assert attnviz.from_attention is attnviz.byo.from_attention
+    assert attnviz.model_attentions is attnviz.text.model_attentions
+    assert attnviz.ModelAttention is attnviz.text.ModelAttention
+    assert attnviz.register_model is attnviz.loaders.hf.register_model
+    assert attnviz.save is attnviz.export.save
+    assert {"from_attention", "model_attentions", "register_model", "save"} <= set(attnviz.__all__)
