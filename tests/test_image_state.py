@@ -67,3 +67,92 @@ def test_clicks_and_names():
         assert click_position(bad) is None
     assert plain_name("<b>x</b>.png") == "_b_x__b_.png" and plain_name("") == "image"
     assert download_stem("my photo (1).jpg") == "my-photo-1" and download_stem("...") == "image"
+
+
+# ------------------------------------------------------------------------------ the vision transformer's view
+
+import numpy as np  # noqa: E402
+
+from attnviz.state import image as si  # noqa: E402
+
+
+def test_new_settings_round_trip_and_bad_link_values_are_named():
+    s = ImagePageState(mode="heads", features="handcrafted", resolution=448, feature_layer=3, layer=7, head=2,
+                       head_map="patch", keep=True, keep_fraction=0.85, no_sinks=True)
+    assert ImagePageState.from_query(s.to_query()) == s and s.to_query()["h"] == "2"
+    assert ImagePageState().to_query()["h"] == "mean" and ImagePageState().features == "dinov2"
+    for param, value in (("m", "both"), ("f", "clip"), ("res", "500"), ("fl", "12"), ("l", "-1"), ("h", "6"),
+                         ("hm", "x"), ("k", "2"), ("kf", "0.62"), ("kf", "1.0"), ("ns", "true")):
+        t = ImagePageState.from_query({param: value})
+        assert t.ignored == (param,) and t == ImagePageState(), (param, value)
+    with pytest.raises(InvalidParameter, match="head"):
+        ImagePageState(head=True)
+
+
+def test_row_overlap_is_the_histogram_intersection():
+    rng = np.random.default_rng(0)
+    p, q = rng.random(30), rng.random(30)
+    expected = sum(min(a / p.sum(), b / q.sum()) for a, b in zip(p, q))
+    assert si.row_overlap(p, q) == pytest.approx(expected, rel=1e-12)
+    assert si.row_overlap(p, 3 * p) == pytest.approx(1.0)
+    assert si.row_overlap([1, 0], [0, 1]) == 0.0
+    with pytest.raises(InvalidParameter):
+        si.row_overlap([1, -1], [1, 1])
+
+
+def test_kept_map_keeps_the_fewest_cells_holding_the_share():
+    values = np.array([[0.5, 0.05], [0.3, 0.15]])
+    drawn, kept = si.kept_map(values, 0.6)
+    assert kept == 2 and drawn.tolist() == [[0.5, 0.0], [0.3, 0.0]]  # 0.5 alone is < 0.6; 0.5 + 0.3 >= 0.6
+    assert si.kept_map(values, 0.95)[1] == 4
+
+
+class FakeGrid:
+    """A stand-in click target: records the display click it was asked about."""
+
+    def __init__(self):
+        self.seen = []
+
+    def locate_display(self, x, y, w, h):
+        self.seen.append((x, y, w, h))
+        return int(y * 10 // h), int(x * 10 // w)
+
+
+def test_click_updates_apply_each_click_once_to_the_view_the_user_saw():
+    grid = FakeGrid()
+    values = {"img_click": {"x": 50, "y": 20, "width": 100, "height": 100, "unix_time": 1},
+              "_img_seen": ("abc", grid), "img_mode": "heads"}
+    up = si.click_updates(values, "abc")
+    assert up == {"_img_click_done": 1, "img_row": 2, "img_col": 5, "img_hmap": "patch"}
+    assert si.click_updates({**values, **up}, "abc") == {}  # the same click again: nothing
+    assert si.click_updates({**values, "img_mode": "similarity"}, "abc")["img_view"] == "query"
+    assert si.click_updates(values, "another photo") == {"_img_click_done": 1}  # a click on an old photo
+
+
+def test_thumbnails_are_one_tile_per_head_and_a_click_picks_it():
+    from PIL import Image
+
+    from attnviz.vit import ViTAttention
+
+    rng = np.random.default_rng(1)
+    rows, cols, heads = 3, 4, 6
+    a = rng.random((2, heads, 1 + rows * cols, 1 + rows * cols)).astype(np.float32)
+    a /= a.sum(-1, keepdims=True)
+    vit = ViTAttention(attentions=a, hidden_states=np.zeros((3, 13, 4), np.float32),
+                       token_norms=np.ones((rows, cols), np.float32), grid=(rows, cols), input_size=(42, 56),
+                       image_size=(60, 80))
+    photo = Image.new("RGB", (80, 60), (128, 128, 128))
+    th = si.head_thumbnails(photo, vit, "cls", 1, selected=3, tile_width=80, gap=6, label_height=18)
+    assert th.heads == (si.HEAD_MEAN, 0, 1, 2, 3, 4, 5) and th.image.shape == (60 + 18, 7 * 80 + 6 * 6, 3)
+    h, w = th.image.shape[:2]
+    for i, head in enumerate(th.heads):  # the middle of each tile, the strip shown at half size
+        assert th.head_at((i * 86 + 40) / 2, h / 4, w / 2, h / 2) == head
+    assert th.head_at(83 / 2, 10, w / 2, h / 2) is None  # the gap between two tiles
+    frame = th.image[0, 4 * 86 + 40]  # the selected head's tile (head 3) is framed
+    assert frame.tolist() != th.image[0, 2 * 86 + 40].tolist()
+    m = si.head_map(vit, "patch", 1, 2, (1, 2))
+    row = a[1, 2, 1 + 1 * cols + 2, 1:].astype(np.float64)
+    np.testing.assert_allclose(m.ravel(), row / row.sum(), rtol=1e-6)
+    np.testing.assert_allclose(si.head_map(vit, "cls", 0, si.HEAD_MEAN).ravel(), a[0, :, 0, 1:].mean(0), rtol=1e-6)
+    with pytest.raises(InvalidParameter):
+        si.head_map(vit, "patch", 1, 0)  # the patch view needs a query
