@@ -45,11 +45,11 @@ PIECE_MARKERS = ("##", "Ġ", "Ċ", "▁")
 
 
 def _array(a, what: str) -> np.ndarray:
-    """torch or numpy -> float64 numpy (a copy never shared with the caller)."""
+    """torch or numpy -> float32 numpy (a copy never shared with the caller; the checks sum in float64)."""
     if hasattr(a, "detach"):  # a torch tensor, on any device, any dtype
         a = a.detach().float().cpu().numpy()
     try:
-        arr = np.array(a, dtype=np.float64)
+        arr = np.array(a, dtype=np.float32)
     except (TypeError, ValueError):
         raise InvalidParameter(f"{what} must be a torch tensor or a numpy array of numbers, "
                                f"got {type(a).__name__}.") from None
@@ -100,7 +100,7 @@ def _cache_layers(cache) -> list:
 
 
 def stack_attention(attention, batch: int | None = None) -> np.ndarray:
-    """Any accepted input (see the module docstring) -> ``(layers, heads, n, n)`` float64, unchecked."""
+    """Any accepted input (see the module docstring) -> ``(layers, heads, n, n)`` float32, unchecked."""
     if hasattr(attention, "keys") and callable(attention.keys) and not hasattr(attention, "shape"):
         attention = _cache_layers(attention)
     if isinstance(attention, (list, tuple)):
@@ -147,14 +147,14 @@ def check_attention(a: np.ndarray, causal: bool | None = None, tolerance: float 
         l, h, i, j = _first(neg)
         raise InvalidParameter(f"Layer {l}, head {h}, row {i} has a negative weight ({a[l, h, i, j]:.4g} at column "
                                f"{j}): pass attention probabilities (after the softmax), not scores.")
-    sums = a.sum(-1)
+    sums = a.sum(-1, dtype=np.float64)
     off = np.abs(sums - 1.0) > tolerance
     if off.any():
         l, h, i = _first(off)
         raise InvalidParameter(f"Layer {l}, head {h}, row {i} sums to {sums[l, h, i]:.6g}, not 1 (tolerance "
                                f"{tolerance:g}): pass attention probabilities (after the softmax), not scores.")
     upper = np.triu(np.ones(a.shape[-2:], dtype=bool), 1)
-    above = np.abs(a) * upper > CAUSAL_ZERO
+    above = (np.abs(a) > CAUSAL_ZERO) & upper
     if causal is None:
         return not above.any()
     if causal and above.any():
