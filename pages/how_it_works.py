@@ -74,7 +74,7 @@ def _explained_matrix(wt, name: str, caption: str, colorbar: str) -> tuple[int, 
 
 # --------------------------------------------------------------------------------------------- input
 
-st.title("🧮 How it works — attention, one step at a time")
+st.title(":material/calculate: How it works — attention, one step at a time")
 track = st.radio("Track", list(TRACKS), key="hiw_track", horizontal=True, format_func=TRACKS.get)
 if track == "head":  # the second track: one head of the trained MiniLM, recomputed from its weights
     head_track()

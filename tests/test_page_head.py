@@ -192,10 +192,10 @@ def test_clicking_a_query_in_the_qk_picture_selects_that_token(ref):
 
 def test_long_text_is_cut_with_a_notice_and_empty_text_gets_one_sentence():
     at = open_head_track()
-    at.text_area(key="head_text").set_value(" ".join(["word"] * 100)).run()
+    at.text_input(key="head_text").set_value(" ".join(["word"] * 100)).run()
     assert not at.exception
     assert any("only the first 64 are traced" in plain(i.value) for i in at.info)
     assert len(at.selectbox(key="head_m_h_row").options) == 66  # 64 word pieces + [CLS] + [SEP]
-    at.text_area(key="head_text").set_value("   ").run()
+    at.text_input(key="head_text").set_value("   ").run()
     assert not at.exception
     assert len(at.error) == 1 and at.error[0].value.count(".") >= 1

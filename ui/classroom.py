@@ -136,6 +136,9 @@ def clickable_matrix(z, x_labels, y_labels, key: str, *, title: str, x_title: st
         st.session_state[rk] = min(default[0], n - 1)
     if st.session_state.get(ck) not in range(m):
         st.session_state[ck] = min(default[1], m - 1)
+    # written back every run: a picker that comes back after a run without it (another step or view) would
+    # otherwise show the browser's default (the first option) while the page explains the kept cell
+    st.session_state[rk], st.session_state[ck] = st.session_state[rk], st.session_state[ck]
     cell = (st.session_state[rk], st.session_state[ck])
     fig = clickable_heatmap(z, x_labels, y_labels, title=title, x_title=x_title, y_title=y_title,
                             colorbar_title=colorbar_title, selected=cell, show_values=show_values,

@@ -159,10 +159,11 @@ def _qk_view(trace) -> None:
 
 
 def _overview_view(ov) -> None:
-    by = st.selectbox("Sort the heads by", [None, *METRIC_DEFINITIONS], key="head_sort",
-                      format_func=lambda m: "layer by layer" if m is None else METRIC_LABELS[m])
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    by = left.selectbox("Sort the heads by", [None, *METRIC_DEFINITIONS], key="head_sort",
+                        format_func=lambda m: "layer by layer" if m is None else METRIC_LABELS[m])
     st.session_state.setdefault("head_sort_desc", True)
-    desc = st.toggle("Largest first", key="head_sort_desc", disabled=by is None)
+    desc = right.toggle("Largest first", key="head_sort_desc", disabled=by is None)
     metric = by or "entropy"
     sel = (int(st.session_state.get("head_layer", 0)), int(st.session_state.get("head_head", 0)))
     fig = heads_overview_figure(ov.attentions, ov.order(by, desc), ov.metrics[metric], METRIC_LABELS[metric],
@@ -178,8 +179,8 @@ def _overview_view(ov) -> None:
 def head_track() -> None:
     """The whole trained-head track (call it from pages/how_it_works.py)."""
     st.session_state.setdefault("head_text", DEFAULT_TEXT)
-    text = st.text_area("Your sentence (up to 64 word pieces are traced)", key="head_text", max_chars=3000,
-                        height=80)
+    top = st.columns([4, 1, 1], vertical_alignment="bottom")
+    text = top[0].text_input("Your sentence (up to 64 word pieces are traced)", key="head_text", max_chars=3000)
     device = current_device()
     try:
         ov = _overview(text, device)
@@ -192,9 +193,8 @@ def head_track() -> None:
     _read_clicks(ov.num_layers, ov.num_heads, n)
     st.session_state.setdefault("head_layer", DEFAULT_HEAD[0])
     st.session_state.setdefault("head_head", DEFAULT_HEAD[1])
-    c1, c2 = st.columns(2)
-    layer = c1.selectbox("Layer", list(range(ov.num_layers)), key="head_layer")
-    head = c2.selectbox("Head", list(range(ov.num_heads)), key="head_head")
+    layer = top[1].selectbox("Layer", list(range(ov.num_layers)), key="head_layer")
+    head = top[2].selectbox("Head", list(range(ov.num_heads)), key="head_head")
     st.session_state.setdefault("head_view", "steps")
     view = st.segmented_control("View", list(HEAD_VIEWS), key="head_view", format_func=HEAD_VIEWS.get) or "steps"
     try:
@@ -204,11 +204,12 @@ def head_track() -> None:
         return
     for note in trace.notes:
         st.caption(md_escape(note))
-    if view == "steps":
-        _steps(trace)
-    elif view == "swap":
-        _swap_view(text, int(layer), int(head), device)
-    elif view == "qk":
-        _qk_view(trace)
-    else:
-        _overview_view(ov)
+    with st.container(key=f"head_view_{view}"):  # a box per view: the browser never reuses one view's widgets
+        if view == "steps":
+            _steps(trace)
+        elif view == "swap":
+            _swap_view(text, int(layer), int(head), device)
+        elif view == "qk":
+            _qk_view(trace)
+        else:
+            _overview_view(ov)
