@@ -62,7 +62,7 @@ def read_input(text: str | None, file: str | None, stdin=None) -> str:
             with open(file, "rb") as fh:
                 raw = fh.read(MAX_TEXT_CHARS * 4 + 1)
         except FileNotFoundError:
-            raise FileNotFound(f"There is no file at {file!r}: check the path.") from None
+            raise FileNotFound(f"Cannot read {file!r}: there is no file there (check the path).") from None
         except OSError as err:
             raise InvalidParameter(f"Cannot read {file!r}: {err.strerror or err}.") from None
         try:

@@ -87,4 +87,4 @@ def test_bad_paths_are_one_line(capsys, tmp_path):
     code, _, err = run(capsys, TEXT, "--model", default_model_path() + "/config.json", "--out", str(tmp_path / "x.png"))
     assert code == 2 and "give the folder, not config.json" in err
     code, _, err = run(capsys, "--file", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "x.png"))
-    assert code == 2 and "There is no file at" in err
+    assert code == 2 and "there is no file there" in err
