@@ -305,7 +305,8 @@ def _runnable(model) -> torch.nn.Module:
     copied when the caller's object would have to change."""
     if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
         raise InvalidParameter(f"model must be a transformers PreTrainedModel, got {type(model).__name__}.")
-    base = getattr(model, "base_model", None) or model
+    base = getattr(model, "base_model", None)
+    base = model if base is None else base
     impl = getattr(base.config, "_attn_implementation", "eager")
     if not base.training and impl in (None, "eager"):
         return base
