@@ -7,6 +7,7 @@ import streamlit as st
 from attnviz.pages import HOME, PAGES, start_preload
 from attnviz.settings import load_settings
 from ui.classroom import classroom_toggle
+from ui.components.page_style import page_style
 from ui.shell import shell
 from ui.widgets import device_picker
 
@@ -28,7 +29,6 @@ nav = st.navigation([st.Page(str(HERE / p.path), title=p.title, icon=p.icon, def
 with st.sidebar:
     device_picker(st.sidebar)
     classroom_toggle(st.sidebar)
-# less empty space above each page's title: the view must fit a 1280 x 720 projector (a constant style)
-st.html("<style>[data-testid='stMainBlockContainer']{padding-top:2.6rem;padding-bottom:2rem}</style>")
+    page_style()  # less empty space above the titles: each page's view fits a 1280 x 720 projector
 with shell():
     nav.run()

@@ -57,16 +57,6 @@ START_SENTENCE = ("New here? Start with **Text attention**: a sample sentence is
                   "see which words it attends to, then switch the similarity function and watch the colours move.")
 
 
-def card_css(keys) -> str:
-    """A style that makes each bordered card (``st.container(key=k)``) clickable as a whole: its page link
-    stretches over the card (the "stretched link" pattern; the keys are ours, never user input)."""
-    sel = ",".join(f".st-key-{k}" for k in keys)
-    links = ",".join(f".st-key-{k} a::after" for k in keys)
-    hover = ",".join(f".st-key-{k}:hover" for k in keys)
-    return (f"<style>{sel}{{position:relative}}{links}{{content:'';position:absolute;inset:0}}"
-            f"{hover}{{border-color:var(--st-primary-color, #ff4b4b)}}</style>")
-
-
 def page(path: str) -> PageInfo:
     """The entry for ``path`` ("pages/text.py"); KeyError for a page not in the table."""
     for info in PAGES:

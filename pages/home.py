@@ -5,7 +5,7 @@ import torch
 
 from attnviz import SIMILARITIES
 from attnviz.devices import available_devices, device_label
-from attnviz.pages import HOME, PAGES, START, START_SENTENCE, card_css
+from attnviz.pages import HOME, PAGES, START, START_SENTENCE
 from ui.shell import require_shell
 from ui.widgets import current_device
 
@@ -22,10 +22,9 @@ st.markdown(
 )
 
 cards = [p for p in PAGES if p is not HOME]
-st.html(card_css([f"card_{p.url_path}" for p in cards]))
 cols = st.columns(2)
 for i, info in enumerate(cards):
-    with cols[i % 2].container(border=True, key=f"card_{info.url_path}"):
+    with cols[i % 2].container(border=True, key=f"card_{info.url_path}"):  # clickable as a whole (page_style)
         st.page_link(info.path, label=info.title, icon=info.icon)
         st.caption(info.description)
 

@@ -7,6 +7,7 @@ and write only valid values back into the shareable link.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -27,11 +28,30 @@ from inert import assert_page_inert
 ROOT = Path(__file__).resolve().parents[1]
 
 #: pages that read st.query_params -> their link parameters (a new page that reads them must be added here)
-PAGES_WITH_PARAMS = {"pages/text.py": set(QUERY_PARAMS)}
+PAGES_WITH_PARAMS = {"pages/text.py": set(QUERY_PARAMS),
+                     "ui/widgets.py": set(QUERY_PARAMS)}  # read_link / write_link: only the text page uses them
 
 
 def _index_ok(v: str, limit: int) -> bool:
     return v.isascii() and v.isdigit() and len(v) <= 6 and int(v) < limit
+
+
+def _text_of(v: str):
+    """The specification of the ``text`` parameter: urlsafe base64 (padding optional) of zlib data that
+    inflates to UTF-8 text of 1..URL_MAX_TEXT_CHARS characters; read with a bound so a bomb is not inflated."""
+    import base64
+    import binascii
+    import zlib
+
+    if not v or len(v) > ts.URL_MAX_TEXT_PARAM or not v.isascii():
+        return None
+    try:
+        d = zlib.decompressobj()
+        out = d.decompress(base64.urlsafe_b64decode(v + "=" * (-len(v) % 4)), 4 * 20_000 + 1)
+        text = out.decode("utf-8") if d.eof and not d.unconsumed_tail else None
+    except (binascii.Error, ValueError, zlib.error, UnicodeDecodeError):
+        return None
+    return text if text and len(text) <= 20_000 else None
 
 
 def _temperature_ok(v: str) -> bool:
@@ -44,7 +64,7 @@ def _temperature_ok(v: str) -> bool:
 
 #: the specification each value is checked against (independently of the state object's own code)
 VALID = {
-    "sample": lambda v: v in ts.SAMPLES,
+    "sample": lambda v: v in ts.SAMPLES or v == "own",
     "s": lambda v: v in SIMILARITIES,
     "t": _temperature_ok,
     "e": lambda v: v in tx.ENCODERS,
@@ -56,7 +76,8 @@ VALID = {
     "l": lambda v: _index_ok(v, 64),
     "h": lambda v: v in ts.HEADS_SPECIAL or _index_ok(v, 64),
     "w": lambda v: _index_ok(v, ts.URL_MAX_INDEX),
-    "text": lambda v: 0 < len(v) <= ts.URL_MAX_TEXT_CHARS,
+    "text": lambda v: _text_of(v) is not None,
+    "c": lambda v: v in ("absolute", "view"),
 }
 
 #: garbage, huge, unicode, negative, NaN, markup — and a few values valid for some parameters
@@ -88,6 +109,8 @@ def expected_value(param: str, v: str):
         return v == "1"
     if param in ("k", "l", "w") or (param == "h" and v not in ts.HEADS_SPECIAL):
         return int(v)
+    if param == "text":
+        return _text_of(v)
     return v
 
 
@@ -161,7 +184,8 @@ def test_every_page_that_reads_query_params_is_fuzzed():
                      if "query_params" in p.read_text(encoding="utf-8"))
     readers += ["app.py"] if "query_params" in (ROOT / "app.py").read_text(encoding="utf-8") else []
     assert set(readers) <= set(PAGES_WITH_PARAMS), f"fuzz these pages' parameters too: {readers}"
-    assert "TextPageState.from_query(st.query_params)" in (ROOT / "pages" / "text.py").read_text(encoding="utf-8")
+    assert "read_link(TextPageState," in (ROOT / "pages" / "text.py").read_text(encoding="utf-8")
+    assert "state_cls.from_query(st.query_params)" in (ROOT / "ui" / "widgets.py").read_text(encoding="utf-8")
 
 
 @pytest.mark.timeout(120)
@@ -204,8 +228,9 @@ def test_percent_encoding_that_is_not_utf8_arrives_as_replacement_characters():
     assert all(not re.search("[\ud800-\udfff]", v) for v in parsed.values())
     assert "\ufffd" in parsed["text"]
     at = open_text_page(parsed)
-    assert_page_inert(at, "café")
-    assert ignored_params(at) == {"q", "k"}  # a NUL is not printable; U+FFFD is not a digit
+    assert_page_inert(at)
+    assert ignored_params(at) == {"text", "q", "k"}  # not base64 text; a NUL is not printable; U+FFFD is not a digit
+    assert at.session_state["text"] == ts.sample_text("kitten")
 
 
 @pytest.mark.parametrize("page", ["pages/image.py", "pages/home.py"])
@@ -220,11 +245,35 @@ def test_pages_without_parameters_ignore_garbage(page):
 
 def test_link_round_trip_keeps_text_and_settings():
     """What the page writes into its link opens the same settings in a new session."""
-    at = open_text_page({"text": "The kitten <b>sat</b> by the car.", "s": "rbf", "t": "0.5", "v": "row", "k": "2"})
+    at = open_text_page({"text": ts.encode_text_param("The kitten <b>sat</b> by the car."), "s": "rbf", "t": "0.5",
+                         "v": "row", "k": "2"})
     assert not ignored_params(at)
     link = {k: (v[-1] if isinstance(v, list) else v) for k, v in at.query_params.items()}
     again = open_text_page(link)
-    assert_page_inert(again, "The kitten <b>sat</b> by the car.")
+    assert_page_inert(again)
+    shown = [json.loads(e.proto.json) for e in again.get("bidi_component")
+             if e.proto.component_name == "attnviz_token_view"]
+    assert "".join(shown[0]["tokens"]).startswith("Thekitten<b>sat</b>")  # plain strings, drawn with textContent
     for key in ("txt_sim", "txt_temp", "view", "token", "text"):
         assert again.session_state[key] == at.session_state[key]
     assert urlencode(link)  # a plain, encodable link
+
+
+def test_a_20000_character_text_survives_the_link_round_trip():
+    """The documented limit: a 20,000-character text and its settings come back from the page's own link."""
+    words = (ROOT / "attnviz" / "assets" / "text_en_long.txt").read_text(encoding="utf-8")
+    text = (words * 3)[:ts.URL_MAX_TEXT_CHARS - 1] + "."
+    assert len(text) == ts.URL_MAX_TEXT_CHARS == 20_000
+    at = open_text_page({"text": ts.encode_text_param(text), "s": "dot", "v": "row", "k": "7", "c": "absolute"})
+    assert not at.exception and not ignored_params(at)
+    assert at.text_area(key="text").value == text and at.selectbox(key="sample").value == "own"
+    link = {k: (v[-1] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+    assert "sample" not in link and len(link["text"]) < len(text)  # compressed, and no sample's name
+    again = open_text_page(link)
+    assert not again.exception and not ignored_params(again)
+    for key in ("text", "txt_sim", "view", "token", "scale", "sample"):
+        assert again.session_state[key] == at.session_state[key], key
+    too_long = text + " and more"
+    again.text_area(key="text").set_value(too_long).run()
+    assert "text" not in again.query_params  # too long for a link: the teacher is told before copying it
+    assert any("20,009 characters" in w.value and "at most 20,000" in w.value for w in again.warning)

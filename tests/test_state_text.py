@@ -6,6 +6,10 @@ tests/test_hardening_url.py.)
 
 from __future__ import annotations
 
+import base64
+import string
+import zlib
+
 import numpy as np
 import pytest
 import torch
@@ -43,7 +47,43 @@ def test_the_state_is_frozen_and_ignored_is_not_a_setting():
 def test_a_text_equal_to_the_sample_s_is_the_sample():
     assert TextPageState(sample="bank", text=ts.sample_text("bank")).text is None
     assert "text" not in TextPageState(sample="bank", text=ts.sample_text("bank")).to_query()
-    assert TextPageState(text="my own").to_query()["text"] == "my own"
+    own = TextPageState(text="my own").to_query()
+    assert ts.decode_text_param(own["text"]) == "my own"
+    assert "sample" not in own and TextPageState(text="my own").sample == ts.OWN  # never sample=kitten
+    assert TextPageState.from_query({"sample": "kitten", "text": own["text"]}).sample == ts.OWN
+
+
+def test_the_text_travels_compressed_and_bounded():
+    text = "The kitten chased a red ball. " * 666 + "End."  # 19,984 characters
+    param = ts.encode_text_param(text)
+    assert len(text) <= ts.URL_MAX_TEXT_CHARS and len(param) < len(text) / 5  # repetitive text compresses well
+    assert zlib.decompress(base64.urlsafe_b64decode(param + "=" * (-len(param) % 4))).decode() == text  # plain zlib
+    assert ts.decode_text_param(param) == text and set(param) <= set(string.ascii_letters + string.digits + "-_")
+    worst = "".join(chr(0x1F600 + i % 80) for i in range(ts.URL_MAX_TEXT_CHARS))  # 4-byte characters, no repeats
+    assert len(ts.encode_text_param(worst)) <= ts.URL_MAX_TEXT_PARAM and ts.decode_text_param(ts.encode_text_param(worst)) == worst
+    over = "y" * (ts.URL_MAX_TEXT_CHARS + 1)
+    assert ts.decode_text_param(ts.encode_text_param(over)) is None  # one character too many
+    assert "text" not in TextPageState(text=over).to_query() and TextPageState(text=over).to_query()["sample"] == ts.OWN
+    assert "20,001 characters" in ts.link_note(over) and ts.link_note(text) is None
+
+
+def test_a_decompression_bomb_is_refused_unread():
+    bomb = base64.urlsafe_b64encode(zlib.compress(b"a" * 50_000_000, 9)).decode()  # 50 MB from ~49 kB
+    assert len(bomb) <= ts.URL_MAX_TEXT_PARAM and ts.decode_text_param(bomb) is None
+    assert TextPageState.from_query({"text": bomb}).ignored == ("text",)
+    cut = ts.encode_text_param("a cut stream")[:-4]
+    for bad in (cut, "not base64!", "", "=" * 8, "eJw" * 50_000, base64.urlsafe_b64encode(b"\xff\xfe").decode(),
+                base64.urlsafe_b64encode(zlib.compress("é".encode("latin-1"))).decode()):
+        assert ts.decode_text_param(bad) is None, bad[:20]
+
+
+def test_a_link_query_longer_than_the_box_is_said():
+    long_q = "q" * (ts.URL_MAX_QUERY_CHARS + 1)
+    state = TextPageState.from_query({"q": long_q})
+    assert state.ignored == ("q",) and state.query == "cat"
+    assert f"{len(long_q):,} characters" in ts.query_note(state.ignored, {"q": long_q})
+    assert ts.query_note((), {"q": "cat"}) is None
+    assert ts.URL_MAX_QUERY_CHARS == tx.MAX_QUERY_CHARS  # every query the box takes fits in a link
 
 
 def test_what_does_not_fit_in_a_link_stays_out_of_it():
@@ -59,6 +99,7 @@ settings_strategy = st.builds(
     TextPageState,
     sample=st.sampled_from(list(ts.SAMPLES)),
     text=st.none() | st.text(min_size=1, max_size=60),
+    scale=st.sampled_from(list(ts.SCALES)),
     similarity=st.sampled_from(list(SIMILARITIES)),
     temperature=st.none() | st.sampled_from(TEMPERATURES),
     encoder=st.sampled_from(list(tx.ENCODERS)),
@@ -177,3 +218,33 @@ def test_head_labels():
     assert ts.head_view_label(2, 4) == "layer 3, head 5"
     assert ts.head_view_label(5, "average") == "layer 6, average of heads"
     assert ts.head_view_label(0, "rollout").startswith("rollout")
+
+
+# ------------------------------------------------------------------------------------- colour scales
+
+
+def test_panels_share_one_scale_unless_asked():
+    a, b = np.array([[0.2, 0.8], [0.5, 0.5]]), np.array([[0.1, 0.3], [0.6, 0.4]])
+    assert ts.shared_scale([a, b], "view") == [(0.0, 0.8), (0.0, 0.8)]
+    assert ts.shared_scale([a, b], "view", shared=False) == [(0.0, 0.8), (0.0, 0.6)]
+    assert ts.shared_scale([a, b], "absolute") == [(0.0, 1.0), (0.0, 1.0)]
+    assert "shared by the 2 panels" in ts.scale_words("view", 0, 0.8, 2) and "0.8" in ts.scale_words("view", 0, 0.8, 2)
+    assert "0 to 1 (absolute)" in ts.scale_words("absolute", 0, 1) and "maximum, 0.8" in ts.scale_words("view", 0, 0.8)
+
+
+def test_the_heatmap_travels_as_bytes_and_decodes_to_the_weights():
+    import json
+
+    import plotly.io as pio
+
+    rng = np.random.default_rng(0)
+    w = rng.dirichlet(np.ones(512), size=512)
+    fig = ts.heatmap_figure(w, [f"t{i}" for i in range(512)], 100, lo=0.0, hi=float(w.max()), uniform=1 / 512)
+    spec = json.loads(pio.to_json(fig, validate=False))
+    z = spec["data"][0]["z"]
+    assert z["dtype"] == "u1" and len(z["bdata"]) <= 4 * 512 * 512 / 3 + 4  # one byte per cell
+    levels = np.frombuffer(base64.b64decode(z["bdata"]), dtype=np.uint8).reshape(512, 512)
+    assert np.abs(levels / 255 * w.max() - w).max() <= w.max() / 510 + 1e-12  # within half a level
+    assert spec["data"][0]["y"][0] == "100·t0" and spec["layout"]["height"] < 700  # wider than tall in a column
+    assert len(pio.to_json(fig, validate=False)) < 400_000
+    assert ts.tick_labels(['<b>"x"</b>', "a&b"]) == ['0·&lt;b&gt;"x"&lt;/b&gt;', "1·a&amp;b"]

@@ -101,8 +101,7 @@ def decode_text_param(value: str) -> str | None:
         text = data.decode("utf-8")
     except (binascii.Error, ValueError, zlib.error, UnicodeDecodeError):
         return None
-    ok = 0 < len(text) <= URL_MAX_TEXT_CHARS and all(c.isprintable() or c in "\n\r\t" for c in text)
-    return text if ok else None
+    return text if 0 < len(text) <= URL_MAX_TEXT_CHARS else None  # any text: the page shows it as data
 
 
 def link_note(text: str) -> str | None:
