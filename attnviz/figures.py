@@ -219,19 +219,12 @@ def patch_picture(photo, grid, weights=None, query: int | None = None, opacity: 
     ``grid`` is the :class:`attnviz.image.PatchGrid` of the full-size photo; it is scaled to ``photo``
     (usually a thumbnail), so the same grid serves every display size. Returns ``(h, w, 3)`` uint8.
     """
-    from .overlay import as_rgb_array, draw_grid_lines, outline_box, show_attention_on_image
+    from .overlay import show_attention_on_image
 
-    photo = as_rgb_array(photo)
-    g = grid.scaled(photo.shape[1], photo.shape[0])
-    if weights is None:
-        out = draw_grid_lines(photo, g.row_edges, g.col_edges)
-    else:
-        w = np.asarray(weights, dtype=np.float64).reshape(g.rows, g.cols)
-        out = show_attention_on_image(photo, w, opacity=opacity, grid_lines=(g.row_edges, g.col_edges))
-    if query is not None:
-        r, c = divmod(int(query), g.cols)
-        out = outline_box(out, g.box(r, c))
-    return out
+    if weights is None:  # the grid alone: a flat map drawn fully transparent
+        weights, opacity = np.zeros(grid.rows * grid.cols), 0.0
+    return show_attention_on_image(photo, np.asarray(weights, dtype=np.float64), opacity=opacity, grid=grid,
+                                   show_grid=True, query=None if query is None else int(query))
 
 
 # ------------------------------------------------------------------------------ hard cases (long sequences)

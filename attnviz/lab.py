@@ -243,11 +243,11 @@ def text_input(text: str, encoder: str = "contextual", device=None, max_tokens: 
 
 def image_input(source, long_side: int = 8) -> Example:
     """A photo cut into patches (``long_side`` along its longer side) and each patch's features."""
-    from .image import compute_features, load_image
+    from .image import compute_features, load_upload, patch_label
 
-    feats = compute_features(load_image(source), grid=long_side)
+    feats = compute_features(load_upload(source), grid=long_side)  # under ATTNVIZ_MAX_IMAGE_PIXELS
     g = feats.grid
-    labels = tuple(f"r{r}c{c}" for r in range(g.rows) for c in range(g.cols))
+    labels = tuple(patch_label(r, c) for r in range(g.rows) for c in range(g.cols))
     return Example(labels, feats.features.astype(np.float64), "image", "handcrafted patch features", grid=g)
 
 
@@ -278,15 +278,6 @@ def demo_table(demo: EuclideanDotDemo, labels: Sequence[str], query: int) -> dic
         f"dot − ‖k‖²/2 weight (query {query})": r6(demo.penalised_weights[query]),
         f"plain dot weight (query {query})": r6(demo.dot_weights[query]),
     }
-
-
-def __getattr__(name: str):
-    # the figures moved to attnviz.figures; old imports (``from attnviz.lab import sweep_figure``) still work
-    if name in ("sweep_figure", "effective_figure"):
-        from . import figures
-
-        return getattr(figures, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

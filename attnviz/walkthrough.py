@@ -164,14 +164,14 @@ def text_example(text: str, encoder: str = "contextual", device=None, max_tokens
 
 def image_example(image, grid: int = IMAGE_GRID) -> Example:
     """A photo cut into ``grid x grid`` patches and each patch's features (attnviz.image's extractor)."""
-    from .image import HANDCRAFTED_FEATURES, compute_features, load_image
-
     from PIL import Image as _Image
 
-    img = image if isinstance(image, _Image.Image) else load_image(image)
+    from .image import HANDCRAFTED_FEATURES, compute_features, load_upload, patch_label
+
+    img = image if isinstance(image, _Image.Image) else load_upload(image)  # under ATTNVIZ_MAX_IMAGE_PIXELS
     feats = compute_features(img, grid=(grid, grid))
     g = feats.grid
-    labels = tuple(f"r{r}c{c}" for r in range(g.rows) for c in range(g.cols))
+    labels = tuple(patch_label(r, c) for r in range(g.rows) for c in range(g.cols))
     d = feats.features.shape[1]
     source = (f"Handcrafted patch features ({d} numbers per patch: mean colour in CIELAB, colour spread, edge "
               f"strength and a {len(HANDCRAFTED_FEATURES) - 7}-bin edge-direction histogram), each standardised "
@@ -262,28 +262,6 @@ def article_literal(wt: Walkthrough) -> ArticleLiteral:
     coef = pooled[None, :] * s
     return ArticleLiteral(pooled, coef, coef.sum(axis=1), float((coef < 0).mean()), coef @ wt.vectors,
                           wt.weights.sum(axis=1))
-
-
-# the prose and the figures moved to attnviz.explain and attnviz.figures; old imports still work
-_MOVED = {
-    "explain": ("WHY_MAX_SUBTRACTED", "PCA_SENTENCE", "Step", "STEPS", "STEP_KEYS", "MATRICES", "CellExplanation",
-                "explain_cell", "ARTICLE_LATEX", "STANDARD_LATEX", "NOTATION_SENTENCES"),
-    "figures": ("vectors_figure", "outputs_figure", "INPUT_COLOUR", "OUTPUT_COLOUR"),
-    "fmt": ("fmt", "tex"),
-}
-
-
-def __getattr__(name: str):
-    import importlib
-
-    for module, names in _MOVED.items():
-        if name in names:
-            return getattr(importlib.import_module(f"{__package__}.{module}"), name)
-    if name == "cell_figure":
-        from .figures import clickable_heatmap
-
-        return clickable_heatmap
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

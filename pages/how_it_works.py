@@ -48,9 +48,9 @@ def _image_example(source):
 def _photo(source):
     import numpy as np
 
-    from attnviz.image import load_image, thumbnail
+    from attnviz.image import load_upload, thumbnail
 
-    return np.asarray(thumbnail(load_image(source), 480))
+    return np.asarray(thumbnail(load_upload(source), 480))
 
 
 def _go(delta: int) -> None:

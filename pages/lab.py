@@ -46,9 +46,9 @@ def _image_input(source, long_side: int):
 def _thumbnail(source):
     import numpy as np
 
-    from attnviz.image import load_image, thumbnail
+    from attnviz.image import load_upload, thumbnail
 
-    return np.asarray(thumbnail(load_image(source), 360))
+    return np.asarray(thumbnail(load_upload(source), 360))
 
 
 st.title("🧪 Similarity lab")

@@ -14,6 +14,7 @@ from attnviz import SIMILARITIES, InvalidParameter, ShapeMismatch
 from attnviz.explain import MATRICES, STEP_KEYS, STEPS, explain_cell
 from attnviz.figures import clickable_heatmap
 from attnviz.fmt import fmt, plain, tex
+from attnviz.image import patch_label
 from attnviz.walkthrough import (
     MATRIX_NAMES,
     MAX_TOKENS,
@@ -189,6 +190,7 @@ def test_a_photo_becomes_nine_patches():
     from attnviz.image import sample_path
 
     ex = image_example(sample_path("china.jpg"))
-    assert ex.labels == tuple(f"r{r}c{c}" for r in range(3) for c in range(3))
+    assert ex.labels == tuple(patch_label(r, c) for r in range(3) for c in range(3))
+    assert ex.labels[5] == "r1c2"  # row-major: patch 5 of a 3 x 3 grid is row 1, column 2
     assert ex.vectors.shape[0] == 9 and ex.grid.shape == (3, 3)
     assert re.search(r"\d+ numbers per patch", ex.source)
