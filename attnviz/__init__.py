@@ -36,6 +36,7 @@ _LAZY = {
     "from_attention": "byo",
     "register_model": "loaders.hf",
     "save": "export",
+    "sample_files": "cli",  # the photos and texts in attnviz/assets, by name (also `attnviz samples`)
 }
 
 
@@ -60,4 +61,5 @@ __all__ = [
     "BlockedResult", "BLOCK_ELEMENTS", "SequentialAttention", "ParallelAttention", "available_devices",
     "best_device", "resolve_device", "run_with_fallback", "AttnvizError", "analyze_text", "analyze_image",
     "model_attentions", "ModelAttention", "from_attention", "register_model", "save", "resolve_temperature",
+    "sample_files",
 ]
