@@ -602,3 +602,30 @@ def test_negative_layer_and_head_and_the_default_layer(model):
             ma.raw(bad)
     with pytest.raises(InvalidParameter, match="head must be"):
         ma.raw(0, 12)
+
+
+def test_an_in_memory_decoder_with_a_head_is_found_causal_and_left_as_it_was(in_memory):
+    """A GPT-2 LM built in memory (training mode, as a fresh module is): its base model is run in eval mode
+    on a copy, found causal by the probe, and its attention is the model's own output_attentions."""
+    import transformers
+
+    import attnviz
+
+    _, tok = in_memory
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=16, vocab_size=tok.vocab_size, n_positions=64,
+                                  bos_token_id=0, eos_token_id=0)
+    lm = transformers.GPT2LMHeadModel(cfg)
+    assert lm.training
+    ma = attnviz.model_attentions("The cat sat.", model=lm, tokenizer=tok)
+    assert lm.training  # the caller's model is unchanged
+    assert ma.causal and (ma.num_layers, ma.num_heads) == (2, 2)
+    assert np.all(np.triu(ma.raw(-1, -1), 1) == 0)
+    ids = tok("The cat sat.", return_tensors="pt")["input_ids"]
+    import copy
+
+    reference = copy.deepcopy(lm.transformer).eval()
+    reference.set_attn_implementation("eager")  # sdpa returns no weights; eager is the same maths
+    with torch.no_grad():
+        ref = reference(input_ids=ids, output_attentions=True).attentions
+    np.testing.assert_allclose(ma.attentions, torch.stack(ref)[:, 0].detach().numpy(), atol=1e-6)
