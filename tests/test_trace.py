@@ -152,3 +152,73 @@ def test_the_docs_example_runs(capsys):
     out = capsys.readouterr().out
     assert "'[CLS]', 'the', 'kitten'" in out and "(9, 32) True" in out and "(6, 12)" in out
     assert namespace["tr"].diagonal_share()["seed"] > namespace["tr"].diagonal_share()["model"]
+
+
+# ------------------------------------------------------------------- the overview of every head (How it works)
+
+
+def test_heads_overview_is_the_models_attention_and_sorts_by_each_metric(m):
+    from attnviz.trace import heads_overview
+
+    ov = heads_overview(TEXT, model=m)
+    _seen, out = _hooked(m, 0)
+    att = np.stack([a[0].numpy() for a in out.attentions])  # (6, 12, n, n)
+    np.testing.assert_allclose(ov.attentions, att, atol=1e-6, rtol=0)
+    assert (ov.num_layers, ov.num_heads) == (6, 12)
+    prev = np.array([[np.diagonal(a, -1).mean() for a in layer] for layer in att.astype(np.float64)])
+    np.testing.assert_allclose(ov.metrics["previous_token_share"], prev, atol=1e-6)
+    order = ov.order("previous_token_share")
+    assert order[0] == np.unravel_index(prev.argmax(), prev.shape) and len(set(order)) == 72
+    assert ov.order("previous_token_share", descending=False)[0] == np.unravel_index(prev.argmin(), prev.shape)
+    assert ov.order(None)[:13] == [(0, h) for h in range(12)] + [(1, 0)]
+    with pytest.raises(InvalidParameter):
+        ov.order("loudness")
+
+
+def test_thumbnails_are_block_means_each_scaled_to_its_own_maximum():
+    from attnviz.figures import block_mean, heads_overview_figure, thumbnail_grid
+
+    rng = np.random.default_rng(0)
+    p = rng.random((2, 3, 10, 10))
+    small = block_mean(p[1, 2], 4)  # blocks 0:2, 2:5, 5:7, 7:10
+    edges = [0, 2, 5, 7, 10]
+    for r in range(4):
+        for c in range(4):
+            assert small[r, c] == pytest.approx(p[1, 2, edges[r]:edges[r + 1], edges[c]:edges[c + 1]].mean())
+    order = [(1, 2), (0, 0), (0, 1), (1, 1), (1, 0), (0, 2)]
+    canvas, centres = thumbnail_grid(p, order, cols=4, size=4)
+    assert canvas.shape == (2 * 5 - 1, 4 * 5 - 1)
+    np.testing.assert_allclose(canvas[0:4, 0:4], small / small.max())  # order[0] at the top left
+    t = block_mean(p[1, 0], 4)
+    np.testing.assert_allclose(canvas[5:9, 0:4], t / t.max())  # order[4]: second row, first column
+    assert np.isnan(canvas[4]).all() and np.isnan(canvas[:, 4]).all()  # the gaps
+    assert np.isnan(canvas[5:9, 10:]).all()  # two places of the second row stay empty
+    assert centres[1] == (6.5, 1.5)
+    fig = heads_overview_figure(p, order, rng.random((2, 3)), "entropy", cols=4, selected=(0, 1), size=4)
+    assert [tuple(c[:2]) for c in fig.data[1].customdata] == order
+    assert len(fig.layout.shapes) == 2  # the selected thumbnail framed (black under white)
+    x0 = fig.layout.shapes[0].x0
+    assert x0 == pytest.approx(centres[2][0] - 2)
+
+
+def test_the_qk_figure_joins_the_selected_query_to_its_top_keys(m):
+    from attnviz.figures import qk_figure, top_keys
+
+    tr = head_trace(TEXT, 2, 5, model=m)
+    qs, ks, _note = qk_projection(tr)
+    fig = qk_figure(qs, ks, tr.tokens, tr.weights, selected=3)
+    lines = [t for t in fig.data if t.mode == "lines"]
+    best = np.argsort(-tr.weights[3].astype(np.float64))[:3]
+    assert [tuple(t.x) for t in lines] == [(float(qs[3, 0]), float(ks[j, 0])) for j in best]
+    assert top_keys(tr.weights, 3).tolist()[3] == best.tolist()
+    assert [c[0] for c in fig.data[0].customdata] == list(range(tr.n))
+
+
+def test_a_clicked_point_is_read_from_its_own_trace_only():
+    from ui.clicks import parse_clicked_point
+
+    ev = {"selection": {"points": [{"curve_number": 1, "customdata": [2]}, {"curve_number": 0, "customdata": [4, "x"]}]}}
+    assert parse_clicked_point(ev, curve=0, size=9) == 4
+    assert parse_clicked_point(ev, curve=0, size=4) is None
+    assert parse_clicked_point({"selection": {"points": [{"curve_number": 0, "point_index": 6}]}}, 0, 9) == 6
+    assert parse_clicked_point(None, 0, 9) is None
