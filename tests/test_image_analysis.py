@@ -210,7 +210,9 @@ def test_html_is_self_contained_and_escaped(photo, feats, tmp_path):
     overlay = Image.open(io.BytesIO(base64.b64decode(srcs[0].split(",", 1)[1])))
     assert overlay.size == (480, 320)
     assert 'class="attnviz-legend"' in page
-    assert res._repr_html_().startswith('<div class="attnviz-image">')
+    fig = Tags()
+    fig.feed(res._repr_html_())  # the notebook's compact figure: overlay + colour bar, escaped caption
+    assert "script" not in fig.tags and len(fig.imgs) == 2 and "<script>alert(1)</script>" in "".join(fig.text)
     res.similarity = "cosine"
     saved = res.save(tmp_path / "r.html").read_text()
     assert saved.startswith("<!DOCTYPE html>")

@@ -312,10 +312,11 @@ class ImageAnalysis:
         return analysis_html(self, max_side, cmap=cmap, opacity=opacity, show_grid=show_grid)
 
     def _repr_html_(self) -> str:
-        """What Jupyter shows: the page's body (overlay, legend, settings, top patches), no script."""
-        from .report import analysis_body
+        """What Jupyter shows: a compact figure (the overlay, long side <= 640, its colour bar and a caption);
+        :meth:`to_html` is the whole page."""
+        from .report import analysis_figure
 
-        return f'<div class="attnviz-image">{analysis_body(self, 640)}</div>'
+        return analysis_figure(self, 640)
 
     def save(self, path: str | os.PathLike, *, cmap: str = DEFAULT_COLORMAP, opacity: float = DEFAULT_OPACITY,
              show_grid: bool = False) -> Path:

@@ -120,6 +120,25 @@ def analysis_body(res, max_side: int = 1024, *, cmap: str = DEFAULT_COLORMAP, op
     return "\n".join(parts)
 
 
+def analysis_figure(res, max_side: int = 640, *, cmap: str = DEFAULT_COLORMAP, opacity: float = 0.5,
+                    show_grid: bool = False) -> str:
+    """A compact figure for a notebook cell (:meth:`ImageAnalysis._repr_html_`): the overlay and its colour bar
+    as inline PNGs and an escaped caption."""
+    from ..overlay import png_bytes
+
+    drawn = res.overlay(max_side=max_side, cmap=cmap, opacity=opacity, show_grid=show_grid)
+    bar = png_bytes(res.colorbar(cmap, length=200), compress_level=6)
+    caption = (f"{res.view_label} — similarity {res.similarity}, T = {res.temperature:g}, "
+               f"{res.grid.rows} × {res.grid.cols} patches, {res.width} × {res.height} px, {res.device}; "
+               f"features: {res.features_label}")
+    return ('<figure class="attnviz-image" style="margin:0;display:inline-block">'
+            '<div style="display:flex;align-items:flex-start;gap:8px">'
+            f'<img alt="{html.escape(caption, quote=True)}" style="max-width:100%;height:auto" '
+            f'src="{_png_uri(png_bytes(drawn, compress_level=6))}">'
+            f'<img alt="colour bar" src="{_png_uri(bar)}"></div>'
+            f'<figcaption style="font-size:0.85em">{html.escape(caption)}</figcaption></figure>')
+
+
 def analysis_html(res, max_side: int = 1024, **kw) -> str:
     """:meth:`ImageAnalysis.to_html`: the whole page."""
     return page("attnviz: attention over an image", analysis_body(res, max_side, **kw))
@@ -175,4 +194,4 @@ def vit_html(vit, layer: int = -1, **kw) -> str:
     return page(f"attnviz: {vit.model_name}'s attention", vit_body(vit, layer, **kw))
 
 
-__all__ = ["page", "settings_table", "analysis_body", "analysis_html", "vit_body", "vit_html"]
+__all__ = ["page", "settings_table", "analysis_body", "analysis_figure", "analysis_html", "vit_body", "vit_html"]
