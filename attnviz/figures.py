@@ -308,22 +308,24 @@ def block_mean(pattern, size: int) -> np.ndarray:
     return out
 
 
-def thumbnail_grid(patterns, order: Sequence[tuple[int, int]], cols: int, size: int = 16,
-                   gap: int = 1) -> tuple[np.ndarray, list[tuple[float, float]]]:
+def thumbnail_grid(patterns, order: Sequence[tuple[int, int]], cols: int, size: int = 16, gap: int = 1,
+                   row_gap: int | None = None) -> tuple[np.ndarray, list[tuple[float, float]]]:
     """Compose ``patterns (layers, heads, n, n)`` into one canvas of thumbnails, ``order[k]`` at grid place
     ``divmod(k, cols)``; each thumbnail is :func:`block_mean` of its pattern divided by its own largest value
-    (so a spread-out head stays visible next to a sharp one), separated by ``gap`` NaN cells.
-    Returns ``(canvas (rows*(s+gap)-gap, cols*(s+gap)-gap), centres [(x, y) of each thumbnail, in order]``."""
+    (so a spread-out head stays visible next to a sharp one), separated by ``gap`` NaN cells (``row_gap``
+    between rows, default ``gap``: room for a label). Returns ``(canvas (rows*(s+row_gap)-row_gap,
+    cols*(s+gap)-gap), centres [(x, y) of each thumbnail, in order])``."""
     p = np.asarray(patterns, dtype=np.float64)
     s = min(size, p.shape[-1])
+    rg = gap if row_gap is None else row_gap
     rows = -(-len(order) // cols)
-    canvas = np.full((rows * (s + gap) - gap, cols * (s + gap) - gap), np.nan)
+    canvas = np.full((rows * (s + rg) - rg, cols * (s + gap) - gap), np.nan)
     centres = []
     for k, (li, hi) in enumerate(order):
         r, c = divmod(k, cols)
         t = block_mean(p[li, hi], s)
         top = t.max()
-        y0, x0 = r * (s + gap), c * (s + gap)
+        y0, x0 = r * (s + rg), c * (s + gap)
         canvas[y0:y0 + s, x0:x0 + s] = t / top if top > 0 else t
         centres.append((x0 + (s - 1) / 2, y0 + (s - 1) / 2))
     return canvas, centres
@@ -335,16 +337,18 @@ def heads_overview_figure(patterns, order: Sequence[tuple[int, int]], values, me
     """Every head as a thumbnail of its attention, in ``order`` (``[(layer, head), ...]``), ``cols`` per row.
 
     ``patterns``: ``(layers, heads, n, n)``; ``values``: ``(layers, heads)``, the metric shown on hover and
-    under each thumbnail. Trace 1 holds one invisible marker per thumbnail with ``customdata = [layer, head,
+    above each thumbnail. Trace 1 holds one invisible marker per thumbnail with ``customdata = [layer, head,
     value]``: read a click with ``ui.clicks.parse_clicked_cell(event, layers, heads)``. ``selected`` is
     outlined. Used by How it works (all heads at a glance) and the text page's heads view."""
     go = _go()
     p = np.asarray(patterns)
     vals = np.asarray(values, dtype=np.float64)
-    canvas, centres = thumbnail_grid(p, order, cols, size)
     s = min(size, p.shape[-1])
+    label_gap = max(2, -(-s // 3))  # rows of empty cells above each thumbnail: its label goes there
+    canvas, centres = thumbnail_grid(p, order, cols, size, row_gap=label_gap)
     fig = go.Figure(go.Heatmap(z=canvas.astype(np.float32), colorscale=colormap(cmap_name).plotly_scale(), zmin=0, zmax=1,
-                               hoverinfo="skip", colorbar=dict(title=dict(text="weight ÷ the head's largest"))))
+                               hoverinfo="skip", colorbar=dict(title=dict(text="weight ÷ the head's largest", side="right"),
+                                                                 thickness=14)))
     xs, ys = [c[0] for c in centres], [c[1] for c in centres]
     fig.add_trace(go.Scatter(
         x=xs, y=ys, mode="markers", showlegend=False,
@@ -354,17 +358,18 @@ def heads_overview_figure(patterns, order: Sequence[tuple[int, int]], values, me
                        "%{customdata[2]:.3f}<br>click to open it step by step<extra></extra>"),
         selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1))))
     for (li, hi), (x, y) in zip(order, centres):
-        fig.add_annotation(x=x, y=y + s / 2 + 0.15, text=f"L{li} H{hi} · {vals[li, hi]:.2f}", showarrow=False,
-                           yanchor="top", font=dict(size=9))
+        fig.add_annotation(x=x, y=y - s / 2 - 0.2, text=f"L{li} H{hi} · {vals[li, hi]:.2f}", showarrow=False,
+                           yanchor="bottom", font=dict(size=10))
         if selected is not None and (li, hi) == tuple(selected):
             for colour, width in (("#000000", 5), ("#ffffff", 2)):
                 fig.add_shape(type="rect", x0=x - s / 2, x1=x + s / 2, y0=y - s / 2, y1=y + s / 2,
                               line=dict(color=colour, width=width))
     h, w = canvas.shape
-    rows = -(-len(order) // cols)
     fig.update_xaxes(visible=False, range=[-0.5, w - 0.5], constrain="domain")
-    fig.update_yaxes(visible=False, range=[h + 1.5, -0.5], scaleanchor="x", constrain="domain")
-    fig.update_layout(title=dict(text=escape_label(title)), height=min(900, 150 + rows * 95), dragmode=False,
+    fig.update_yaxes(visible=False, range=[h - 0.5, -0.5 - label_gap], scaleanchor="x", constrain="domain")
+    # height for a ~760 px wide plot (a 1280 px screen beside the sidebar): the cells stay square
+    fig.update_layout(title=dict(text=escape_label(title)), height=int(min(900, 80 + 760 * (h + label_gap) / w)),
+                      dragmode=False,
                       clickmode="event+select", hovermode="closest", margin=dict(l=5, r=5, t=40 if title else 5, b=5))
     return fig
 

@@ -170,7 +170,7 @@ def _overview_view(ov) -> None:
                                 cols=ov.num_heads, selected=sel)
     st.plotly_chart(style_figure(fig), key="head_overview_chart", on_select="rerun", selection_mode="points",
                     width="stretch")
-    st.caption(f"{ov.num_layers} layers × {ov.num_heads} heads; under each thumbnail L = layer, H = head and its "
+    st.caption(f"{ov.num_layers} layers × {ov.num_heads} heads; above each thumbnail L = layer, H = head and its "
                f"{METRIC_LABELS[metric]}. Click a thumbnail to open that head step by step.")
     for name, definition in METRIC_DEFINITIONS.items():
         st.markdown(f"- **{METRIC_LABELS[name]}**: {md_escape(definition)}")
