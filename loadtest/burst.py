@@ -35,8 +35,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .run import (IMAGE_VIEWS, ROOT, SIMILARITY_LABELS, TEXT_VIEWS, Results, Sampler, Session, _drive,
-                  rss_mib, run_async, streamlit_server, summary, warm_up)
+from .run import (IMAGE_VIEWS, ROOT, SIMILARITY_LABELS, TEXT_VIEWS, TOKEN_VIEW_MARK, Results, Sampler, Session,
+                  _drive, rss_mib, run_async, streamlit_server, summary, warm_up)
 
 #: every session submits its input within this many seconds of the first
 WINDOW_S = 5.0
@@ -280,7 +280,7 @@ async def burst(base: str, subs: list[Submission], duration: float, think: float
             sub.burst_s = await _send(s, sub, sub.payload)
             views = TEXT_VIEWS if sub.kind == "text" else IMAGE_VIEWS
             key, sim_key = ("view", "txt_sim") if sub.kind == "text" else ("img_view", "img_sim")
-            mark = "attnviz-tok" if sub.kind == "text" else "Computed on"
+            mark = TOKEN_VIEW_MARK if sub.kind == "text" else "Computed on"
             actions = [(f"view {v}", lambda v=v: s.set(key, string_value=v) and mark) for v in views]
             actions.append(("similarity", lambda: s.set(sim_key, string_value=rng.choice(SIMILARITY_LABELS)) and mark))
             await _drive(s, sub.kind, actions, rng, stop_at, think)

@@ -40,6 +40,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STEP_TIMEOUT = 120.0  # one page update slower than this counts as an error (a hang)
+#: the text page's token view (ui/components/token_view.py, NAME): a Custom Components v2 element whose data
+#: (tokens, gaps, weights, the legend's label) travels as JSON in the ForwardMsg, not as HTML
+TOKEN_VIEW = "attnviz_token_view"
+#: what a session's ``seen`` holds for each token view drawn with well-formed data
+TOKEN_VIEW_MARK = f"component:{TOKEN_VIEW}"
 
 SENTENCES = [
     "The kitten chased a red ball while the old car rusted in the garage",
@@ -105,6 +110,8 @@ class Session:
         self.states: dict[str, object] = {}  # element id -> WidgetState proto (what the client has set)
         self.seen: list[str] = []  # text of the elements of the current update
         self.session_id = ""  # the server's id of this session (new_session), for uploads
+        self.query_string = ""  # the page's link as the browser's address bar shows it (page_info_changed)
+        self.view: dict[str, object] = {}  # what the last update drew: the token view's text and label, captions
 
     async def connect(self):
         import websockets
@@ -135,6 +142,7 @@ class Session:
         for state in self.states.values():
             cs.widget_states.widgets.append(state)
         self.seen = []
+        view: dict[str, object] = {}
         t0 = time.monotonic()
         await self.ws.send(msg.SerializeToString())
         deadline = t0 + STEP_TIMEOUT
@@ -154,8 +162,10 @@ class Session:
                 self.session_id = fm.new_session.initialize.session_id or self.session_id
             elif kind == "navigation":  # the page this run shows (new_session carries app.py's hash)
                 self.page_hash = fm.navigation.page_script_hash or self.page_hash
+            elif kind == "page_info_changed":  # the page wrote st.query_params: the new link
+                self.query_string = fm.page_info_changed.query_string
             elif kind == "delta" and fm.delta.WhichOneof("type") == "new_element":
-                self._element(fm.delta.new_element, page, action)
+                self._element(fm.delta.new_element, page, action, view)
             elif kind == "script_finished":
                 status = fm.script_finished
                 if status == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
@@ -165,9 +175,12 @@ class Session:
                     self.results.error(self.index, page, action, "compile_error", "script failed to compile")
                 if expect is not None and not any(expect in t for t in self.seen):
                     self.results.error(self.index, page, action, "stale_page", f"the update does not show {expect!r}")
+                if status == ForwardMsg.FINISHED_SUCCESSFULLY:
+                    self.view = view
                 return elapsed
 
-    def _element(self, el, page: str, action: str) -> None:
+    def _element(self, el, page: str, action: str, view: dict | None = None) -> None:
+        view = {} if view is None else view
         which = el.WhichOneof("type")
         if which == "exception":
             self.results.error(self.index, page, action, "exception", f"{el.exception.type}: {el.exception.message}")
@@ -179,10 +192,36 @@ class Session:
             self.seen.append(el.markdown.body)
         elif which == "imgs":
             self.seen += [i.caption for i in el.imgs.imgs]
+            view.setdefault("captions", []).extend(i.caption for i in el.imgs.imgs)
+        elif which == "bidi_component":
+            self._component(el.bidi_component, page, action, view)
         inner = getattr(el, which, None) if which else None
         wid = getattr(inner, "id", "") if inner is not None else ""
         if isinstance(wid, str) and wid.startswith("$$ID-") and wid.count("-") >= 2:
             self.widget_ids[wid.split("-", 2)[2]] = wid
+
+    def _component(self, comp, page: str, action: str, view: dict) -> None:
+        """A Custom Components v2 element: its name, and for the token view the text it draws (its gaps and
+        tokens joined, as the browser writes them) and its legend's label; malformed data is an error."""
+        self.seen.append(f"component:{comp.component_name}")
+        if comp.component_name != TOKEN_VIEW:
+            return
+        raw = comp.json or comp.mixed.json
+        try:
+            data = json.loads(raw)
+            tokens, gaps, n = data["tokens"], data["gaps"], data["n"]
+            ok = (isinstance(tokens, list) and isinstance(gaps, list) and n == len(tokens) == len(data["q"])
+                  == len(gaps) - 1 and all(isinstance(t, str) for t in tokens + gaps))
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        if not ok:
+            self.seen.pop()
+            self.results.error(self.index, page, action, "bad_component_data",
+                               f"{TOKEN_VIEW}: {raw[:200]!r}")
+            return
+        text, label = "".join(g + t for g, t in zip(gaps, tokens + [""])), str(data.get("label", ""))
+        self.seen += [TOKEN_VIEW_MARK, text, label]
+        view.setdefault("token_views", []).append((text, label))
 
     def set(self, key: str, **value) -> bool:
         """Set a widget by its user key, e.g. ``set("txt_sim", string_value="Cosine similarity")``."""
@@ -223,6 +262,13 @@ async def _drive(s: "Session", page: str, actions: list, rng: random.Random, sto
             s.results.updates += 1
 
 
+def text_link_param(text: str) -> str:
+    """The text as the text page's link carries it (zlib + urlsafe base64: attnviz.state.text)."""
+    from attnviz.state.text import encode_text_param
+
+    return encode_text_param(text)
+
+
 async def text_session(s: Session, rng: random.Random, stop_at: float, think: float) -> None:
     page = "text"
     rounds = itertools.count()
@@ -230,8 +276,9 @@ async def text_session(s: Session, rng: random.Random, stop_at: float, think: fl
     def own_text() -> str:
         return f"{rng.choice(SENTENCES)}, said student {s.index} in round {next(rounds)}."
 
-    first = await s.rerun(page, "open", page_name="text",
-                          query_string=f"text={urllib.request.quote(own_text())}&q={rng.choice(QUERIES)}")
+    opening = own_text()
+    first = await s.rerun(page, "open", page_name="text", expect=opening[-25:],  # the link's text is shown
+                          query_string=f"text={text_link_param(opening)}&q={rng.choice(QUERIES)}")
     if first is not None:
         s.results.first_load[page].append(first)
     def new_text():
@@ -240,14 +287,14 @@ async def text_session(s: Session, rng: random.Random, stop_at: float, think: fl
 
     def query():
         q = rng.choice(QUERIES)
-        return s.set("query", string_value=q) and f"attention from the query &#x27;{q}&#x27;"
+        return s.set("query", string_value=q) and f"attention from the query '{q}'"  # the legend's label
 
     actions = [
-        ("similarity", lambda: s.set("txt_sim", string_value=rng.choice(SIMILARITY_LABELS)) and "attnviz-tok"),
+        ("similarity", lambda: s.set("txt_sim", string_value=rng.choice(SIMILARITY_LABELS)) and TOKEN_VIEW_MARK),
         ("query", query),
-        ("view", lambda: s.set("view", string_value=rng.choice(TEXT_VIEWS)) and "attnviz-tok"),
+        ("view", lambda: s.set("view", string_value=rng.choice(TEXT_VIEWS)) and TOKEN_VIEW_MARK),
         ("new_text", new_text),
-        ("view_back", lambda: s.set("view", string_value="Query attention") and "attnviz-tok"),
+        ("view_back", lambda: s.set("view", string_value="Query attention") and TOKEN_VIEW_MARK),
     ]
     await _drive(s, page, actions, rng, stop_at, think)
 
