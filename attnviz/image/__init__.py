@@ -19,7 +19,8 @@ One job per module:
 * :mod:`~attnviz.image.analysis` — :func:`attend_patches`, :func:`analyze_image`, :class:`ImageAnalysis`;
 * :mod:`~attnviz.image.samples` — the shipped sample photos and :func:`synthetic_scene`.
 
-Loading a pretrained network from disk is :func:`attnviz.loaders.extractor.load_extractor`, re-exported here.
+Loading a pretrained network from disk is :func:`attnviz.loaders.extractor.load_feature_module` (one cache);
+:func:`load_extractor` wraps it for a given input size.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from .features import (
     PatchFeatures,
     compute_features,
     handcrafted_features,
+    load_extractor,
     patch_features,
     rgb_to_lab,
     standardise,
@@ -64,7 +66,6 @@ from .samples import SAMPLE_QUERY, SAMPLES, sample_path, synthetic_scene
 from .vit_features import (DEFAULT_FEATURES, FEATURE_KINDS, VIT_RUNS, ViTCache, VisionModelMissing, cached_vit,
                            default_features, dinov2_features, fallback_notice, features_available, pixels_digest,
                            vit_key)
-from ..loaders.extractor import load_extractor  # noqa: E402  (after .features: it builds FeatureExtractors)
 
 __all__ = [
     "SUPPORTED_FORMATS", "UPLOAD_TYPES", "MAX_IMAGE_PIXELS", "MAX_FILE_BYTES", "MAX_COMPUTE_SIDE", "MIN_COMPUTE_CELL",

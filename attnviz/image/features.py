@@ -132,8 +132,6 @@ def patch_features(image, grid: PatchGrid, *, colour_weight: float = 1.0, textur
         z[:, COLOUR] *= colour_weight / math.sqrt(3)
         z[:, TEXTURE] *= texture_weight / math.sqrt(TEXTURE.stop - TEXTURE.start)
     else:
-        from ..loaders.extractor import load_extractor
-
         model = extractor if isinstance(extractor, FeatureExtractor) else load_extractor(extractor)
         raw = model.patch_features(image, grid, device=device)
         z = standardise(raw, 1e-3) / math.sqrt(raw.shape[1])
@@ -163,11 +161,12 @@ class FeatureExtractor:
     over the patch (the map is bilinearly resized onto the patch grid).
     """
 
-    def __init__(self, module, name: str, input_size: tuple[int, int] | None = None):
+    def __init__(self, module, name: str, input_size: tuple[int, int] | None = None,
+                 lock: threading.Lock | None = None):
         self.module = module
         self.name = name
         self.input_size = input_size
-        self._lock = threading.Lock()
+        self._lock = lock if lock is not None else threading.Lock()  # shared by every user of one module
 
     def feature_map(self, image, device=None):
         import torch
@@ -221,6 +220,15 @@ class FeatureExtractor:
         if not np.isfinite(sums).all():
             raise InvalidParameter(f"The feature model {self.name!r} produced NaN or infinite features.")
         return sums.reshape(grid.n, c)
+
+
+def load_extractor(path, input_size: tuple[int, int] | None = None) -> FeatureExtractor:
+    """A local feature network (see :class:`FeatureExtractor` for the formats), loaded once per file
+    version by :func:`attnviz.loaders.extractor.load_feature_module`; ``input_size`` feeds a fixed size."""
+    from ..loaders.extractor import load_feature_module
+
+    loaded = load_feature_module(path)
+    return FeatureExtractor(loaded.module, loaded.name, input_size, lock=loaded.lock)
 
 
 def _tokens_to_map(tokens, height: int, width: int, name: str):

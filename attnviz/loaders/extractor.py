@@ -2,7 +2,8 @@
 
 Loaded once per file version through the one model cache (:data:`attnviz.loaders.cache.MODELS`, kind
 ``"extractor"``, keyed by the resolved path, its modification time and size, and the input size).
-Applying the network to an image is :class:`attnviz.image.features.FeatureExtractor`'s job.
+What is cached is the network itself (:class:`LoadedExtractor`: the module, its file name and the lock that
+serialises its use); applying it to an image is :class:`attnviz.image.features.FeatureExtractor`'s job.
 
 Nothing in the file may run code. ``torch.export.load`` unpickles parts of a ``.pt2`` archive and, when the
 safe unpickler (``weights_only=True``) refuses one, retries with the full one; so the archive is read into
@@ -20,10 +21,10 @@ import logging
 import os
 import threading
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ModelNotFound
-from ..image.features import FeatureExtractor
 from .cache import MODELS
 
 #: the cache kind of these models in :data:`MODELS`
@@ -55,15 +56,24 @@ def _install_filter() -> None:
             _filter_installed = True
 
 
-def load_extractor(path: str | os.PathLike, input_size: tuple[int, int] | None = None) -> FeatureExtractor:
-    """Load a local feature network (see :class:`FeatureExtractor` for the formats); cached per file."""
+@dataclass(frozen=True, eq=False)
+class LoadedExtractor:
+    """A loaded feature network, shared by every caller: ``lock`` serialises its use (``.to(device)`` moves it)."""
+
+    module: object
+    name: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def load_feature_module(path: str | os.PathLike) -> LoadedExtractor:
+    """Load a local ``.pt2`` / TorchScript feature network once per file version (path, mtime, size)."""
     p = Path(path)
     if not p.is_file():
         raise ModelNotFound(f"No feature model file at {os.fspath(p)!r}: give a .pt2 (torch.export) or "
                             "TorchScript .pt file.")
     st = p.stat()
-    key = (str(p.resolve()), st.st_mtime_ns, st.st_size, tuple(input_size) if input_size else None)
-    return MODELS.get(KIND, key, lambda: FeatureExtractor(_load_module(p), p.name, input_size))
+    key = (str(p.resolve()), st.st_mtime_ns, st.st_size)
+    return MODELS.get(KIND, key, lambda: LoadedExtractor(_load_module(p), p.name))
 
 
 def _refuse(name: str, why: str) -> ModelNotFound:
@@ -141,4 +151,4 @@ def _load_module(p: Path):
     return module
 
 
-__all__ = ["KIND", "MAX_MODEL_BYTES", "check_pt2_archive", "load_extractor"]
+__all__ = ["KIND", "MAX_MODEL_BYTES", "LoadedExtractor", "check_pt2_archive", "load_feature_module"]
