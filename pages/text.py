@@ -1,10 +1,8 @@
 """Text attention: your own text, its real tokens, and where attention goes under any similarity.
 
-Read widgets -> call attnviz -> show. The view comes first (left; first on a phone), the settings in a narrow
-column beside it, explanations in an expander. Settings, link, limits, windows, colour scales and figures are
-``attnviz.state.text``'s (docs/limits.md). The encoding is ``st.cache_data`` (text, encoder, merge, device,
-model), so switching similarity, temperature, query, token or view never runs the encoder again.
-"""
+Read widgets -> call attnviz -> show: the view first (left; first on a phone), settings in a narrow column, the
+maths in an expander; settings, link, limits, scales and figures are ``attnviz.state.text``'s. The encoding is
+cached per (text, encoder, merge, device, model): other settings never rerun the encoder."""
 
 from __future__ import annotations
 
@@ -82,7 +80,7 @@ def view_row(enc, sim, temp, device, model_path) -> None:
     k = None if query else token_picker(enc, "Token whose row to show (or click a word)")
     a = tx.analyze_encoding(enc, sim, temp, query, token=k, include_matrix=False, row_stats=False, device=device,
                             query_vector=cached_query(query, enc.encoder, device, model_path) if query else None)
-    pick = dict(target="query", on_pick=lambda i: ts.clicked_query(enc, i)) if query else dict(target="token")
+    pick = dict(target="query", on_pick=lambda i: ts.clicked_query(enc, i), whole_app=True) if query else {"target": "token"}
     tokens_of(*ts.token_pieces(enc), a.scores, "tv_q" if query else "tv_row", selected=k, label=a.score_label(),
               labels=list(enc.tokens), **pick)
     st.caption(ts.row_caption(a.scores))
@@ -185,8 +183,10 @@ def settings(side) -> tuple:
             batch = st.toggle("One text per line (batch)", key="batch", help="Each line is its own text; all are "
                               f"padded into one batch with a mask (up to {ts.BATCH_MAX_LINES}).")
             st.toggle("Separate colour scales side by side", key="sep_scales")
-        note = ts.link_note(st.session_state["text"])  # said before the teacher copies the link
-        st.warning(note, icon=":material/link_off:") if note else st.caption(ts.SHARE_OK)
+        if note := ts.link_note(st.session_state["text"]):  # said before the teacher copies the link
+            st.warning(note, icon=":material/link_off:")
+        else:
+            st.caption(ts.SHARE_OK)
     return sim, temp, encoder, merge, batch
 
 

@@ -108,16 +108,23 @@ def show_notes(notes, already=()) -> None:
 
 
 def token_box(tokens, gaps, weights, key: str, *, selected=None, target=None, on_pick=None, label="attention weight",
-              vmin=None, vmax=None, labels=None, box_height: int | None = None) -> None:
+              vmin=None, vmax=None, labels=None, box_height: int | None = None, whole_app: bool = False) -> None:
     """The token view (``ui.components.token_view``) in a scrolling box of ``box_height`` pixels (None: no box),
     in the session's colour scale (``st.session_state["scale"]``) and classroom size. A click stores
-    ``on_pick(i)`` (default: the index) in ``st.session_state[target]``; ``selected`` is then the one drawn."""
+    ``on_pick(i)`` (default: the index) in ``st.session_state[target]``; ``selected`` is then the one drawn.
+    ``whole_app``: the target's widget sits outside this fragment, so a click reruns the whole page (else
+    the widget would keep showing its old value)."""
     from ui.classroom import classroom_on
     from ui.components.token_view import current_selection, token_view
+
+    flag = f"_{key}_rerun_app"
+    if st.session_state.pop(flag, False):
+        st.rerun(scope="app")
 
     def picked():
         if (i := current_selection(key, len(tokens))) is not None:
             st.session_state[target] = on_pick(i) if on_pick else i
+            st.session_state[flag] = whole_app
 
     with st.container(height=box_height, border=False) if box_height else st.container():
         token_view(tokens, weights, gaps, key=key, selected=selected, controlled=selected is not None,
