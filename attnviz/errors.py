@@ -71,3 +71,7 @@ class ImageTooLarge(ImageError):
 
 class ImageTooSmall(ImageError):
     pass
+
+
+class ImageFileNotFound(FileNotFound, NotAnImage):
+    """An image path that names no file (a :class:`FileNotFound`, and still a :class:`NotAnImage`)."""

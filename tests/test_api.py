@@ -30,6 +30,9 @@ QUERY = "<i>cat</i>"
 TEXT_TAGS = {"html", "head", "meta", "title", "body", "h1", "p", "div", "span", "ul", "li",
              "table", "caption", "thead", "tbody", "tr", "th", "td", "img"}
 IMAGE_TAGS = {"figure", "div", "img", "figcaption"}
+# a saved image page: the figure plus its title, settings and the top-patches table
+IMAGE_PAGE_TAGS = IMAGE_TAGS | {"html", "head", "meta", "title", "body", "h1", "h2", "p", "b", "span",
+                                "table", "caption", "tr", "th", "td"}
 
 
 class Parsed(HTMLParser):
@@ -224,7 +227,8 @@ def test_image_repr_html_as_a_notebook_shows_it(image_result):
     w, h = png_size(base64.b64decode(srcs[0].split(",", 1)[1]))
     assert max(w, h) <= 640 and abs(w / h - image_result.width / image_result.height) < 0.01
     assert "similarity cosine" in "".join(p.text)
-    self_contained(image_result.to_html(), IMAGE_TAGS)
+    page = self_contained(image_result.to_html(), IMAGE_PAGE_TAGS)
+    assert {"html", "body", "img", "table"} <= {t for t, _ in page.tags}  # a whole page, not the fragment
 
 
 def test_the_practitioners_names_are_top_level():

@@ -222,7 +222,9 @@ def test_save_rejects_unknown_suffix(photo, feats, tmp_path):
     res = attend_patches(photo, feats)
     with pytest.raises(InvalidParameter, match=".png"):
         res.save(tmp_path / "x.gif")
-    with pytest.raises(InvalidParameter, match="Cannot write"):
+    from attnviz.errors import FileNotFound
+
+    with pytest.raises(FileNotFound, match="does not exist"):  # the one export helper, as for text results
         res.save(tmp_path / "missing-dir" / "x.png")
 
 
@@ -236,3 +238,11 @@ def test_analysis_is_an_image_analysis():
     res = analyze_image(sample_path("flower.jpg"), query=(3, 3), view="pooling", similarity="dot", temperature=2.0)
     assert isinstance(res, ImageAnalysis)
     assert (res.view, res.similarity, res.temperature, res.query) == ("pooling", "dot", 2.0, (3, 3))
+
+
+@pytest.mark.parametrize("query", [5, "r1c2", (1, 2, 3), 2.5])
+def test_a_query_that_is_not_a_pair_is_a_typed_error(query):
+    from attnviz.errors import InvalidParameter
+
+    with pytest.raises(InvalidParameter, match="pair"):
+        analyze_image(sample_path("china.jpg"), query=query, features="handcrafted")

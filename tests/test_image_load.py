@@ -417,8 +417,11 @@ def test_corrupt_png_data_checksum():
 
 
 def test_missing_file_and_folder(tmp_path):
-    with pytest.raises(NotAnImage, match="no file"):
+    from attnviz.errors import FileNotFound
+
+    with pytest.raises(NotAnImage, match="no file") as info:
         load_image(tmp_path / "nope.png")
+    assert isinstance(info.value, FileNotFound) and isinstance(info.value, FileNotFoundError)  # a not-found error
     with pytest.raises(NotAnImage, match="folder"):
         load_image(tmp_path)
 

@@ -23,7 +23,7 @@ from PIL import Image
 from ..errors import InvalidParameter
 from ..render import DEFAULT_COLORMAP
 from .features import PatchFeatures, compute_features
-from .grid import PatchGrid, thumbnail
+from .grid import PatchGrid, check_query, thumbnail
 from .load import MAX_IMAGE_PIXELS, load_image
 
 #: names of the views
@@ -320,30 +320,12 @@ class ImageAnalysis:
 
     def save(self, path: str | os.PathLike, *, cmap: str = DEFAULT_COLORMAP, opacity: float = DEFAULT_OPACITY,
              show_grid: bool = False) -> Path:
-        """Write by extension: ``.png`` (full-size overlay), ``.json``, ``.csv``, ``.html``; the drawing
-        keywords apply to the pictures (``.png``, ``.html``)."""
-        p = Path(path)
-        suffix = p.suffix.lower()
-        style = {"cmap": cmap, "opacity": opacity, "show_grid": show_grid}
-        if suffix == ".png":
-            data: bytes | str = self.to_png(**style)
-        elif suffix == ".json":
-            data = self.to_json(all_views=True, indent=1)
-        elif suffix == ".csv":
-            data = self.to_csv()
-        elif suffix in (".html", ".htm"):
-            data = self.to_html(**style)
-        else:
-            raise InvalidParameter(f"Cannot save as {suffix or 'a file without extension'}: use .png, .json, .csv "
-                                   "or .html.")
-        try:
-            if isinstance(data, bytes):
-                p.write_bytes(data)
-            else:
-                p.write_text(data, encoding="utf-8")
-        except OSError as err:
-            raise InvalidParameter(f"Cannot write {os.fspath(p)!r}: {err.strerror or err}.") from None
-        return p
+        """Write by extension (:func:`attnviz.export.save`): ``.png`` (full-size overlay), ``.json``, ``.csv``,
+        ``.html``; the drawing keywords apply to the pictures (``.png``, ``.html``)."""
+        from ..export import save
+
+        return save(self, path, json_options={"all_views": True, "indent": 1}, cmap=cmap, opacity=opacity,
+                    show_grid=show_grid)
 
 
 def _run_with_fallback(fn, device, *args):
@@ -383,7 +365,7 @@ def attend_patches(image: Image.Image, features: PatchFeatures, similarity: str 
     if (image.width, image.height) != (grid.width, grid.height):
         raise InvalidParameter(f"The features are for a {grid.width} x {grid.height} image, not "
                                f"{image.width} x {image.height}.")
-    q = grid.check(*query) if query is not None else None
+    q = grid.check(*check_query(query)) if query is not None else None
     view = view or ("query" if q is not None else "received")
     if view not in VIEWS:
         raise InvalidParameter(f"Unknown view {view!r}: choose one of {', '.join(VIEWS)}.")

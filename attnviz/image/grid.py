@@ -64,6 +64,13 @@ def _edges(n_cells: int, length: int) -> tuple[int, ...]:
     return tuple(int(v) for v in np.floor(np.linspace(0, length, n_cells + 1) + 0.5))
 
 
+def check_query(query) -> tuple:
+    """``query`` as a ``(row, col)`` pair, or :class:`InvalidParameter` (a bare number or a string is not one)."""
+    if isinstance(query, (str, bytes)) or not hasattr(query, "__len__") or len(query) != 2:
+        raise InvalidParameter(f"A query patch is a (row, col) pair, got {query!r}.")
+    return tuple(query)
+
+
 @dataclass(frozen=True)
 class PatchGrid:
     """``rows x cols`` cells covering a ``width x height`` picture; cell (r, c) spans

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..errors import CorruptImage, ImageTooLarge, ImageTooSmall, InvalidParameter, NotAnImage
+from ..errors import CorruptImage, ImageFileNotFound, ImageTooLarge, ImageTooSmall, InvalidParameter, NotAnImage
 
 #: the only formats Pillow may parse (the JPEG reader also opens phones' multi-picture MPO files)
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
@@ -83,7 +83,7 @@ def _read_source(source, max_bytes: int) -> tuple[bytes, str]:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
-            raise NotAnImage(f"There is no file at {os.fspath(path)!r}: check the path.")
+            raise ImageFileNotFound(f"There is no file at {os.fspath(path)!r}: check the path.")
         if path.is_dir():
             raise NotAnImage(f"{os.fspath(path)!r} is a folder, not an image file.")
         try:
