@@ -277,6 +277,8 @@ HEAD_VIEWS: dict[str, str] = {"steps": "A head, step by step", "swap": "Swap the
                               "qk": "Queries and keys in one picture", "overview": "All heads at a glance"}
 #: the recomputed weights must match the model's own output_attentions to this (float32 rounding)
 HEAD_MATCH_TOLERANCE = 1e-5
+#: thumbnails per row in the heads overview: a whole layer per row on a projector, fewer on a phone
+HEADS_PER_ROW = (12, 6, 4)
 #: h and the output have 384 features: the step shows this many of them (the explanation reads them all)
 HEAD_FEATURE_COLUMNS = 32
 
@@ -376,6 +378,7 @@ __all__ = [
     "WHY_MAX_SUBTRACTED", "PCA_SENTENCE", "Step", "STEPS", "STEP_KEYS", "MATRICES", "CellExplanation", "explain_cell",
     "ARTICLE_LATEX", "STANDARD_LATEX", "NOTATION_SENTENCES", "scaled_summary", "FLOAT32_EXP_LIMIT",
     "overflow_summary", "notation_table", "notation_caption", "TRACKS", "HEAD_VIEWS", "HEAD_MATCH_TOLERANCE",
-    "HEAD_FEATURE_COLUMNS", "HEAD_STEPS", "HEAD_STEP_KEYS", "HeadMatrix", "head_matrix", "head_match_sentence",
+    "HEADS_PER_ROW", "HEAD_FEATURE_COLUMNS", "HEAD_STEPS", "HEAD_STEP_KEYS", "HeadMatrix", "head_matrix",
+    "head_match_sentence",
     "diagonal_sentence",
 ]

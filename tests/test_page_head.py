@@ -157,6 +157,9 @@ def test_clicking_a_thumbnail_opens_that_head_step_by_step(ref):
     prev = np.array([[np.diagonal(a.numpy(), -1).mean() for a in att] for att in ref["att"]])  # (layers, heads)
     assert tuple(first[:2]) == np.unravel_index(prev.argmax(), prev.shape)  # the most previous-token head first
     assert first[2] == pytest.approx(prev.max(), abs=1e-6)
+    at.selectbox(key="head_per_row").set_value(4).run()  # a phone: 4 thumbnails per row, 18 rows
+    ys = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][1]["y"]
+    assert len(set(ys)) == 18 and ys[3] == ys[0] < ys[4]
     definitions = [m.value for m in at.markdown if m.value.startswith("- **")]
     assert len(definitions) == 5
     click(at, "head_overview_chart", 4, 7, 0.5)

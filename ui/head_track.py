@@ -15,6 +15,7 @@ from attnviz.explain import (
     HEAD_MATCH_TOLERANCE,
     HEAD_STEPS,
     HEAD_VIEWS,
+    HEADS_PER_ROW,
     diagonal_sentence,
     head_match_sentence,
     head_matrix,
@@ -159,18 +160,20 @@ def _qk_view(trace) -> None:
 
 
 def _overview_view(ov) -> None:
-    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    left, mid, right = st.columns([3, 1, 1], vertical_alignment="bottom")
     by = left.selectbox("Sort the heads by", [None, *METRIC_DEFINITIONS], key="head_sort",
                         format_func=lambda m: "layer by layer" if m is None else METRIC_LABELS[m])
     st.session_state.setdefault("head_sort_desc", True)
-    desc = right.toggle("Largest first", key="head_sort_desc", disabled=by is None)
+    desc = mid.toggle("Largest first", key="head_sort_desc", disabled=by is None)
+    per_row = right.selectbox("Heads per row", [n for n in HEADS_PER_ROW if n <= ov.num_heads] or [ov.num_heads],
+                              key="head_per_row", help="Fewer per row: bigger thumbnails on a phone.")
     metric = by or "entropy"
     sel = (int(st.session_state.get("head_layer", 0)), int(st.session_state.get("head_head", 0)))
     fig = heads_overview_figure(ov.attentions, ov.order(by, desc), ov.metrics[metric], METRIC_LABELS[metric],
-                                cols=ov.num_heads, selected=sel)
+                                cols=int(per_row), selected=sel)
     st.plotly_chart(style_figure(fig), key="head_overview_chart", on_select="rerun", selection_mode="points",
                     width="stretch")
-    st.caption(f"{ov.num_layers} layers × {ov.num_heads} heads; above each thumbnail L = layer, H = head and its "
+    st.caption(f"{ov.num_layers} layers × {ov.num_heads} heads ({ov.num_layers * ov.num_heads}); above each thumbnail L = layer, H = head and its "
                f"{METRIC_LABELS[metric]}. Click a thumbnail to open that head step by step.")
     for name, definition in METRIC_DEFINITIONS.items():
         st.markdown(f"- **{METRIC_LABELS[name]}**: {md_escape(definition)}")
