@@ -58,8 +58,6 @@ CLAIMS = {
     ("docs/limits.md", "~0.2 s"): ("bench:cold.gc_collect_s", "s"),
     ("docs/deploy.md", "~1 s"): ("setting:loadtest/run.py --think", "s"),
     ("docs/limits.md", "~1 s"): ("setting:loadtest/run.py --think", "s"),
-    ("docs/image.md", "~0.2 s"): ("bench:image.features_s", "s"),
-    ("docs/image.md", "≈ 0.6 s"): ("bench:image.png_s", "s"),
 }
 
 
