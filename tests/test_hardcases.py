@@ -314,10 +314,10 @@ def temple_and_mirror():
 
 
 def cross_weights(va, vb, layer: int, temperature: float = 0.1) -> np.ndarray:
-    """float64 recomputation: tokens after block ``layer``, one mean for both photos, cosine / T, softmax."""
-    fa, fb = va.hidden_states[layer + 1, 1:].astype(np.float64), vb.hidden_states[layer + 1, 1:].astype(np.float64)
-    centre = np.concatenate([fa, fb]).mean(0)
-    fa, fb = fa - centre, fb - centre
+    """float64 recomputation: tokens after block ``layer``, each dimension z-scored over its own photo's patches
+    (the one definition of DINOv2 features, attnviz.image.dinov2_features), cosine / T, softmax."""
+    fa, fb = ((f - f.mean(0)) / np.maximum(f.std(0), 1e-3)
+              for f in (v.hidden_states[layer + 1, 1:].astype(np.float64) for v in (va, vb)))
     s = (fa / np.linalg.norm(fa, axis=1, keepdims=True)) @ (fb / np.linalg.norm(fb, axis=1, keepdims=True)).T
     w = np.exp((s - s.max(1, keepdims=True)) / temperature)
     return w / w.sum(1, keepdims=True)
@@ -352,6 +352,7 @@ def test_photo_to_photo_reads_uploads_and_falls_back_without_the_vision_model(mo
     from PIL import Image
 
     import attnviz.loaders.dinov2 as dinov2
+    from attnviz.image import VIT_RUNS
 
     buf = io.BytesIO()
     Image.open(sample_path("flower.jpg")).save(buf, "PNG")
@@ -362,6 +363,7 @@ def test_photo_to_photo_reads_uploads_and_falls_back_without_the_vision_model(mo
         raise dinov2.VisionModelMissing()
 
     monkeypatch.setattr(dinov2, "load_dinov2", missing)
+    VIT_RUNS.clear()  # the forwards above are cached: without the model nothing new can run
     ci = hc.photo_to_photo(str(sample_path("china.jpg")), buf.getvalue())
     assert ci.features == "handcrafted" and ci.notice == hc.NO_VISION_MODEL
     hand, _, _ = image_to_image(sample_path("china.jpg"), sample_path("flower.jpg"), 6, "cosine", 0.1)

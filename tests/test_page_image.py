@@ -323,9 +323,10 @@ def test_dinov2_tokens_are_the_default_features_beside_the_trained_head(sample_v
             at.slider(key="img_flayer").set_value(layer).run()
             assert not at.exception
             m = metrics(at)
-        # float64 recomputation: centred tokens after block `layer`, cosine, T = 0.1, softmax over the patches
+        # float64 recomputation from the model's own tokens after block `layer`: each dimension z-scored over
+        # the photo's patches (the one definition, attnviz.image.dinov2_features), cosine, T = 0.1, softmax
         f = vit.hidden_states[layer + 1, 1:].astype(np.float64)
-        f -= f.mean(0)
+        f = (f - f.mean(0)) / np.maximum(f.std(0), 1e-3)
         f /= np.linalg.norm(f, axis=1, keepdims=True)
         s = f @ f[qi] / 0.1
         p = np.exp(s - s.max())

@@ -396,7 +396,7 @@ def features_caption(features: PatchFeatures, device: str) -> str:
         cw, ch = features.compute_size
         return (f"Features: {len(features.names) or 13} numbers per patch (CIELAB colour mean and spread, edge "
                 f"strength and directions), computed on a {cw} × {ch} copy. Computed on {device}.")
-    return f"Features: {features.extractor}, centred over the photo's patches."
+    return f"Features: {features.label}, each number standardised over the photo's patches. Computed on {device}."
 
 
 def upload_refusal(name: str, size: int, limit: int) -> str | None:
@@ -452,20 +452,6 @@ def vit_grid(image, vit: ViTAttention) -> PatchGrid:
     """The model's patch grid laid over ``image`` (PIL image or ``(width, height)``) at its own size:
     the model saw the whole photo resized, so each of its patches covers the same share of the picture."""
     return patch_grid(image, grid=vit.grid)
-
-
-def vit_patch_features(image, vit: ViTAttention, layer: int = -1) -> PatchFeatures:
-    """DINOv2's patch tokens after block ``layer`` as :class:`PatchFeatures` over ``image``'s own size,
-    centred over the photo's patches: every token shares a large common component, which alone makes
-    cosine similarity nearly uniform (measured on the temple photo at T = 0.1: 118 effective patches of
-    176 raw, 49 centred, for a patch of sky)."""
-    f = vit.patch_features(layer).astype(np.float64)
-    f = f - f.mean(axis=0, keepdims=True)
-    grid = vit_grid(image, vit)
-    n = int(layer) % vit.num_layers  # checked by patch_features
-    h, w = vit.input_size
-    return PatchFeatures(grid, np.ascontiguousarray(f, dtype=np.float32), f"DINOv2-small layer {n + 1} tokens",
-                         (w, h), 0.0, tuple(f"d{i}" for i in range(f.shape[1])))
 
 
 def head_map(vit: ViTAttention, kind: str, layer: int, head: int = HEAD_MEAN,
@@ -582,7 +568,7 @@ __all__ = [
     "DEFAULT_OPACITY", "OPACITY_STEP", "POSITION_MAX", "POSITION_STEP", "QUERY_PARAMS", "URL_MAX_INDEX",
     "URL_MAX_PATCH", "WIDGET_KEYS", "ImagePageState", "click_position", "download_stem", "place_query", "plain_name",
     "MODES", "FEATURES", "RESOLUTIONS", "HEAD_MAPS", "HEAD_MEAN", "KEEP_MIN", "KEEP_MAX", "KEEP_STEP",
-    "RESOLUTION_SECONDS", "resolution_note", "vit_grid", "vit_patch_features", "head_map", "kept_map",
+    "RESOLUTION_SECONDS", "resolution_note", "vit_grid", "head_map", "kept_map",
     "trained_patch_row", "row_overlap", "sink_summary", "HeadThumbnails", "head_thumbnails", "MODE_LABELS",
     "FEATURE_LABELS", "HEAD_MAP_LABELS", "VIEW_LABELS", "head_label", "heads_caption", "features_caption",
     "upload_refusal", "TooSmallForViT", "NO_VIT_NOTICE", "check_vit_fits", "fallback_notice", "map_summary", "query_updates", "click_updates", "patch_updates", "similarity_metrics",
