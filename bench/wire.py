@@ -78,7 +78,7 @@ def measure_views(page, base: str, sample: str = "long", views=("row", "matrix",
     """``{view: {"bytes": ..., "frames": ...}}`` for each switch, on a page already open or opened here."""
     counter = FrameCounter(page)
     page.goto(f"{base}/text?sample={sample}")
-    page.locator(".tv-tok, .attnviz-tok").first.wait_for(timeout=120_000)
+    page.locator(".tv-tok").first.wait_for(timeout=120_000)
     counter.settle(page)
     out = {"first_load": {"bytes": counter.bytes, "frames": counter.frames}}
     for view in views:
