@@ -4,7 +4,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from attnviz.devices import best_device
-from attnviz.pages import HOME, PAGES, page
+from attnviz.pages import DINOV2, HOME, MINILM, PAGES, START, START_SENTENCE, page, start_preload
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,11 +33,37 @@ def test_the_page_table_is_the_only_page_list():
     for src in ("app.py", "pages/home.py"):
         assert "pages/text.py" not in (ROOT / src).read_text(encoding="utf-8"), f"{src} lists pages itself"
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
-    cards = [(link.proto.page, link.proto.label, link.proto.icon) for link in at.get("page_link")]
+    start, *cards = [(link.proto.page, link.proto.label, link.proto.icon) for link in at.get("page_link")]
     assert sorted(label for _, label, _ in cards) == sorted(p.title for p in PAGES if p is not HOME)  # two columns
-    assert all(icon.startswith(":material/") for _, _, icon in cards)
-    shown = " ".join(m.value for m in at.markdown)
+    assert all(icon.startswith(":material/") for _, _, icon in cards + [start])
+    assert start[1] == f"Start: {START.title}" and START_SENTENCE in " ".join(m.value for m in at.markdown)
+    shown = " ".join(c.value for c in at.caption)
     assert all(p.description in shown for p in PAGES if p is not HOME)
+    cards_css = (ROOT / "ui" / "components" / "page_style.py").read_text(encoding="utf-8")
+    assert '[class*="st-key-card_"] a::after' in cards_css  # each card is one big link
+
+
+def test_the_models_start_loading_in_the_background_once():
+    """app.py's first run starts one background load (MiniLM, then DINOv2 when installed) for the process."""
+    import threading
+
+    job = start_preload()
+    assert start_preload() is job and start_preload("/elsewhere") is job  # once per process
+    assert job.wait(MINILM, timeout=300) and job.status[MINILM] in ("ready", "off")
+    assert job.wait(DINOV2, timeout=300) and job.status[DINOV2] in ("ready", "not installed", "off", "failed")
+    assert sum(t.name == "attnviz-preload" for t in threading.enumerate()) <= 1
+    assert "start_preload(" in (ROOT / "app.py").read_text(encoding="utf-8")
+
+
+def test_the_toolbar_is_for_viewers_and_pages_use_material_icons():
+    import re
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    assert config["client"]["toolbarMode"] == "viewer"  # no "Deploy" button in class
+    emoji = re.compile("[\U0001F300-\U0001FAFF\u2600-\u27BF\uFE0F]")
+    mine = ["app.py", "pages/home.py", "pages/text.py", *[str(p.relative_to(ROOT)) for p in (ROOT / "ui").rglob("*.py")]]
+    assert not [f for f in mine if emoji.search((ROOT / f).read_text(encoding="utf-8"))]
 
 
 @pytest.mark.parametrize("path", ["pages/home.py", "pages/text.py"])  # the other pages: their own tests
