@@ -57,18 +57,62 @@ def strongest(page) -> list[tuple[int, int]]:
     return [(int(r), int(c)) for r, c in re.findall(r"\((\d+), (\d+)\)", text)]
 
 
-def click_until_changed(page, heat, fx: float, fy: float, aspect: float, what: str) -> None:
-    """Click the heatmap at a fraction (fx, fy) of its size; if a rerun swallowed the click, click again."""
-    before = heatmap_src(page)
+def shown_grid(page) -> tuple[int, int]:
+    """The (rows, cols) the page's "Patches" metric reports (e.g. "11 × 16")."""
+    metric = page.locator('[data-testid="stMetric"]').filter(has_text="Patches").first
+    m = re.fullmatch(r"\s*(\d+) × (\d+)\s*", metric.locator('[data-testid="stMetricValue"]').inner_text())
+    assert m, "the Patches metric reads 'rows × cols'"
+    return int(m[1]), int(m[2])
+
+
+def yellowness(img: np.ndarray) -> np.ndarray:
+    return (img[..., 0] + img[..., 1]) / 2 - img[..., 2]  # cividis: hot is yellow
+
+
+def click_cell(page, heat, aspect: float, rows: int, cols: int, r: int, c: int, what: str) -> np.ndarray:
+    """Click the centre of patch (r, c) of an even rows x cols split of the heatmap until the page takes it as
+    the query (a rerun may swallow a click); return the redrawn heatmap."""
     for attempt in range(3):
+        before = heatmap_src(page)
         box = settled_box(heat, aspect)
-        heat.click(position={"x": box["width"] * fx, "y": box["height"] * fy})
+        heat.click(position={"x": box["width"] * (c + 0.5) / cols, "y": box["height"] * (r + 0.5) / rows})
         try:
-            wait_for(lambda: heatmap_src(page) != before, timeout=20, what=what)
-            return
+            wait_for(lambda: (number_value(page, "Query row"), number_value(page, "Query column")) == (r, c)
+                     and heatmap_src(page) != before, timeout=20, what=f"patch ({r}, {c}) as the query ({what})")
+            break
         except AssertionError:
             if attempt == 2:
                 raise
+    time.sleep(0.5)  # the component may send one more frame of the same rerun
+    return decode(heatmap_src(page))
+
+
+def cell_centre(img: np.ndarray, rows: int, cols: int, r: int, c: int) -> np.ndarray:
+    """The middle half of patch (r, c) of an even rows x cols split (clear of the query's outline)."""
+    h, w = img.shape[:2]
+    y0, y1, x0, x1 = (r + 0.25) * h / rows, (r + 0.75) * h / rows, (c + 0.25) * w / cols, (c + 0.75) * w / cols
+    return img[int(y0):int(y1), int(x0):int(x1)]
+
+
+def sky_then_trees(page, heat, aspect: float, rows: int, cols: int, what: str) -> None:
+    """A sky patch lights up the sky; a patch of the trees in the bottom row moves the weight off it. The sky is
+    the top ~45 % of the photo (as tests/test_image_dinov2.py's pixel mask finds it), whatever the grid.
+    Each map is compared with the other one of the same photo, so the photo's own colours cancel out."""
+    sky = click_cell(page, heat, aspect, rows, cols, 1, 1, f"{what}: sky")
+    h = sky.shape[0]
+    ys = yellowness(sky)
+    assert ys[: h // 8].mean() > ys[-h // 5:].mean() + 10  # measured: 16 (DINOv2), 43 (hand-made)
+    # the caption below is redrawn a moment after the heatmap: poll it rather than read it once
+    wait_for(lambda: all(r < 0.45 * rows for r, _ in strongest(page)),
+             what=f"the strongest patches to be sky patches ({what})")
+    tree = (rows - 1, cols // 2)
+    trees = click_cell(page, heat, aspect, rows, cols, *tree, f"{what}: trees")
+    yt = yellowness(trees)
+    assert ys[: h // 8].mean() > yt[: h // 8].mean() + 20  # the sky goes dark (measured: 41, 68)
+    assert cell_centre(yt, rows, cols, *tree).mean() > cell_centre(ys, rows, cols, *tree).mean() + 20  # the tree lights
+    assert np.abs(trees - sky).mean() > 8  # measured: 14, 17
+    wait_for(lambda: all(r >= 0.4 * rows for r, _ in strongest(page)[:4]),
+             what=f"the strongest patches to leave the sky ({what})")
 
 
 def test_upload_a_real_photo_see_the_heatmap_click_a_patch(app_url, page):
@@ -82,30 +126,26 @@ def test_upload_a_real_photo_see_the_heatmap_click_a_patch(app_url, page):
     page.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(str(CHINA))
     page.get_by_text("640 × 427 px").first.wait_for()  # the uploaded photo, upright, full size reported
     wait_for(lambda: decode(heatmap_src(page)).shape[:2] == (427, 640), what="the uploaded photo's heatmap")
-    page.get_by_text("16 × 24").first.wait_for()  # patches metric
-
-    # click the sky (top left of the heatmap, in the image's own pixels)
     heat = page.frame_locator(COMPONENT).locator("img#image")
     aspect = 640 / 427
     assert settled_box(heat, aspect)["width"] > 200
-    click_until_changed(page, heat, 0.06, 0.10, aspect, "the heatmap to change after the click")
-    wait_for(lambda: (number_value(page, "Query row"), number_value(page, "Query column")) == (1, 1),
-             what="the clicked patch to become the query")
-    sky = decode(heatmap_src(page))
-    h, w = sky.shape[:2]
-    yellow = (sky[..., 0] + sky[..., 1]) / 2 - sky[..., 2]  # cividis: hot is yellow
-    assert yellow[: h // 8].mean() > yellow[-h // 5:].mean() + 20  # the sky lights up, not the trees
-    # the caption below is redrawn a moment after the heatmap: poll it rather than read it once
-    wait_for(lambda: all(r <= 6 for r, _ in strongest(page)), what="the strongest patches to be sky patches")
 
-    # click the trees at the bottom: the map changes and the sky goes dark
-    click_until_changed(page, heat, 0.5, 0.95, aspect, "the heatmap to change after the second click")
-    wait_for(lambda: number_value(page, "Query row") == 15, what="row 15 to become the query")
-    trees = decode(heatmap_src(page))
-    yellow2 = (trees[..., 0] + trees[..., 1]) / 2 - trees[..., 2]
-    assert yellow2[: h // 8].mean() < yellow[: h // 8].mean() - 20
-    assert np.abs(trees - sky).mean() > 10
-    wait_for(lambda: all(r >= 7 for r, _ in strongest(page)[:4]), what="the strongest patches to leave the sky")
+    # the default features: DINOv2's tokens on its own patch grid (14 px of a 224 px copy)
+    saw = page.get_by_text(re.compile("DINOv2 saw a")).first
+    saw.wait_for()
+    w, h, vr, vc = map(int, re.search(r"DINOv2 saw a (\d+) × (\d+) px copy of the photo: (\d+) × (\d+) patches",
+                                      saw.inner_text()).groups())
+    rows, cols = shown_grid(page)
+    assert (rows, cols) == (vr, vc) == (h // 14, w // 14)  # the similarity grid is the ViT's own
+    assert w == 224 and h == round(224 * 427 / 640 / 14) * 14  # the long side 224, the short one kept to scale
+    sky_then_trees(page, heat, aspect, rows, cols, "DINOv2 features")
+
+    # the hand-made features: the photo's own grid of 16 x 24 patches, the same behaviour
+    page.get_by_text("Hand-made (colour and texture)").first.click()
+    page.get_by_text("16 × 24").first.wait_for()
+    rows, cols = shown_grid(page)
+    assert (rows, cols) == (16, 24)
+    sky_then_trees(page, heat, aspect, rows, cols, "hand-made features")
     # the colour bar and the downloads are on the page
     assert page.get_by_text("Colour scale: cividis").count() >= 1
     assert page.get_by_role("button", name=re.compile("Overlay PNG \\(640 × 427\\)")).count() == 1
