@@ -306,6 +306,35 @@ HEAD_STEPS: tuple[Step, ...] = (
 )
 HEAD_STEP_KEYS = tuple(s.key for s in HEAD_STEPS)
 
+#: what the head track reads: a sentence (MiniLM) or a photo (DINOv2-small)
+HEAD_INPUTS: dict[str, str] = {"text": "Sentence", "image": "Photo"}
+#: the head a photo opens on (layer, head) of DINOv2-small; its matrices show a 4 x 4 window of patches
+DEFAULT_IMAGE_HEAD = (9, 2)
+#: the views of the track for a photo (the overview and the q/k picture read sentences only, for now)
+HEAD_IMAGE_VIEWS: dict[str, str] = {k: HEAD_VIEWS[k] for k in ("steps", "swap")}
+
+_IMAGE_STEP_SENTENCES = {
+    "h": "Each patch (and [CLS]) arrives at the layer as a vector in the residual stream. DINOv2 is pre-LayerNorm: "
+         "the head reads h = norm1(residual stream), the layer's first LayerNorm of hidden_states[layer] (the "
+         "patch embeddings for layer 0); the attention's output is added back to the stream, not to h.",
+    "qkv": "The head projects h three ways, q = h W_Qᵀ + b_Q, k = h W_Kᵀ + b_K, v = h W_Vᵀ + b_V (DINOv2's q_proj, "
+           "k_proj, v_proj), keeping its own 64 columns of each. The seed skips this: its q and k are h itself.",
+    "mask": "In a batch of pictures of one size no key is padding; DINOv2 is run with no mask. One photo: every "
+            "patch is a real key, so the mask changes nothing here.",
+    "output": "All 6 heads' contexts are laid side by side (6 × 64 = 384 numbers) and mixed by the output matrix "
+              "(o_proj): output = concat(contexts) W_Oᵀ + b_O. Then DINOv2 scales it (layer scale) and adds it "
+              "to the residual stream.",
+}
+
+
+def head_steps(kind: str = "text") -> tuple[Step, ...]:
+    """The trained-head steps for a ``"text"`` (MiniLM, post-LN) or ``"image"`` (DINOv2, pre-LN) trace."""
+    if kind == "text":
+        return HEAD_STEPS
+    if kind != "image":
+        raise InvalidParameter(f"Unknown kind {kind!r}: choose text or image.")
+    return tuple(Step(s.key, s.title, s.matrix, _IMAGE_STEP_SENTENCES.get(s.key, s.sentence)) for s in HEAD_STEPS)
+
 
 @dataclass(frozen=True)
 class HeadMatrix:
@@ -320,11 +349,36 @@ class HeadMatrix:
     col_title: str
     colorbar: str
     caption: str
+    row_index: tuple[int, ...] = ()  # the trace's token of each row (a window keeps only some)
+    col_index: tuple[int, ...] = ()  # the trace's token (square matrices) or feature of each column
+
+    def cell(self, row: int, col: int) -> tuple[int, int]:
+        """The trace's ``(row, col)`` of cell ``(row, col)`` of ``z``, for ``HeadTrace.explain``."""
+        return (self.row_index[row] if self.row_index else row, self.col_index[col] if self.col_index else col)
 
 
-def head_matrix(trace, name: str) -> HeadMatrix:
+def head_matrix(trace, name: str, tokens=None) -> HeadMatrix:
     """The matrix ``name`` (h, q, k, v, scores, masked, weights, seed_weights, context, output) of a head trace,
-    with labels and a caption; wide matrices (h, output) keep their first :data:`HEAD_FEATURE_COLUMNS`."""
+    with labels and a caption; wide matrices (h, output) keep their first :data:`HEAD_FEATURE_COLUMNS`.
+    ``tokens``: token positions to keep (``HeadTrace.window``): rows, and the columns of the square matrices;
+    :meth:`HeadMatrix.cell` maps a shown cell back to the trace's."""
+    whole = _head_matrix(trace, name)
+    if tokens is None:
+        return whole
+    idx = tuple(int(t) for t in tokens)
+    if not idx or any(not 0 <= t < trace.n for t in idx):
+        raise InvalidParameter(f"The tokens to show must be positions 0..{trace.n - 1}.")
+    square = name in ("scores", "masked", "weights", "seed_weights")
+    cols = idx if square else tuple(range(whole.z.shape[1]))
+    z = whole.z[np.ix_(idx, cols)]
+    kept = (f" Showing {len(idx)} of the {trace.n} tokens ([CLS] and a window of patches); the explanation reads "
+            f"whole rows.")
+    return HeadMatrix(whole.name, z, tuple(whole.row_labels[i] for i in idx), tuple(whole.col_labels[j] for j in cols),
+                      whole.title, whole.row_title, whole.col_title, whole.colorbar, whole.caption + kept,
+                      row_index=idx, col_index=cols if square else ())
+
+
+def _head_matrix(trace, name: str) -> HeadMatrix:
     toks = tuple(trace.tokens)
     d, f = trace.d_head, HEAD_FEATURE_COLUMNS
     cols_of = lambda k: tuple(f"{k}{c}" for c in range(min(f, trace.h.shape[1])))  # noqa: E731
@@ -339,7 +393,8 @@ def head_matrix(trace, name: str) -> HeadMatrix:
                           "token i", "dimension d", "value", f"{trace.n} tokens × d_head = {d}: this head's columns.")
     if name in ("scores", "masked"):
         cap = (f"q_i · k_j / √{d} = q_i · k_j / {trace.scale:.3f}." if name == "scores" else
-               f"Mask: all {trace.n} keys are real (one sentence, no padding), so no score becomes −∞.")
+               f"Mask: all {trace.n} keys are real (one {'photo' if trace.kind == 'image' else 'sentence'}, no "
+               "padding), so no score becomes −∞.")
         return HeadMatrix("scores", trace.scores, toks, toks, f"scores s_ij ({at})", "query i", "key j", "score", cap)
     if name == "weights":
         return HeadMatrix("weights", trace.weights, toks, toks, f"attention weights ({at})", "query i", "key j",
@@ -354,8 +409,9 @@ def head_matrix(trace, name: str) -> HeadMatrix:
     if name == "output":
         return HeadMatrix("output", trace.output[:, :f], toks, cols_of("c"), f"output = concat(heads) W_Oᵀ + b_O "
                           f"(layer {trace.layer})", "token i", "feature c", "value",
-                          f"The first {len(cols_of('c'))} of {trace.output.shape[1]} features, before the residual "
-                          "connection and LayerNorm.")
+                          f"The first {len(cols_of('c'))} of {trace.output.shape[1]} features, before "
+                          + ("the layer scale and the residual connection." if trace.kind == "image" else
+                             "the residual connection and LayerNorm."))
     raise InvalidParameter(f"Unknown head matrix {name!r}.")
 
 
@@ -380,5 +436,5 @@ __all__ = [
     "overflow_summary", "notation_table", "notation_caption", "TRACKS", "HEAD_VIEWS", "HEAD_MATCH_TOLERANCE",
     "HEADS_PER_ROW", "HEAD_FEATURE_COLUMNS", "HEAD_STEPS", "HEAD_STEP_KEYS", "HeadMatrix", "head_matrix",
     "head_match_sentence",
-    "diagonal_sentence",
+    "diagonal_sentence", "HEAD_INPUTS", "DEFAULT_IMAGE_HEAD", "HEAD_IMAGE_VIEWS", "head_steps",
 ]

@@ -431,3 +431,55 @@ def diagonal_share_figure(tokens: Sequence[str], model_diag, seed_diag, title: s
 __all__ = ["INPUT_COLOUR", "OUTPUT_COLOUR", "SERIES_COLOURS", "matrix_figure", "clickable_heatmap", "vectors_figure",
            "outputs_figure", "sweep_figure", "effective_figure", "patch_picture", "SCALING_COLOURS", "scaling_figures",
            "block_mean", "thumbnail_grid", "heads_overview_figure", "top_keys", "qk_figure", "diagonal_share_figure"]
+
+
+# ----------------------------------------------------------------------- a photo's patch grid, clickable
+
+
+def patch_window_figure(photo, grid: tuple[int, int], window: tuple[int, int, int, int] | None = None,
+                        selected: tuple[int, int] | None = None, title: str = ""):
+    """A photo ``(h, w, 3)`` uint8 under its ``grid`` ``(rows, cols)`` of equal patches, every patch clickable:
+    an invisible marker on each patch centre (trace 1) carries ``customdata = [row, col, 0]``, read back with
+    ``ui.clicks.parse_clicked_cell`` like :func:`clickable_heatmap`. ``window`` ``(row0, col0, row1, col1)``
+    (inclusive) is outlined, and patch ``selected``. Show it with ``on_select="rerun", selection_mode="points"``."""
+    go = _go()
+    a = np.asarray(photo)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise InvalidParameter(f"patch_window_figure takes an (h, w, 3) picture, got shape {a.shape}.")
+    rows, cols = (int(g) for g in grid)
+    if rows < 1 or cols < 1:
+        raise InvalidParameter(f"The grid must have at least one row and one column, got {grid!r}.")
+    h, w = a.shape[:2]
+    ph, pw = h / rows, w / cols
+    fig = go.Figure(go.Image(z=a, hoverinfo="skip"))
+    r, c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    fig.add_trace(go.Scatter(
+        x=((c.ravel() + 0.5) * pw).tolist(), y=((r.ravel() + 0.5) * ph).tolist(), mode="markers",
+        marker=dict(symbol="square", size=max(6, min(28, 480 // max(rows, cols))), color="rgba(0,0,0,0)"),
+        customdata=np.stack([r.ravel(), c.ravel(), np.zeros(rows * cols)], axis=1),
+        hovertemplate="patch r%{customdata[0]}c%{customdata[1]}<br>click to centre the window here<extra></extra>",
+        showlegend=False, selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)),
+    ))
+    for k in range(1, cols):
+        fig.add_shape(type="line", x0=k * pw, x1=k * pw, y0=0, y1=h, line=dict(color="rgba(255,255,255,0.45)", width=1))
+    for k in range(1, rows):
+        fig.add_shape(type="line", x0=0, x1=w, y0=k * ph, y1=k * ph, line=dict(color="rgba(255,255,255,0.45)", width=1))
+    boxes = []
+    if window is not None:
+        r0, c0, r1, c1 = (int(v) for v in window)
+        boxes.append(((r0, c0, r1, c1), "#E69F00", 4))
+    if selected is not None:
+        boxes.append(((selected[0], selected[1], selected[0], selected[1]), "#ffffff", 2.5))
+    for (r0, c0, r1, c1), colour, width in boxes:
+        for ink, wd in (("#000000", width + 3), (colour, width)):
+            fig.add_shape(type="rect", x0=c0 * pw, x1=(c1 + 1) * pw, y0=r0 * ph, y1=(r1 + 1) * ph,
+                          line=dict(color=ink, width=wd))
+    fig.update_xaxes(visible=False, range=[0, w])
+    fig.update_yaxes(visible=False, range=[h, 0])
+    fig.update_layout(title=dict(text=escape_label(title)) if title else None, margin=dict(l=0, r=0, t=40 if title else 0, b=0),
+                      height=int(min(480, 480 * h / max(w, 1))) + (40 if title else 0), clickmode="event+select",
+                      hovermode="closest", dragmode=False)
+    return fig
+
+
+__all__ += ["patch_window_figure"]

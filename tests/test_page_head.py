@@ -202,3 +202,108 @@ def test_long_text_is_cut_with_a_notice_and_empty_text_gets_one_sentence():
     at.text_input(key="head_text").set_value("   ").run()
     assert not at.exception
     assert len(at.error) == 1 and at.error[0].value.count(".") >= 1
+
+
+# ------------------------------------------------------------------------------------------ the photo track
+
+IMG_LAYER, IMG_HEAD = 9, 2  # attnviz.explain.DEFAULT_IMAGE_HEAD
+GRID = (11, 16)  # china.jpg (427 x 640) at 224 px: 154 x 224 pixels, patches of 14
+
+
+@pytest.fixture(scope="module")
+def photo_ref():
+    """DINOv2-small's own numbers for china.jpg in float64, from transformers' Dinov2Model and its modules:
+    h = norm1(hidden_states[layer]), the head's softmax(q k^T / 8), the model's attention, and the seed's."""
+    import copy
+
+    from PIL import Image
+
+    from attnviz.loaders.dinov2 import IMAGENET_MEAN, IMAGENET_STD, load_dinov2
+
+    model = copy.deepcopy(load_dinov2("cpu").model).double()
+    im = Image.open(ROOT / "attnviz" / "assets" / "china.jpg").convert("RGB").resize((224, 154),
+                                                                                      Image.Resampling.BICUBIC)
+    x = (np.asarray(im, dtype=np.float64) / 255 - IMAGENET_MEAN) / IMAGENET_STD
+    pv = torch.from_numpy(x.transpose(2, 0, 1).copy())[None]
+    with torch.no_grad():
+        out = model(pixel_values=pv, output_attentions=True, output_hidden_states=True)
+        layer = model.encoder.layer[IMG_LAYER]
+        h = layer.norm1(out.hidden_states[IMG_LAYER][0])
+        cols = slice(IMG_HEAD * 64, (IMG_HEAD + 1) * 64)
+        q, k = layer.attention.q_proj(h)[:, cols], layer.attention.k_proj(h)[:, cols]
+        w = torch.softmax(q @ k.T / 8.0, -1)
+        hn = h / h.norm(dim=-1, keepdim=True)
+        seed = torch.softmax(hn @ hn.T / 0.1, -1)
+    return {"weights": w.numpy(), "att": out.attentions[IMG_LAYER][0, IMG_HEAD].numpy(), "seed": seed.numpy()}
+
+
+def arr(v) -> np.ndarray:
+    """A plotly figure JSON array: a plain list, or plotly's binary form {dtype, bdata, shape}."""
+    if isinstance(v, dict) and "bdata" in v:
+        import base64
+
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+        return a.reshape([int(x) for x in str(v.get("shape", len(a))).split(",")])
+    return np.asarray(v)
+
+
+def window_tokens(r: int, c: int) -> list[int]:
+    """[CLS] and the 4 x 4 block holding patch (r, c), shifted inside the grid, by hand."""
+    r0, c0 = min(max(r - 1, 0), GRID[0] - 4), min(max(c - 1, 0), GRID[1] - 4)
+    return [0] + [1 + rr * GRID[1] + cc for rr in range(r0, r0 + 4) for cc in range(c0, c0 + 4)]
+
+
+def labels_of(tokens: list[int]) -> list[str]:
+    return ["[CLS]" if t == 0 else f"r{(t - 1) // GRID[1]}c{(t - 1) % GRID[1]}" for t in tokens]
+
+
+def test_the_photo_track_crops_by_click_and_explains_cells_with_the_models_numbers(photo_ref):
+    at = open_head_track()
+    at.radio(key="head_input").set_value("image").run()
+    assert not at.exception, at.exception
+    assert at.subheader[0].value.startswith(f"Layer {IMG_LAYER}, head {IMG_HEAD} · step 1.")
+    assert any("h = norm1(residual stream)" in plain(m.value) for m in at.markdown)  # said on screen
+    spec = __import__("json").loads(at.get("plotly_chart")[0].proto.spec)  # the photo's grid, one marker a patch
+    cd = arr(spec["data"][1]["customdata"])
+    assert spec["data"][0]["type"] == "image" and cd.shape == (GRID[0] * GRID[1], 3)
+    assert cd[17].tolist()[:2] == [1, 1]  # row-major: marker 17 is patch r1c1
+    rows = at.selectbox(key="head_img_m_h_row")
+    assert [o.split(" · ")[1] for o in rows.options] == labels_of(window_tokens(5, 8))  # the default: the centre
+    click(at, "head_patch_chart", 1, 2, 0.0)  # a patch near the top left: the window moves there
+    assert not at.exception, at.exception
+    win = window_tokens(1, 2)
+    assert [o.split(" · ")[1] for o in at.selectbox(key="head_img_m_h_row").options] == labels_of(win)
+    for _ in range(4):  # to the softmax step
+        at.button(key="head_img_next").click().run()
+    assert at.subheader[0].value.startswith(f"Layer {IMG_LAYER}, head {IMG_HEAD} · step 5.")
+    click(at, "head_img_m_weights_chart", 3, 6, 0.0)
+    i, j = win[3], win[6]
+    said = explanations(at)[0]
+    assert said.startswith(f"**This number:** weights[{i},{j}] ({labels_of([i])[0]!r} -> {labels_of([j])[0]!r})"), said
+    assert f"= {photo_ref['weights'][i, j]:.4f}, over the scores of row {i};" in said, said
+    assert f"rank {int((photo_ref['weights'][i] > photo_ref['weights'][i, j]).sum()) + 1} of {1 + 176}" in said
+    assert float(at.metric[0].value) <= 1e-5  # the max difference from output_attentions, on screen
+    assert np.abs(photo_ref["weights"] - photo_ref["att"]).max() <= 1e-10  # the reference itself
+    diag = [m.value for m in at.markdown if m.value.startswith("Mean weight a token puts on itself")][0]
+    head_diag, seed_diag = np.diagonal(photo_ref["weights"]).mean(), np.diagonal(photo_ref["seed"]).mean()
+    assert f"**{head_diag:.3f}** in this head, **{seed_diag:.3f}** for the seed" in diag
+    bars = __import__("json").loads(at.get("plotly_chart")[-1].proto.spec)["data"]
+    np.testing.assert_allclose(arr(bars[0]["y"]), np.diagonal(photo_ref["weights"])[win], atol=1e-5)
+
+
+def test_the_photo_swap_at_scaled_dot_t_1_is_dinov2_itself():
+    at = open_head_track()
+    at.radio(key="head_input").set_value("image").run()
+    at.session_state["head_img_view"] = "swap"
+    at.run()
+    at.selectbox(key="head_img_swap_sim").set_value("scaled_dot").run()
+    at.select_slider(key="head_img_swap_temp").set_value(1.0).run()
+    assert not at.exception, at.exception
+    values = {m.label: m.value for m in at.metric}
+    assert values["Overlap with the original pattern"] == "1.0000"
+    assert values["Drift: cosine of the [CLS] embeddings"] == "1.000000"
+    at.selectbox(key="head_img_swap_sim").set_value("cosine").run()
+    at.select_slider(key="head_img_swap_temp").set_value(0.1).run()
+    values = {m.label: m.value for m in at.metric}
+    assert float(values["Overlap with the original pattern"]) < 0.99
+    assert float(values["Drift: cosine of the [CLS] embeddings"]) < 1

@@ -1,5 +1,10 @@
-"""How it works, second track: inside a trained head of MiniLM (UI only: every number comes from attnviz.trace,
-every sentence and matrix layout from attnviz.explain, every figure from attnviz.figures).
+"""How it works, second track: inside a trained head of MiniLM (a sentence) or DINOv2-small (a photo). UI only:
+every number comes from attnviz.trace, every sentence and matrix layout from attnviz.explain, every figure from
+attnviz.figures.
+
+``head_input`` picks the input ("text" or "image"). The photo track keeps its own state under ``head_img_*``
+(``head_img_layer``, ``head_img_head``, ``head_img_view``, ``head_img_step``, ``head_img_token``: a row of the
+window), ``head_patch`` (the patch the 4 x 4 window holds) and ``head_patch_chart`` (a click on the photo's grid).
 
 Session state: ``head_text``, ``head_layer``, ``head_head``, ``head_view`` (a key of HEAD_VIEWS), ``head_step``,
 ``head_token`` (the selected query row, shared by every view: each matrix follows it). Clicks: ``head_overview_chart`` (a thumbnail opens
@@ -11,25 +16,34 @@ from __future__ import annotations
 
 import streamlit as st
 
+import numpy as np
+
 from attnviz.explain import (
+    DEFAULT_IMAGE_HEAD,
+    HEAD_IMAGE_VIEWS,
+    HEAD_INPUTS,
     HEAD_MATCH_TOLERANCE,
-    HEAD_STEPS,
     HEAD_VIEWS,
     HEADS_PER_ROW,
     diagonal_sentence,
     head_match_sentence,
     head_matrix,
+    head_steps,
 )
-from attnviz.figures import diagonal_share_figure, heads_overview_figure, matrix_figure, qk_figure
+from attnviz.figures import diagonal_share_figure, heads_overview_figure, matrix_figure, patch_window_figure, qk_figure
+from attnviz.image import load_upload, thumbnail
+from attnviz.loaders.dinov2 import NUM_HEADS, NUM_LAYERS
 from attnviz.trace import (
     METRIC_DEFINITIONS,
     METRIC_LABELS,
     head_trace,
+    head_trace_image,
     heads_overview,
     qk_projection,
     swap_head_similarity,
+    swap_head_similarity_image,
 )
-from ui.classroom import clickable_matrix, md_escape, style_figure
+from ui.classroom import clickable_matrix, md_escape, photo_picker, style_figure
 from ui.clicks import parse_clicked_cell, parse_clicked_point
 from ui.widgets import current_device, show_error, similarity_picker
 
@@ -52,6 +66,21 @@ def _swap(text: str, layer: int, head, similarity: str, temperature: float, devi
     return swap_head_similarity(text, layer, head, similarity, temperature, device=device)
 
 
+@st.cache_data(max_entries=16, ttl=3600, show_spinner="Recomputing DINOv2's head from its weights…")
+def _trace_image(source, layer: int, head: int, device: str):
+    return head_trace_image(load_upload(source), layer, head, device=device)
+
+
+@st.cache_data(max_entries=16, ttl=3600, show_spinner="Running DINOv2 with the new similarity…")
+def _swap_image(source, layer: int, head, similarity: str, temperature: float, device: str):
+    return swap_head_similarity_image(load_upload(source), layer, head, similarity, temperature, device=device)
+
+
+@st.cache_data(max_entries=16, ttl=3600, show_spinner=False)
+def _picture(source):
+    return np.asarray(thumbnail(load_upload(source), 480))
+
+
 def _read_clicks(n_layers: int, n_heads: int, n: int) -> None:
     """Apply a new click on the overview or the q/k picture before the widgets it changes are drawn."""
     cell = parse_clicked_cell(st.session_state.get("head_overview_chart"), n_layers, n_heads)
@@ -65,40 +94,43 @@ def _read_clicks(n_layers: int, n_heads: int, n: int) -> None:
     st.session_state["head_qk_seen"] = q
 
 
-def _go(delta: int) -> None:
-    st.session_state["head_step"] = min(max(int(st.session_state.get("head_step", 0)) + delta, 0), len(HEAD_STEPS) - 1)
+def _go(delta: int, prefix: str = "head") -> None:
+    key = f"{prefix}_step"
+    st.session_state[key] = min(max(int(st.session_state.get(key, 0)) + delta, 0), len(head_steps()) - 1)
 
 
-def _explained(trace, name: str, key: str | None = None) -> None:
-    m = head_matrix(trace, name)
+def _explained(trace, name: str, key: str | None = None, tokens=None, prefix: str = "head") -> None:
+    """A step's matrix (only ``tokens``' rows, and columns when square), clickable, and its explanation."""
+    m = head_matrix(trace, name, tokens)
     key = key or name
-    token = min(int(st.session_state.get("head_token", 0)), trace.n - 1)
-    if st.session_state.get(f"head_m_{key}_synced") != token:  # another view selected a token: follow it
-        st.session_state[f"head_m_{key}_row"] = token
-    i, j = clickable_matrix(m.z, list(m.col_labels), list(m.row_labels), key=f"head_m_{key}", title=m.title,
+    token = min(int(st.session_state.get(f"{prefix}_token", 0)), m.z.shape[0] - 1)
+    if st.session_state.get(f"{prefix}_m_{key}_synced") != token:  # another view selected a token: follow it
+        st.session_state[f"{prefix}_m_{key}_row"] = token
+    i, j = clickable_matrix(m.z, list(m.col_labels), list(m.row_labels), key=f"{prefix}_m_{key}", title=m.title,
                             x_title=m.col_title, y_title=m.row_title, colorbar_title=m.colorbar, caption=m.caption,
-                            default=(min(token, trace.n - 1), 1 if m.z.shape[1] > 1 else 0))
-    st.session_state["head_token"] = st.session_state[f"head_m_{key}_synced"] = i
-    with st.container(border=True, key=f"head_explain_{key}"):
-        st.markdown(f"**This number:** {md_escape(trace.explain(m.name, i, j))}")
+                            default=(token, 1 if m.z.shape[1] > 1 else 0))
+    st.session_state[f"{prefix}_token"] = st.session_state[f"{prefix}_m_{key}_synced"] = i
+    with st.container(border=True, key=f"{prefix}_explain_{key}"):
+        st.markdown(f"**This number:** {md_escape(trace.explain(m.name, *m.cell(i, j)))}")
 
 
-def _steps(trace) -> None:
-    step = min(max(int(st.session_state.get("head_step", 0)), 0), len(HEAD_STEPS) - 1)
-    st.session_state["head_step"] = step
+def _steps(trace, tokens=None, prefix: str = "head") -> None:
+    steps = head_steps(trace.kind)
+    step = min(max(int(st.session_state.get(f"{prefix}_step", 0)), 0), len(steps) - 1)
+    st.session_state[f"{prefix}_step"] = step
     nav = st.columns([1, 1, 5], vertical_alignment="center")
-    nav[0].button("◀ Back", key="head_back", on_click=_go, args=(-1,), disabled=step == 0, width="stretch")
-    nav[1].button("Next ▶", key="head_next", on_click=_go, args=(1,), disabled=step == len(HEAD_STEPS) - 1,
+    nav[0].button("◀ Back", key=f"{prefix}_back", on_click=_go, args=(-1, prefix), disabled=step == 0, width="stretch")
+    nav[1].button("Next ▶", key=f"{prefix}_next", on_click=_go, args=(1, prefix), disabled=step == len(steps) - 1,
                   width="stretch")
-    cur = HEAD_STEPS[step]
-    nav[2].progress((step + 1) / len(HEAD_STEPS), text=f"Head step {step + 1} of {len(HEAD_STEPS)}: {cur.title}")
+    cur = steps[step]
+    nav[2].progress((step + 1) / len(steps), text=f"Head step {step + 1} of {len(steps)}: {cur.title}")
     st.subheader(f"Layer {trace.layer}, head {trace.head} · step {step + 1}. {cur.title}")
     st.markdown(cur.sentence)
     if cur.key == "qkv":
         st.latex(r"q = h W_Q^\top + b_Q,\quad k = h W_K^\top + b_K,\quad v = h W_V^\top + b_V"
                  rf"\qquad (d_{{head}} = {trace.d_head})")
-        which = st.radio("Projection", ["q", "k", "v"], key="head_qkv", horizontal=True)
-        _explained(trace, which)
+        which = st.radio("Projection", ["q", "k", "v"], key=f"{prefix}_qkv", horizontal=True)
+        _explained(trace, which, tokens=tokens, prefix=prefix)
     elif cur.key == "weights":
         st.latex(r"a_{ij} = \mathrm{softmax}_j\big(q_i\cdot k_j/\sqrt{d_{head}}\big)")
         st.metric("Largest |difference| from output_attentions", f"{trace.max_abs_diff:.2e}",
@@ -106,28 +138,33 @@ def _steps(trace) -> None:
         st.markdown(head_match_sentence(trace))
         left, right = st.columns(2)
         with left:
-            _explained(trace, "weights")
+            _explained(trace, "weights", tokens=tokens, prefix=prefix)
         with right:
-            _explained(trace, "seed_weights")
+            _explained(trace, "seed_weights", tokens=tokens, prefix=prefix)
         ds = trace.diagonal_share(per_row=True)
-        st.plotly_chart(style_figure(diagonal_share_figure(trace.tokens, ds["model"], ds["seed"])),
-                        key="head_diagonal", width="stretch")
+        rows = list(range(trace.n)) if tokens is None else list(tokens)
+        st.plotly_chart(style_figure(diagonal_share_figure([trace.tokens[r] for r in rows], ds["model"][rows],
+                                                           ds["seed"][rows])), key=f"{prefix}_diagonal", width="stretch")
         st.markdown(diagonal_sentence(trace))
     else:
         formulas = {"scores": r"s_{ij} = \frac{q_i \cdot k_j}{\sqrt{d_{head}}}",
                     "mask": r"s_{ij} + m_j,\quad m_j = 0 \text{ (real key)},\ -\infty \text{ (padding)}",
                     "context": r"\mathrm{context}_i = \sum_j a_{ij}\, v_j",
-                    "output": r"\mathrm{output} = [\mathrm{context}^{(0)} \cdots \mathrm{context}^{(11)}]\, W_O^\top + b_O"}
+                    "output": r"\mathrm{output} = [\mathrm{context}^{(0)} \cdots \mathrm{context}^{("
+                              + str(trace.num_heads - 1) + r")}]\, W_O^\top + b_O"}
+        if trace.kind == "image":
+            formulas["h"] = r"h = \mathrm{norm1}(\text{residual stream}) = \mathrm{LayerNorm}(\mathrm{hidden\_states}[\ell])"
         if cur.key in formulas:
             st.latex(formulas[cur.key])
-        _explained(trace, cur.matrix, key=cur.matrix if cur.key != "mask" else "masked")
+        _explained(trace, cur.matrix, key=cur.matrix if cur.key != "mask" else "masked", tokens=tokens, prefix=prefix)
 
 
-def _swap_view(text: str, layer: int, head: int, device: str) -> None:
-    every = st.toggle("Swap every head of the layer", key="head_swap_all")
-    similarity, temperature = similarity_picker("head_swap", default="cosine", explain=False)
+def _swap_view(text, layer: int, head: int, device: str, tokens=None, prefix: str = "head") -> None:
+    every = st.toggle("Swap every head of the layer", key=f"{prefix}_swap_all")
+    similarity, temperature = similarity_picker(f"{prefix}_swap", default="cosine", explain=False)
+    run = _swap if tokens is None else _swap_image
     try:
-        res = _swap(text, layer, None if every else head, similarity, temperature, device)
+        res = run(text, layer, None if every else head, similarity, temperature, device)
     except Exception as err:  # typed errors become one friendly sentence
         show_error(err)
         return
@@ -135,14 +172,18 @@ def _swap_view(text: str, layer: int, head: int, device: str) -> None:
         st.caption(md_escape(note))
     a, b = st.columns(2)
     a.metric("Overlap with the original pattern", f"{res.overlap:.4f}", help="1 = the same weights")
-    b.metric("Drift: cosine of the sentence embeddings", f"{res.drift:.6f}", help="1 = the sentence did not move")
+    what = "[CLS] embeddings" if res.kind == "image" else "sentence embeddings"
+    b.metric(f"Drift: cosine of the {what}", f"{res.drift:.6f}", help="1 = the input's embedding did not move")
     left, right = st.columns(2)
-    labels = list(res.tokens)
-    left.plotly_chart(style_figure(matrix_figure(res.original_weights[head], labels, title=f"original, head {head}")),
-                      key="head_swap_before", width="stretch")
-    right.plotly_chart(style_figure(matrix_figure(res.swapped_weights[head], labels,
+    idx = list(range(len(res.tokens))) if tokens is None else list(tokens)  # a photo: its window only
+    labels = [res.tokens[i] for i in idx]
+    sub = np.ix_(idx, idx)
+    left.plotly_chart(style_figure(matrix_figure(res.original_weights[head][sub], labels,
+                                                 title=f"original, head {head}")),
+                      key=f"{prefix}_swap_before", width="stretch")
+    right.plotly_chart(style_figure(matrix_figure(res.swapped_weights[head][sub], labels,
                                                   title=f"{similarity}, T = {temperature:g}, head {head}")),
-                       key="head_swap_after", width="stretch")
+                       key=f"{prefix}_swap_after", width="stretch")
     st.markdown("**Tokens whose final vectors moved most** (1 − cosine): " + ", ".join(
         f"{i}·{md_escape(t)} {d:.2e}" for i, t, d in res.moved_tokens[:5]))
 
@@ -179,8 +220,62 @@ def _overview_view(ov) -> None:
         st.markdown(f"- **{METRIC_LABELS[name]}**: {md_escape(definition)}")
 
 
+def _window_picker(trace, source, name: str) -> tuple[int, ...]:
+    """The photo's patch grid, clickable: a click centres the 4 x 4 window on that patch. Returns its tokens."""
+    rows, cols = trace.grid
+    clicked = parse_clicked_cell(st.session_state.get("head_patch_chart"), rows, cols)
+    if clicked is not None and clicked != st.session_state.get("head_patch_seen"):
+        st.session_state["head_patch"] = clicked
+    st.session_state["head_patch_seen"] = clicked
+    patch = st.session_state.get("head_patch")
+    if not (isinstance(patch, tuple) and 0 <= patch[0] < rows and 0 <= patch[1] < cols):
+        patch = st.session_state["head_patch"] = (rows // 2, cols // 2)
+    tokens = trace.window(*patch)
+    r = [(t - 1) // cols for t in tokens[1:]]
+    c = [(t - 1) % cols for t in tokens[1:]]
+    fig = patch_window_figure(_picture(source), trace.grid, (min(r), min(c), max(r), max(c)), patch)
+    st.plotly_chart(style_figure(fig), key="head_patch_chart", on_select="rerun", selection_mode="points",
+                    width="stretch")
+    st.caption(f"{name}: {rows} × {cols} patches of 14 pixels at DINOv2's input size. Click a patch: the matrices "
+               f"show [CLS] and the {len(tokens) - 1} patches in the orange window around it.")
+    return tokens
+
+
+def _photo_track() -> None:
+    top = st.columns([4, 1, 1], vertical_alignment="bottom")
+    source, name = photo_picker("head_photo", container=top[0])
+    st.session_state.setdefault("head_img_layer", DEFAULT_IMAGE_HEAD[0])
+    st.session_state.setdefault("head_img_head", DEFAULT_IMAGE_HEAD[1])
+    layer = int(top[1].selectbox("Layer", list(range(NUM_LAYERS)), key="head_img_layer"))
+    head = int(top[2].selectbox("Head", list(range(NUM_HEADS)), key="head_img_head"))
+    st.session_state.setdefault("head_img_view", "steps")
+    view = st.segmented_control("View", list(HEAD_IMAGE_VIEWS), key="head_img_view",
+                                format_func=HEAD_IMAGE_VIEWS.get) or "steps"
+    device = current_device()
+    try:
+        trace = _trace_image(source, layer, head, device)
+    except Exception as err:  # typed errors become one friendly sentence
+        show_error(err)
+        return
+    for note in trace.notes:
+        st.caption(md_escape(note))
+    pic, _ = st.columns([3, 2])
+    with pic:
+        tokens = _window_picker(trace, source, name)
+    with st.container(key=f"head_img_view_{view}"):
+        if view == "swap":
+            _swap_view(source, layer, head, device, tokens=tokens, prefix="head_img")
+        else:
+            _steps(trace, tokens=tokens, prefix="head_img")
+
+
 def head_track() -> None:
     """The whole trained-head track (call it from pages/how_it_works.py)."""
+    kind = st.radio("Look inside", list(HEAD_INPUTS), key="head_input", horizontal=True, format_func=HEAD_INPUTS.get,
+                    help="A sentence through MiniLM, or a photo through DINOv2-small.")
+    if kind == "image":
+        _photo_track()
+        return
     st.session_state.setdefault("head_text", DEFAULT_TEXT)
     top = st.columns([4, 1, 1], vertical_alignment="bottom")
     text = top[0].text_input("Your sentence (up to 64 word pieces are traced)", key="head_text", max_chars=3000)
