@@ -384,3 +384,30 @@ def test_models_live_in_the_one_cache_loaded_once(bert_dir, tmp_path, monkeypatc
         t.join()
     assert loads == [str(fresh.resolve())] and len(got) == 6 and len({id(m) for m in got}) == 1  # one load
     assert tx.load_model(str(fresh) + "/") is got[0]  # the same folder spelled differently
+
+
+def test_transformers_names_resolve_under_one_lock_from_many_threads():
+    """The preload thread and sessions import from transformers at once: every thread gets the real class."""
+    import subprocess
+    import sys
+
+    code = (
+        "import threading\n"
+        "from attnviz.loaders.cache import from_transformers\n"
+        "names = [('', 'AutoModel'), ('', 'AutoTokenizer'), ('models.dinov2.modeling_dinov2', 'Dinov2Model'),\n"
+        "         ('utils', 'logging'), ('', 'CLIPModel'), ('models.bert.modeling_bert', 'BertModel')] * 2\n"
+        "got, errors = {}, []\n"
+        "def run(i, mod, name):\n"
+        "    try:\n"
+        "        got[i] = from_transformers(mod, name)[0]\n"
+        "    except Exception as err:\n"
+        "        errors.append(repr(err))\n"
+        "threads = [threading.Thread(target=run, args=(i, m, n)) for i, (m, n) in enumerate(names)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "assert not errors, errors\n"
+        "assert all(got[i] is got[i + 6] for i in range(6))\n"
+        "assert got[0].__name__ == 'AutoModel' and got[2].__name__ == 'Dinov2Model'\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

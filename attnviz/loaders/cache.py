@@ -51,3 +51,18 @@ class ModelCache:
 
 #: the process-wide cache every loader uses
 MODELS = ModelCache()
+
+_IMPORTS = threading.RLock()
+
+
+def from_transformers(module: str, *names: str) -> tuple:
+    """``from transformers[.module] import *names`` under one process-wide lock.
+
+    transformers is a lazy package: two threads resolving its names at once (the app's preload thread and
+    a session's first load) can meet a half-initialised module and fail with an ImportError.
+    """
+    import importlib
+
+    with _IMPORTS:
+        mod = importlib.import_module("transformers" + (f".{module}" if module else ""))
+        return tuple(getattr(mod, name) for name in names)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelNotFound
-from .cache import MODELS
+from .cache import MODELS, from_transformers
 
 #: the environment variable naming a local CLIP folder
 ENV = "ATTNVIZ_CLIP_MODEL"
@@ -68,7 +68,7 @@ def find_clip_folder() -> ClipSearch:
 
 def _load(key: str):
     try:
-        from transformers import AutoTokenizer, CLIPModel
+        AutoTokenizer, CLIPModel = from_transformers("", "AutoTokenizer", "CLIPModel")
 
         model = CLIPModel.from_pretrained(key, local_files_only=True).eval()
         tok = AutoTokenizer.from_pretrained(key, local_files_only=True)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelNotFound
-from .cache import MODELS
+from .cache import MODELS, from_transformers
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def state_dict_from_onnx(path: str | os.PathLike) -> dict:
 
 def dinov2_config():
     """DINOv2-small's ``Dinov2Config`` with eager attention (the attention weights are returned)."""
-    from transformers.models.dinov2.configuration_dinov2 import Dinov2Config  # by module (see build_model)
+    (Dinov2Config,) = from_transformers("models.dinov2.configuration_dinov2", "Dinov2Config")
 
     cfg = Dinov2Config(hidden_size=HIDDEN_SIZE, num_hidden_layers=NUM_LAYERS, num_attention_heads=NUM_HEADS,
                        intermediate_size=4 * HIDDEN_SIZE, patch_size=PATCH_SIZE, image_size=PATCH_SIZE * PRETRAINED_GRID,
@@ -213,7 +213,7 @@ def dinov2_config():
 def build_model(state_dict: dict):
     """``Dinov2Model`` in eval mode holding exactly ``state_dict`` (every key present, none left over)."""
     import torch
-    from transformers.models.dinov2.modeling_dinov2 import Dinov2Model  # by module: races the preload thread otherwise
+    (Dinov2Model,) = from_transformers("models.dinov2.modeling_dinov2", "Dinov2Model")
 
     with torch.device("meta"):  # no random initialisation: every tensor comes from the file
         model = Dinov2Model(dinov2_config())

@@ -36,7 +36,7 @@ import torch
 
 from ..devices import resolve_device, run_with_fallback
 from ..errors import AttnvizError, InvalidParameter, ModelHasNoAttentions, ModelNotFound
-from .cache import MODELS
+from .cache import MODELS, from_transformers
 
 #: the cache kind of these models: ``MODELS.get(KIND, (folder, device), ...)``
 KIND = "hf"
@@ -121,8 +121,7 @@ def _load_tokenizer(folder: Path):
             raise ModelNotFound(f"{tok_file} is not a readable tokenizers file ({type(err).__name__}).") from None
         return tok
     try:  # a folder with only vocab.txt / sentencepiece files: transformers converts it to a fast tokenizer
-        from transformers import AutoTokenizer
-
+        (AutoTokenizer,) = from_transformers("", "AutoTokenizer")
         fast = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, use_fast=True)
         return fast.backend_tokenizer
     except Exception:
@@ -185,8 +184,8 @@ def _load_cpu(key: str) -> LoadedModel:
     tok.no_padding()
     tok.no_truncation()  # long text is windowed by attnviz.text, never cut silently
 
-    from transformers import AutoModel
-    from transformers.utils import logging as hf_logging
+    (AutoModel,) = from_transformers("", "AutoModel")
+    (hf_logging,) = from_transformers("utils", "logging")
 
     bar_was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
