@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .run import (IMAGE_VIEWS, ROOT, SIMILARITY_LABELS, TEXT_VIEWS, TOKEN_VIEW_MARK, Results, Sampler, Session,
-                  _drive, rss_mib, run_async, streamlit_server, summary, warm_up)
+                  _drive, log_tracebacks, rss_mib, run_async, streamlit_server, summary, warm_up)
 
 #: every session submits its input within this many seconds of the first
 WINDOW_S = 5.0
@@ -345,9 +345,7 @@ def run_burst(sessions: int = 30, duration: float = 60.0, think: float = 1.0, ur
             run_async(clear_caches(url))
             time.sleep(3.0)
             cleared = round(rss_mib(pid)[0], 1)
-        log_tracebacks = 0
-        if log_path.exists():
-            log_tracebacks = log_path.read_text(errors="replace").count("Traceback (most recent call last)")
+        n_tracebacks = log_tracebacks(log_path)
     per = []
     for sub in subs:
         ratio = (sub.burst_s / sub.alone_s) if sub.burst_s and sub.alone_s else None
@@ -366,7 +364,7 @@ def run_burst(sessions: int = 30, duration: float = 60.0, think: float = 1.0, ur
     checks = {
         "every_session_got_its_result": all(p["burst_ms"] is not None and p["alone_ms"] is not None for p in per),
         "no_wait_above_3x_alone_x_sessions_per_core": bool(ratios) and max(ratios) <= allowed,
-        "no_errors": not errors and not log_tracebacks,
+        "no_errors": not errors and not n_tracebacks,
         "memory_back_within_20pct_of_idle": after is not None and idle is not None and after <= (1 + MEMORY_SLACK) * idle,
     }
     by_kind = {k: {"alone": summary([p["alone_ms"] / 1000 for p in per if p["kind"] == k and p["alone_ms"]]),
@@ -384,7 +382,7 @@ def run_burst(sessions: int = 30, duration: float = 60.0, think: float = 1.0, ur
         "rss_mib": {"idle_warm": _r1(idle_warm), "idle_before_burst": _r1(idle), "peak": max(rss_values, default=None),
                     "after": after, "after_s": settle[-1][0] if settle else None, "after_cache_clear": cleared,
                     "timeline": sampler.rss[:: max(1, len(sampler.rss) // 60)]},
-        "errors": {"count": len(errors) + log_tracebacks, "server_log_tracebacks": log_tracebacks,
+        "errors": {"count": len(errors) + n_tracebacks, "server_log_tracebacks": n_tracebacks,
                    "samples": errors[:20]},
         "checks": checks, "all_pass": all(checks.values()), "per_session": per,
     }

@@ -44,8 +44,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .run import (Results, Session, free_port, healthy, image_session, run_async, streamlit_server, summary,
-                  text_session, warm_up)
+from .run import (Results, Session, free_port, healthy, image_session, log_tracebacks, run_async,
+                  streamlit_server, summary, text_session, warm_up)
 
 #: a session that lost its replica must be back within this many seconds (else: an error)
 RECONNECT_TIMEOUT = 60.0
@@ -195,13 +195,19 @@ class ReconnectingSession(Session):
     async def rerun(self, page: str, action: str, **kw) -> float | None:
         from websockets.exceptions import ConnectionClosed
 
+        pending = self.last_set
         try:
             return await super().rerun(page, action, **kw)
         except (ConnectionClosed, OSError):
-            await self.recover(action)
-            return None  # the action the drop cut off: in a browser, Streamlit's "Connecting" notice
+            if not await self.recover(action):
+                return None
+        # the click the drop cut off (in a browser: under Streamlit's "Connecting" notice) is made again
+        if pending is not None and pending.id in self.widget_ids.values():
+            self.states[pending.id] = pending
+        return await Session.rerun(self, page, action, **kw)
 
-    async def recover(self, action: str) -> None:
+    async def recover(self, action: str) -> bool:
+        """Reconnect and rebuild the page from its link; whether the page is back."""
         t_drop = time.monotonic()
         before, link = dict(self.view), self.query_string
         drop = {"session": self.index, "page": self.page, "action": action, "replica_before": self.replicas[-1],
@@ -222,14 +228,14 @@ class ReconnectingSession(Session):
         else:
             self.results.error(self.index, self.page, "reconnect", "no_reconnect",
                                f"not back within {RECONNECT_TIMEOUT:.0f} s")
-            return
+            return False
         drop["reconnected_s"] = round(time.monotonic() - t_drop, 2)
         drop["replica_after"] = self.replicas[-1]
         self.states.clear()  # a new server session: only the link carries the view
         self.page_hash = ""
         dt = await Session.rerun(self, self.page, "reconnect", page_name=self.page, query_string=link)
         if dt is None:
-            return
+            return False
         drop["back_s"] = round(time.monotonic() - t_drop, 2)
         drop["rerun_s"] = round(dt, 2)
         drop["view_restored"] = self.view == before
@@ -237,6 +243,7 @@ class ReconnectingSession(Session):
         if link and not drop["view_restored"]:
             self.results.error(self.index, self.page, "reconnect", "view_lost",
                                f"before {json.dumps(before)[:140]} after {json.dumps(self.view)[:140]}")
+        return True
 
 
 async def run_through_proxy(base: str, sessions: int, duration: float, think: float, seed: int, results: Results,
@@ -306,8 +313,7 @@ def run_replicas(replicas: int = 2, sessions: int = 10, duration: float = 40.0, 
         k.join(30)
         conf_text = conf.read_text()
         nginx_errors = (tmp / "error.log").read_text(errors="replace") if (tmp / "error.log").exists() else ""
-        tracebacks = {u: (lg.read_text(errors="replace").count("Traceback (most recent call last)")
-                          if lg.exists() else 0) for u, _, lg in servers}
+        tracebacks = {u: log_tracebacks(lg) for u, _, lg in servers}
     shutil.rmtree(tmp, ignore_errors=True)
     victim = killed.get("replica")
     on_victim = [c for c in clients if c.replicas and c.replicas[0] == victim]

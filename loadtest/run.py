@@ -74,6 +74,7 @@ class Results:
     first_load: dict[str, list[float]] = field(default_factory=lambda: {"text": [], "image": []})
     errors: list[dict] = field(default_factory=list)
     updates: int = 0
+    updates_by_session: dict[int, int] = field(default_factory=dict)
 
     def error(self, session: int, page: str, action: str, kind: str, detail: str) -> None:
         self.errors.append({"session": session, "page": page, "action": action, "kind": kind,
@@ -112,6 +113,7 @@ class Session:
         self.session_id = ""  # the server's id of this session (new_session), for uploads
         self.query_string = ""  # the page's link as the browser's address bar shows it (page_info_changed)
         self.view: dict[str, object] = {}  # what the last update drew: the token view's text and label, captions
+        self.last_set = None  # the WidgetState the last set() made
 
     async def connect(self):
         import websockets
@@ -231,6 +233,7 @@ class Session:
         if wid is None:
             return False
         state = WidgetState(id=wid)
+        self.last_set = state  # the action's own change (a reconnecting session sends it again)
         (name, v), = value.items()
         if name == "double_array_value":
             state.double_array_value.data.extend(v)
@@ -260,6 +263,7 @@ async def _drive(s: "Session", page: str, actions: list, rng: random.Random, sto
         if dt is not None:
             s.results.latencies[page].append(dt)
             s.results.updates += 1
+            s.results.updates_by_session[s.index] = s.results.updates_by_session.get(s.index, 0) + 1
 
 
 def text_link_param(text: str) -> str:
@@ -398,6 +402,16 @@ def streamlit_server(log_path: Path, start_timeout: float = 120.0):
             proc.wait(10)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def log_tracebacks(path: Path) -> int:
+    """Tracebacks in a server log (Streamlit draws them with rich: colour codes are stripped first)."""
+    if not path.exists():
+        return 0
+    return _ANSI.sub("", path.read_text(errors="replace")).count("Traceback (most recent call last)")
+
+
 def rss_mib(pid: int) -> tuple[float, float] | None:
     """(VmRSS, VmHWM) of a process in MiB, from /proc/PID/status."""
     try:
@@ -488,10 +502,7 @@ def run_load_test(sessions: int = 20, duration: float = 60.0, think: float = 1.0
         sampler.halt.set()
         sampler.join(15)
         end = rss_mib(pid) if pid else None
-        log_tracebacks = 0
-        if log_path.exists():
-            log = log_path.read_text(errors="replace")
-            log_tracebacks = log.count("Traceback (most recent call last)")
+        n_tracebacks = log_tracebacks(log_path)
     rss_values = [v for _, v in sampler.rss]
     health = [h for h in sampler.health if h is not None]
     report = {
@@ -502,6 +513,8 @@ def run_load_test(sessions: int = 20, duration: float = 60.0, think: float = 1.0
         "cpu_count": os.cpu_count(),
         "page_updates": results.updates,
         "updates_per_s": round(results.updates / wall, 2) if wall else None,
+        "updates_per_session": {"min": min((results.updates_by_session.get(i, 0) for i in range(sessions)), default=0),
+                                "max": max(results.updates_by_session.values(), default=0)},
         "latency": {"all": summary(results.latencies["text"] + results.latencies["image"]),
                     "text": summary(results.latencies["text"]), "image": summary(results.latencies["image"])},
         "first_page_load": {"text": summary(results.first_load["text"]), "image": summary(results.first_load["image"])},
@@ -517,8 +530,8 @@ def run_load_test(sessions: int = 20, duration: float = 60.0, think: float = 1.0
                                    if rss_values and idle and sessions else None),
             "timeline": sampler.rss[:: max(1, len(sampler.rss) // 60)],  # at most ~60 points
         },
-        "errors": {"count": len(results.errors) + log_tracebacks + len(warm.errors),
-                   "server_log_tracebacks": log_tracebacks, "warm_up": warm.errors[:10],
+        "errors": {"count": len(results.errors) + n_tracebacks + len(warm.errors),
+                   "server_log_tracebacks": n_tracebacks, "warm_up": warm.errors[:10],
                    "samples": results.errors[:20],
                    "by_kind": {k: sum(1 for e in results.errors if e["kind"] == k)
                                for k in sorted({e["kind"] for e in results.errors})}},

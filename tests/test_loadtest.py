@@ -20,17 +20,20 @@ from loadtest.run import run_load_test  # noqa: E402
 
 SESSIONS = 6
 DURATION = 20.0
+THINK = 1.0  # mean seconds between a session's actions (each waits 0.5-1.5 x this)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_a_few_concurrent_sessions_stay_responsive_and_bounded(tmp_path):
-    report = run_load_test(sessions=SESSIONS, duration=DURATION, think=1.0, log_dir=tmp_path)
+    report = run_load_test(sessions=SESSIONS, duration=DURATION, think=THINK, log_dir=tmp_path)
     (tmp_path / "report.json").write_text(json.dumps(report, indent=1))
     errors = report["errors"]
     assert errors["count"] == 0, json.dumps(errors, indent=1)[:3000]
-    # every session kept clicking: at least ~one update per session every 3 s
-    assert report["page_updates"] >= SESSIONS * DURATION / 3, report["page_updates"]
+    # every session kept clicking: none stalled, and at least one update per session per 4.5 s (the longest
+    # think time + the p50 budget below; on 2 shared cores under other jobs a cycle measured 1.5-3.5 s)
+    assert report["updates_per_session"]["min"] >= 2, report["updates_per_session"]
+    assert report["page_updates"] >= SESSIONS * DURATION / (1.5 * THINK + 3.0), report["page_updates"]
     lat = report["latency"]
     assert lat["text"]["n"] > 0 and lat["image"]["n"] > 0
     # responsive on 2 shared cores: budgets far above what is measured (p50 ~0.3-0.5 s), far below a hang
@@ -163,3 +166,14 @@ def test_sessions_of_a_killed_replica_come_back_on_the_other_with_their_view(tmp
         if d["page"] == "text":  # the text page's link carries its text and settings: the same view comes back
             assert d["link"] and "text=" in d["link"] and d["view_restored"], d
     assert report["page_updates"] >= 6 * 30 / 4
+
+
+def test_server_log_tracebacks_are_counted_when_streamlit_draws_them_in_colour(tmp_path):
+    from loadtest.run import log_tracebacks
+
+    log = tmp_path / "server.log"  # as Streamlit's rich handler writes them (copied from a replica's log)
+    log.write_text("  URL: http://127.0.0.1:1\n"
+                   "\x1b[31m──\x1b[0m \x1b[1;31mTraceback \x1b[0m\x1b[1;2;31m(most recent call last)\x1b[0m\x1b[31m ──\x1b[0m\n"
+                   "Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: plain\n")
+    assert log_tracebacks(log) == 2
+    assert log_tracebacks(tmp_path / "absent.log") == 0
