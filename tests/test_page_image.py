@@ -459,3 +459,24 @@ def test_a_picture_smaller_than_the_model_grid_falls_back_with_one_notice():
     notes = [i.value for i in at.info]
     assert len(notes) == 1 and "(7 × 5 px) is smaller than DINOv2's" in notes[0], notes
     assert not at.error and metrics(at)["Patches"] == "5 × 7" and overlay_of(at).shape == (5, 7, 3)
+
+
+def test_features_and_heads_share_one_dinov2_forward(monkeypatch):
+    """The similarity view's features (compute_features) and the heads view read one forward of a new photo:
+    a layer switch and the heads view run the model no more."""
+    import attnviz.vit as vit_module
+    from attnviz.image import load_image, sample_path
+
+    calls = []
+    real = vit_module._forward
+    monkeypatch.setattr(vit_module, "_forward", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    buf = io.BytesIO()  # a photo no cache has seen: the sample turned upside down
+    load_image(sample_path("china.jpg")).transpose(Image.Transpose.ROTATE_180).save(buf, "PNG")
+    at = image_page("dinov2")  # the sample (its forward may run here, in a fresh process)
+    calls.clear()
+    at = upload(at, "upside-down.png", buf.getvalue(), "image/png")
+    assert metrics(at)["Patches"] == "11 × 16" and len(calls) == 1
+    at.slider(key="img_flayer").set_value(4).run()
+    at.radio(key="img_mode").set_value("heads").run()
+    assert not at.exception, at.exception
+    assert len(calls) == 1
