@@ -13,9 +13,11 @@ from html.parser import HTMLParser
 MARK = "ZQX"  # every hostile payload carries it, so the user's text can be told from the page's own
 
 #: tags the renderers themselves may emit (st.html fragments and the standalone page)
-OWN_HTML_TAGS = {"div", "span", "ul", "li", "p", "h1", "html", "head", "body", "meta", "title"}
+OWN_HTML_TAGS = {"div", "span", "ul", "li", "p", "h1", "h2", "html", "head", "body", "meta", "title",
+                 # the saved page's labelled matrix: a table built from numbers, or an inline PNG of it
+                 "table", "caption", "thead", "tbody", "tr", "th", "td", "img", "figure", "figcaption"}
 OWN_ATTRS = {"class", "style", "title", "data-i", "data-w", "data-rank", "lang", "charset", "http-equiv",
-             "content", "name"}
+             "content", "name", "scope", "src", "alt", "width", "height"}
 #: the only elements user text may sit inside once Markdown is rendered
 MARKDOWN_CONTAINERS = {"p", "br"}
 
@@ -81,8 +83,10 @@ def assert_inert_html(markup: str, shown: str | None = None) -> Tags:
         for name, value in attrs.items():
             assert name in OWN_ATTRS, f"attribute {name!r} on <{tag}>"
             value = value or ""
-            if name != "title":  # a tooltip shows the token as text; nothing else may carry a URL
+            if name not in ("title", "alt"):  # tooltips and alt text show the user's text as text; nothing else may carry a URL
                 assert "javascript:" not in value.lower().replace(" ", "")
+            if name == "src":  # pictures are inline PNGs the renderer drew, never a link
+                assert tag == "img" and value.startswith("data:image/png;base64,"), value[:80]
             if name == "style":  # styles are built from numbers only: no user text may reach CSS
                 assert MARK not in value and "display:none" not in value, value
             if name == "content" and tag == "meta":
