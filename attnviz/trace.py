@@ -403,24 +403,29 @@ def _head_numbers(h: torch.Tensor, blocks: _Blocks, n_heads: int, d: int, hi: in
     """Every HeadTrace array of head ``hi`` from the layer input ``h (n, hidden)`` and the block's own Linear
     modules (any encoder: q/k/v/out), as float32 numpy, plus ``max_abs_diff`` against ``model_w (n, n)``."""
     cols = slice(hi * d, (hi + 1) * d)
-    proj = {}
-    for name, lin in (("q", blocks.query), ("k", blocks.key), ("v", blocks.value)):
-        w, b = lin.weight.float(), lin.bias.float()
-        proj[name] = (w[cols], b[cols], h @ w.T + b)  # all heads: the output dense needs every context
-    q, k, v = (proj[x][2][:, cols] for x in "qkv")
-    scores = (q @ k.T) / math.sqrt(d)
-    weights = torch.softmax(scores, dim=-1)
-    context = weights @ v
     n = h.shape[0]
-    qa, ka, va = (proj[x][2].view(n, n_heads, d).transpose(0, 1) for x in "qkv")
-    ctx_all = torch.softmax(qa @ ka.transpose(1, 2) / math.sqrt(d), dim=-1) @ va  # (heads, n, d)
-    concat = ctx_all.transpose(0, 1).reshape(n, n_heads * d)
-    wo, bo = blocks.out.weight.float(), blocks.out.bias.float()
+    # the block's own Linear modules on a batch of one, then eager attention's own shapes and scaling: the
+    # model's rounding, so a sharp head (scores of 50 and more) still matches output_attentions to 1e-5
+    x = h[None].to(blocks.query.weight.dtype)
+    full = {name: lin(x).float() for name, lin in (("q", blocks.query), ("k", blocks.key), ("v", blocks.value))}
+    qa, ka, va = (full[name].view(1, n, n_heads, d).transpose(1, 2) for name in "qkv")  # (1, heads, n, d)
+    scaling = float(getattr(blocks.self_attention, "scaling", d ** -0.5))
+    scores_all = torch.matmul(qa, ka.transpose(2, 3)) * scaling
+    weights_all = torch.softmax(scores_all, dim=-1)
+    ctx_all = torch.matmul(weights_all, va)  # (1, heads, n, d)
+    concat = ctx_all.transpose(1, 2).reshape(1, n, n_heads * d)
+    output = blocks.out(concat.to(blocks.out.weight.dtype)).float()[0]
+    q, k, v = qa[0, hi], ka[0, hi], va[0, hi]
+    weights, context = weights_all[0, hi], ctx_all[0, hi]
+    wo = blocks.out.weight.float()
     model_w = model_w.float()
-    return dict(h=_np(h), w_q=_np(proj["q"][0]), b_q=_np(proj["q"][1]), w_k=_np(proj["k"][0]), b_k=_np(proj["k"][1]),
-                w_v=_np(proj["v"][0]), b_v=_np(proj["v"][1]), q=_np(q), k=_np(k), v=_np(v), scores=_np(scores),
+    h = h.float()
+    wb = {name: (lin.weight.float()[cols], lin.bias.float()[cols])
+          for name, lin in (("q", blocks.query), ("k", blocks.key), ("v", blocks.value))}
+    return dict(h=_np(h), w_q=_np(wb["q"][0]), b_q=_np(wb["q"][1]), w_k=_np(wb["k"][0]), b_k=_np(wb["k"][1]),
+                w_v=_np(wb["v"][0]), b_v=_np(wb["v"][1]), q=_np(q), k=_np(k), v=_np(v), scores=_np(scores_all[0, hi]),
                 weights=_np(weights), context=_np(context), head_output=_np(context @ wo[:, cols].T),
-                output=_np(concat @ wo.T + bo), model_weights=_np(model_w),
+                output=_np(output), model_weights=_np(model_w),
                 max_abs_diff=float((weights - model_w).abs().max()),
                 seed_weights=_np(masked_softmax(seed_sim(h, h) / seed_t)))
 
@@ -449,7 +454,7 @@ def head_trace(text: str, layer: int, head: int, *, model=None, device: str | No
         ids, tokens, offsets, special, notice = _encode(text, m, max_tokens)
         out = _forward(m, ids)
         with torch.inference_mode():
-            h = out.hidden_states[li][0].float()  # post-LN: the previous layer's output is the layer input
+            h = out.hidden_states[li][0]  # post-LN: the previous layer's output is the layer input
             nums = _head_numbers(h, blocks, n_heads, d, hi, out.attentions[li][0, hi], seed_sim, seed_t)
         return HeadTrace(
             kind="text", model_name=m.name, device=str(m.device), layer=li, head=hi, num_layers=n_layers,
@@ -770,7 +775,7 @@ def head_trace_image(image, layer: int, head: int, *, resolution: int = DEFAULT_
         d = int(blocks.self_attention.head_dim)
         with torch.inference_mode():
             out = m(pixel_values=pixel_values.to(dev), output_attentions=True, output_hidden_states=True)
-            h = m.encoder.layer[li].norm1(out.hidden_states[li][0]).float()  # pre-LN: the layer reads norm1(stream)
+            h = m.encoder.layer[li].norm1(out.hidden_states[li])[0]  # pre-LN: the layer reads norm1(stream)
             nums = _head_numbers(h, blocks, n_heads, d, hi, out.attentions[li][0, hi], seed_sim, seed_t)
         if nums["model_weights"].shape[-1] != len(tokens):
             raise InvalidParameter(f"expected {len(tokens)} tokens for a {grid[0]} x {grid[1]} grid, got "
