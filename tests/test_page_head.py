@@ -307,3 +307,27 @@ def test_the_photo_swap_at_scaled_dot_t_1_is_dinov2_itself():
     values = {m.label: m.value for m in at.metric}
     assert float(values["Overlap with the original pattern"]) < 0.99
     assert float(values["Drift: cosine of the [CLS] embeddings"]) < 1
+
+
+def test_an_uploaded_photo_is_traced_and_a_bad_upload_gets_one_sentence():
+    import io
+
+    from PIL import Image
+
+    at = open_head_track()
+    at.radio(key="head_input").set_value("image").run()
+    at.selectbox(key="head_photo_sample").set_value("Upload a photo…").run()
+    buf = io.BytesIO()
+    Image.open(ROOT / "attnviz" / "assets" / "flower.jpg").convert("RGB").crop((0, 0, 300, 300)).save(buf, "PNG")
+    at.file_uploader(key="head_photo_upload").set_value(("square <b>.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception, at.exception
+    # 300 x 300 -> 224 x 224: a 16 x 16 grid; the picked patch r5c8 still fits, so the window stays on it
+    rows = at.selectbox(key="head_img_m_h_row").options
+    assert [o.split(" · ")[1] for o in rows][:2] == ["[CLS]", "r4c7"] and rows[-1].endswith("r7c10")
+    assert arr(__import__("json").loads(at.get("plotly_chart")[0].proto.spec)["data"][1]["customdata"]).shape == (256, 3)
+    click(at, "head_patch_chart", 15, 15, 0.0)  # the bottom-right corner: the window shifts inside the grid
+    assert at.selectbox(key="head_img_m_h_row").options[1].endswith("r12c12")
+    assert any(c.value.startswith("square \\<b\\>\\.png: 16 × 16 patches") for c in at.caption)  # the name is text
+    at.file_uploader(key="head_photo_upload").set_value(("notes.png", b"not a picture at all", "image/png")).run()
+    assert not at.exception
+    assert len(at.error) == 1 and at.error[0].value.count(".") >= 1
