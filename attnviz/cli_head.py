@@ -2,11 +2,14 @@
 
     attnviz head "The kitten sat on the mat." --layer 2 --head 5 --json
     attnviz head "The bank of the river." -l -1 -H 0 --similarity cosine --temperature 0.1 --json
+    attnviz head --image photo.jpg -l 9 -H 2 --similarity cosine -t 0.1 --json     # DINOv2-small on a photo
 
 JSON output: ``{tokens, layer, head, d_head, q, k, v, scores, weights, output, max_abs_diff, diagonal_share,
 notice}`` (floats rounded to ``--decimals``); with ``--similarity`` also ``swapped_weights`` (this head's,
 n x n), ``drift`` (cosine of the sentence embeddings before and after), ``overlap`` and ``similarity`` /
 ``temperature``. Without ``--json``: each token's strongest key under the head, and the swap's summary.
+With ``--image``: DINOv2-small (``attnviz.trace.head_trace_image``), tokens "[CLS]" + patch labels, ``kind``
+"image", drift = cosine of the [CLS] embedding; ``--resolution`` sets the long side (default 224).
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("text", nargs="?", default=None, metavar="TEXT",
                    help="the text; '-' (or nothing, with piped input) reads stdin")
     p.add_argument("--file", "-f", metavar="PATH", help="read the text from a UTF-8 file instead")
+    p.add_argument("--image", "-i", metavar="PATH", default=None,
+                   help="trace DINOv2-small's head on this photo instead of a text")
+    p.add_argument("--resolution", type=int, default=224, metavar="PX",
+                   help="with --image: the long side in pixels, a multiple of 14 (default 224)")
     p.add_argument("--layer", "-l", type=int, required=True, metavar="L", help="the layer (0 = first, -1 = last)")
     p.add_argument("--head", "-H", type=int, required=True, metavar="H", help="the head in that layer")
     p.add_argument("--similarity", "-s", default=None, metavar="NAME",
@@ -58,14 +65,30 @@ def run(args) -> int:
         raise InvalidParameter("--temperature goes with --similarity: name the similarity to swap in.")
     if not 0 <= args.decimals <= 12:
         raise InvalidParameter(f"--decimals must be between 0 and 12, got {args.decimals}.")
+    device = device_arg(args.device)
+    swap = None
+    if args.image is not None:
+        from .image import load_upload
+        from .trace import head_trace_image, swap_head_similarity_image
+
+        if args.text is not None or args.file is not None:
+            raise InvalidParameter("Give either a text or --image, not both.")
+        photo = load_upload(args.image, name=args.image)
+        trace = head_trace_image(photo, args.layer, args.head, resolution=args.resolution, device=device)
+        if args.similarity is not None:
+            swap = swap_head_similarity_image(photo, trace.layer, trace.head, args.similarity, args.temperature,
+                                              resolution=args.resolution, device=device)
+        return _report(args, trace, swap)
     text = read_input(args.text, args.file)
     model = args.model or load_settings().model_path
-    device = device_arg(args.device)
     trace = head_trace(text, args.layer, args.head, model=model, device=device, max_tokens=args.max_tokens)
-    swap = None
     if args.similarity is not None:
         swap = swap_head_similarity(text, trace.layer, trace.head, args.similarity, args.temperature, model=model,
                                     device=device, max_tokens=args.max_tokens)
+    return _report(args, trace, swap)
+
+
+def _report(args, trace, swap) -> int:
     if args.json:
         out = trace.to_dict(decimals=args.decimals)
         if swap is not None:
@@ -86,6 +109,6 @@ def run(args) -> int:
         print(f"{i:>5}  {tok:<16} {trace.tokens[j]:<16} {trace.weights[i, j]:>7.4f}")
     if swap is not None:
         print(f"swap to {swap.similarity} (T={swap.temperature:g}): overlap {swap.overlap:.4f}, "
-              f"sentence drift (cosine) {swap.drift:.6f}; most moved: "
+              f"{'[CLS]' if swap.kind == 'image' else 'sentence'} drift (cosine) {swap.drift:.6f}; most moved: "
               + ", ".join(f"{t} {d:.2e}" for _, t, d in swap.moved_tokens[:3]))
     return 0

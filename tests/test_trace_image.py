@@ -149,3 +149,21 @@ def test_bad_inputs_are_typed_errors(photo):
         head_trace_image(photo, 12, 0, device="cpu")
     with pytest.raises(InvalidParameter):
         swap_head_similarity_image(photo, 0, 6, device="cpu")
+
+
+def test_the_cli_traces_a_photo(capsys, photo):
+    import json
+
+    from attnviz.cli import main
+
+    path = str(sample_path("china.jpg"))
+    assert main(["head", "--image", path, "-l", "9", "-H", "2", "-s", "cosine", "-t", "0.1", "--json",
+                 "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    tr = head_trace_image(photo, 9, 2, device="cpu")
+    assert out["kind"] == "image" and out["tokens"] == list(tr.tokens) and out["d_head"] == 64
+    np.testing.assert_allclose(out["weights"], tr.weights, atol=1e-5)
+    r = swap_head_similarity_image(photo, 9, 2, "cosine", 0.1, device="cpu")
+    np.testing.assert_allclose(out["swapped_weights"], r.swapped_weights[2], atol=1e-5)
+    assert out["drift"] == pytest.approx(r.drift)
+    assert main(["head", "some text", "--image", path, "-l", "0", "-H", "0"]) == 2
