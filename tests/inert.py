@@ -8,6 +8,8 @@ tables, every link allowed so that link syntax is seen even where a renderer wou
 from __future__ import annotations
 
 import json
+import math
+import re
 from html.parser import HTMLParser
 
 MARK = "ZQX"  # every hostile payload carries it, so the user's text can be told from the page's own
@@ -131,6 +133,9 @@ def page_outputs(at) -> tuple[list[str], list[str], list[dict]]:
     markdown += [m.label for m in at.metric]
     for image in at.image:  # st.image captions are rendered as Markdown too
         markdown += image.captions
+    for kind in ("expander", "download_button", "button", "tabs"):  # their labels are Markdown as well
+        markdown += [el.proto.label for el in at.get(kind) if getattr(el.proto, "label", "")]
+    markdown += [el.proto.popover.label for el in at.get("popover") if el.proto.popover.label]
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     return bodies, markdown, specs
 
@@ -142,8 +147,14 @@ def assert_page_inert(at, text: str | None = None) -> None:
     bodies, markdown, specs = page_outputs(at)
     for body in bodies:
         assert_inert_html(body)
-    if text is not None:
-        assert any(text[:40] in parse(b).text for b in bodies if "attnviz-text" in b), \
+    views = [v for el in at.get("bidi_component") if (v := assert_component_inert(el)) is not None]
+    for latex in at.latex:  # KaTeX runs \\href and friends: no user text may reach a formula
+        assert MARK not in latex.value, latex.value[:200]
+    for frame in at.dataframe:
+        assert_plain_table(frame)
+    if text is not None:  # shown: escaped in a static highlight, or as plain strings in a token view's data
+        assert (any(text[:40] in parse(b).text for b in bodies if "attnviz-text" in b)
+                or any(text[:40] in woven(v["gaps"], v["tokens"]) for v in views)), \
             "the user's text must appear, escaped, in the highlight"
     for source in markdown:
         assert_inert_markdown(source)
@@ -154,3 +165,99 @@ def assert_page_inert(at, text: str | None = None) -> None:
             labels += [str(v) for v in (trace.get("y") or []) if isinstance(v, str)]
         for label in labels:
             assert not parse(label).tags, label
+
+
+# ------------------------------------------------------------- Custom Components v2 and tables (AppTest)
+
+TOKEN_VIEW = "attnviz_token_view"
+#: every component the app mounts; only the token view carries data (the user's text, as plain strings)
+COMPONENTS = {TOKEN_VIEW, "attnviz_page_style"}
+#: ways JS can turn a string into markup or code; a component's JS may use none of them
+HTML_SINKS = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "createContextualFragment",
+              "DOMParser", "setHTML", "srcdoc", "eval(", "new Function", "setTimeout(\"", "javascript:")
+TOKEN_VIEW_KEYS = {"v", "n", "tokens", "gaps", "labels", "q", "wt", "rank", "lo", "hi", "scale", "theme", "label",
+                   "classroom", "selected", "palettes"}
+_HEX6 = re.compile(r"#[0-9a-f]{6}")
+_PACKED = re.compile(r"(?:[0-9a-f]{6}){256}")
+
+
+def woven(gaps, tokens) -> str:
+    """The text a token view draws: gap 0, token 0, gap 1, ..., token n-1, gap n."""
+    return "".join(g + t for g, t in zip(gaps, tokens)) + gaps[-1]
+
+
+def token_views(at) -> list[dict]:
+    """The data of every token view on an AppTest page, as the browser receives it."""
+    return [json.loads(el.proto.json) for el in at.get("bidi_component") if el.proto.component_name == TOKEN_VIEW]
+
+
+def assert_js_has_no_html_sink(js: str) -> None:
+    for sink in HTML_SINKS:
+        assert sink not in js, f"the component's JS uses {sink!r}"
+    assert "http://" not in js and "https://" not in js  # loads nothing from elsewhere
+
+
+def _strings(value, n: int | None, what: str) -> list[str]:
+    assert isinstance(value, list) and all(type(s) is str for s in value), f"{what}: not a list of plain strings"
+    assert n is None or len(value) == n, f"{what}: {len(value)} items, expected {n}"
+    return value
+
+
+def assert_token_view_data(data: dict) -> dict:
+    """The token view's data: user text only as plain strings (tokens, gaps, labels, the legend's label), the
+    rest numbers, known words and colours that are pure hex (the only strings the JS turns into styles)."""
+    assert set(data) == TOKEN_VIEW_KEYS, sorted(set(data) ^ TOKEN_VIEW_KEYS)
+    n = data["n"]
+    assert type(n) is int and n >= 0
+    _strings(data["tokens"], n, "tokens")
+    _strings(data["gaps"], n + 1, "gaps")
+    if data["labels"] is not None:
+        _strings(data["labels"], n, "labels")
+    assert type(data["label"]) is str
+    assert len(data["q"]) == n and all(type(v) is int and 0 <= v <= 255 for v in data["q"])
+    assert len(data["rank"]) == n and all(type(v) is int and 1 <= v <= n for v in data["rank"])
+    assert len(data["wt"]) == n and all(math.isfinite(float(v)) for v in _strings(data["wt"], n, "wt"))
+    assert all(isinstance(data[k], (int, float)) and math.isfinite(data[k]) for k in ("lo", "hi"))
+    assert data["scale"] in ("view", "absolute") and data["theme"] in ("auto", "light", "dark")
+    assert type(data["classroom"]) is bool
+    assert data["selected"] is None or (type(data["selected"]) is int and 0 <= data["selected"] < n)
+    assert data["palettes"] and set(data["palettes"]) <= {"light", "dark"}
+    for pal in data["palettes"].values():
+        assert _HEX6.fullmatch(pal["page"]) and _HEX6.fullmatch(pal["text"]), (pal["page"], pal["text"])
+        assert _PACKED.fullmatch(pal["bg"]) and _PACKED.fullmatch(pal["ink"])
+        for position, colour in pal["legend"].get("stops") or []:
+            assert math.isfinite(position) and _HEX6.fullmatch(colour), colour
+    return data
+
+
+def assert_component_inert(el) -> dict | None:
+    """One Custom Components v2 element: a known component, JS without HTML sinks, no user text in its HTML or
+    CSS; a token view's data checked (returned), every other component without data (None)."""
+    proto = el.proto
+    assert proto.component_name in COMPONENTS, f"unknown component {proto.component_name!r}"
+    assert_js_has_no_html_sink(proto.js_content)
+    assert MARK not in proto.css_content and "url(" not in proto.css_content and "@import" not in proto.css_content
+    if proto.html_content:
+        assert MARK not in proto.html_content
+        assert_inert_html(proto.html_content)
+    if proto.component_name != TOKEN_VIEW:
+        assert not proto.json or MARK not in proto.json
+        return None
+    assert "textContent" in proto.js_content  # the strings are written as text
+    return assert_token_view_data(json.loads(proto.json))
+
+
+#: column types whose cells Streamlit would render as a link, a picture or Markdown
+LIVE_COLUMN_TYPES = {"link", "image", "markdown", "html"}
+
+
+def assert_plain_table(frame) -> None:
+    """st.dataframe: no column turns a cell into a link, picture or Markdown; text cells are plain strings."""
+    config = json.loads(frame.proto.columns or "{}")
+    for name, col in config.items():
+        kind = ((col or {}).get("type_config") or {}).get("type")
+        assert kind not in LIVE_COLUMN_TYPES, f"column {name!r} is a {kind} column"
+    df = frame.value
+    for name in df.columns:
+        if df[name].dtype == object:
+            assert all(type(v) is str for v in df[name]), f"column {name!r} holds non-text objects"

@@ -25,7 +25,8 @@ from attnviz.cli import main as cli_main
 from attnviz.errors import AttnvizError, EmptyText, InvalidParameter, TextTooLong
 from attnviz.highlight import highlight_html, highlight_many, standalone_html
 from attnviz.render import legend_html, matrix_figure, to_json, weights_csv
-from inert import MARK, assert_inert_html, assert_inert_markdown, assert_page_inert, parse
+from inert import (MARK, TOKEN_VIEW, assert_inert_html, assert_inert_markdown, assert_js_has_no_html_sink,
+                   assert_page_inert, assert_token_view_data, parse, woven)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -224,15 +225,81 @@ def text_page():
     return at
 
 
+def views_of(at) -> dict[str, dict]:
+    """Each token view on the page (Custom Components v2): its key -> its data, as the browser receives it."""
+    out = {}
+    for el in at.get("bidi_component"):
+        if el.proto.component_name == TOKEN_VIEW:
+            out[el.proto.id] = assert_token_view_data(json.loads(el.proto.json))
+    return out
+
+
+def assert_sent_as_data(at, text: str, exact: bool = True) -> list[dict]:
+    """The text page's token views carry ``text`` as plain strings (gaps + tokens give it back verbatim: nothing
+    escaped, dropped or parsed); the view's JS writes them with textContent only; every other element is inert."""
+    assert_page_inert(at)  # st.html, Markdown, captions, labels, metrics, plotly labels, tables, components
+    views = list(views_of(at).values())
+    assert views, "no token view on the page"
+    texts = [woven(v["gaps"], v["tokens"]) for v in views]
+    if exact:
+        assert text in texts, f"no token view draws the text verbatim: {[t[:80] for t in texts]}"
+    else:  # a window of the text (the model view): contiguous pieces of it, the first one from its start
+        assert all(t and t in text for t in texts) and any(text.startswith(t[:40]) for t in texts), texts
+    for v in views:
+        for pal in v["palettes"].values():  # what becomes a style is pure hex (checked above); the rest is text
+            assert MARK not in pal["page"] + pal["text"] + pal["bg"] + pal["ink"]
+        if v["labels"] is not None:  # hover names: word pieces of the text, unescaped
+            assert all(type(t) is str and "&lt;" not in t for t in v["labels"])
+    for frame in at.dataframe:  # table cells: the text's own characters, as plain strings
+        if "text" in frame.value.columns:
+            assert all(cell in text for cell in frame.value["text"]), list(frame.value["text"])
+    return views
+
+
+def test_the_token_view_js_has_no_html_sink():
+    """The JS the page mounts (and the file it is read from) writes text with textContent only; the checker
+    itself fails on each sink."""
+    js = (ROOT / "ui" / "components" / "tokens.js").read_text(encoding="utf-8")
+    assert "textContent" in js
+    assert_js_has_no_html_sink(js)
+    for sink in ("el.innerHTML = tok", "el.outerHTML = x", "el.insertAdjacentHTML('beforeend', t)",
+                 "document.write(t)", "new DOMParser().parseFromString(t, 'text/html')"):
+        with pytest.raises(AssertionError):
+            assert_js_has_no_html_sink(js + "\n" + sink)
+
+
+def test_the_data_checker_catches_markup_in_styles():
+    """A colour that is not pure hex (the only strings the JS turns into styles) fails the check."""
+    from attnviz.highlight import token_view_payload
+
+    good = token_view_payload(["a", "<b>"], [0.2, 0.8], ["", " ", ""], labels=["a", "<b>"])
+    assert_token_view_data(good)
+    bad = json.loads(json.dumps(good))
+    bad["palettes"]["light"]["page"] = "red;background:url(javascript:alert(1))"
+    with pytest.raises(AssertionError):
+        assert_token_view_data(bad)
+    bad = json.loads(json.dumps(good))
+    bad["tokens"][1] = {"html": "<b>"}
+    with pytest.raises(AssertionError):
+        assert_token_view_data(bad)
+
+
 @pytest.mark.parametrize("name", list(PAYLOADS))
 def test_page_query_and_row_views_keep_text_inert(text_page, name):
     at, text = text_page, PAYLOADS[name]
     at.radio(key="view").set_value("query").run()
     at.text_area(key="text").set_value(text)
     at.text_input(key="query").set_value(text[:120]).run()
-    assert_page_inert(at, text)
+    (view,) = assert_sent_as_data(at, text)
+    assert view["label"] == f"attention from the query {text[:120].strip()!r}"  # the query: a plain string
+    pieces, end = [], 0  # each word piece's own characters (pieces that share characters: the new ones only)
+    for s, e in tx.analyze_text(text, encoder="static").offsets:
+        pieces.append(text[max(s, end):max(e, end)])
+        end = max(end, e)
+    assert view["tokens"] == pieces
     at.radio(key="view").set_value("row").run()
-    assert_page_inert(at, text)
+    (view,) = assert_sent_as_data(at, text)
+    assert view["selected"] == at.session_state["token"]
 
 
 def test_page_matrix_and_model_views_keep_text_inert(text_page):
@@ -240,20 +307,32 @@ def test_page_matrix_and_model_views_keep_text_inert(text_page):
     text = " ".join(PAYLOADS[k] for k in ("script_tags", "markdown_layout", "attribute_break", "rtl"))
     at.text_area(key="text").set_value(text)
     at.radio(key="view").set_value("matrix").run()
-    assert_page_inert(at, text)
+    views = assert_sent_as_data(at, text)
+    assert len(views) == 2 and all(woven(v["gaps"], v["tokens"]) == text for v in views)  # the row and received
     at.radio(key="view").set_value("model").run()
-    assert_page_inert(at, text[:200])
+    views = assert_sent_as_data(at, text, exact=False)
+    assert len(views) == 2  # the similarity row and the model's row, side by side
     at.radio(key="view").set_value("query").run()
 
 
 def test_page_batch_mode_keeps_lines_and_query_inert(text_page):
     at = text_page
     lines = [PAYLOADS[k].replace("\n", " ") for k in ("script_tags", "javascript_urls", "markdown_layout", "cjk")]
+    query = f"[{MARK}](javascript:alert(1)) ![x](http://example.invalid/y.png) **{MARK}** <b>{MARK}</b> # {MARK}"
+    at.radio(key="view").set_value("query").run()  # the query box exists in the query view only
     at.text_area(key="text").set_value("\n".join(lines))
     at.toggle(key="batch").set_value(True)
-    at.text_input(key="query").set_value(f"[{MARK}](javascript:alert(1)) ![x](http://example.invalid/y.png) "
-                                         f"**{MARK}** <b>{MARK}</b> # {MARK}").run()
-    assert_page_inert(at, lines[0])
+    at.text_input(key="query").set_value(query).run()
+    assert at.toggle(key="batch").value is True
+    views = assert_sent_as_data(at, lines[0])  # the inspected line (the first) as a token view
+    assert views[0]["label"] == f"attention from the query {query!r}"
+    batch = [b for b in (el.proto.body for el in at.get("html")) if "attnviz-text" in b]
+    assert len(batch) == 1  # every line in one static highlight, escaped
+    shown = assert_inert_html(batch[0]).text
+    assert all(line in shown for line in lines), "each line is shown verbatim in the batch highlight"
+    assert any("texts, batched" in m.value for m in at.markdown)
+    at.selectbox(key="line").set_value(3).run()
+    assert_sent_as_data(at, lines[3])
     at.toggle(key="batch").set_value(False).run()
 
 
