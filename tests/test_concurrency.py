@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import json
+
 import ast
 import sys
 import threading
@@ -246,7 +248,11 @@ def test_text_page_retries_on_the_cpu_with_a_notice(fake_gpu, error):
     assert at.session_state["device"] == "cuda:0"
     notes = " ".join(c.value for c in at.caption)
     assert "this result was computed on the CPU instead" in notes
-    assert any("attnviz-tok" in el.proto.body for el in at.get("html"))  # the result is there
+    shown = [json.loads(el.proto.json) for el in at.get("bidi_component")
+             if el.proto.component_name == "attnviz_token_view"]
+    text = f"A kitten on a GPU that fails ({type(error).__name__})."
+    assert any("".join(g + t for g, t in zip(v["gaps"], v["tokens"])) + v["gaps"][-1] == text
+               for v in shown), "the highlighted result is there, with every token of the text"
 
 
 @pytest.mark.parametrize("error", [OOM, VANISHED], ids=["oom", "vanished"])
