@@ -53,7 +53,7 @@ def _clip_text_to_image(text: str, image, model_path: str):
     return res, g, np.asarray(thumbnail(img, 480))
 
 
-st.title("🧗 Hard cases")
+st.title(":material/landscape: Hard cases")
 st.markdown("The seed article names three hard cases for attention (its section 5.2): **long sequences**, "
             "**irregular sequences** and **multimodal data**. Each is demonstrated here with real measurements "
             "on this machine and your inputs.")
@@ -93,7 +93,7 @@ with long_tab:
     result = st.session_state.get("hc_scaling")
     if result is None:
         st.info("Press the button: the measurement runs live on this machine and stops when the time budget is "
-                "spent.", icon="⏱️")
+                "spent.", icon=":material/timer:")
     else:
         tfig, mfig = scaling_figures(result)
         f1, f2 = st.columns(2)
@@ -209,7 +209,7 @@ with multi_tab:
 
     st.subheader("Text → photo")
     status = hc.aligned_text_image_model()  # its server-side detail goes to the log, the page shows .message
-    (st.success if status.available else st.info)(status.message, icon="🔎")
+    (st.success if status.available else st.info)(status.message, icon=":material/search:")
     st.session_state.setdefault("hc_ti_text", "blue sky above green trees")
     c1, c2 = st.columns([3, 2])
     ti_text = c1.text_input("Text (queries)", key="hc_ti_text", max_chars=200)
@@ -225,7 +225,7 @@ with multi_tab:
         except Exception as err:
             show_error(err)
         st.markdown("For contrast, the same question asked of the **unaligned** vectors:")
-    st.warning("**Not meaningful here.** " + hc.ALIGNMENT_STATEMENT, icon="⚠️")
+    st.warning("**Not meaningful here.** " + hc.ALIGNMENT_STATEMENT, icon=":material/warning:")
     ti_sim = c2.selectbox("Scorer (both untrained)", hc.similarity_choices("cross_width"), key="hc_ti_sim",
                           format_func=lambda n: SIMILARITIES[n].label)
     try:

@@ -151,7 +151,7 @@ elif current.key == "scaled":
 
 elif current.key == "exp":
     st.latex(r"e_{ij} = \exp\!\Big(\frac{s_{ij}}{T} - \max_k \frac{s_{ik}}{T}\Big)")
-    st.info(WHY_MAX_SUBTRACTED, icon="💡")
+    st.info(WHY_MAX_SUBTRACTED, icon=":material/lightbulb:")
     st.markdown(overflow_summary(wt))
     st.caption("Row maxima m_i: " + ", ".join(f"{i}·{md_escape(t)} = {fmt(m)}"
                                                for i, (t, m) in enumerate(zip(labels, wt.row_max))))

@@ -51,7 +51,7 @@ def _thumbnail(source):
     return np.asarray(thumbnail(load_upload(source), 360))
 
 
-st.title("🧪 Similarity lab")
+st.title(":material/science: Similarity lab")
 st.markdown("The **same input** under two to four similarity functions side by side: the weight matrices, where "
             "one query looks, how spread out each row is, and what the temperature does. Below, two findings "
             "measured on your input.")
@@ -76,7 +76,7 @@ with right:
                            max_selections=MAX_COLUMNS, format_func=lambda n: SIMILARITIES[n].label)
 
 if len(names) < 2:
-    st.warning("Pick at least two similarity functions to compare.", icon="☝️")
+    st.warning("Pick at least two similarity functions to compare.", icon=":material/info:")
     st.stop()
 
 try:
@@ -88,7 +88,7 @@ labels, vectors = list(example.labels), example.vectors
 for note in example.notes:
     st.caption(md_escape(note))
 if len(labels) < 2:
-    st.warning("Attention needs at least two tokens: type a few more words.", icon="☝️")
+    st.warning("Attention needs at least two tokens: type a few more words.", icon=":material/info:")
     st.stop()
 
 query = st.selectbox("Query to follow (its row is drawn under each matrix)", list(range(len(labels))),
@@ -118,7 +118,7 @@ for c, col in enumerate(columns):
     with cols[c]:
         st.subheader(col.label)
         if col.untrained:
-            st.caption("⚠️ Untrained: seeded random parameters, not learned ones.")
+            st.caption(":material/warning: Untrained: seeded random parameters, not learned ones.")
         fig = matrix_figure(col.weights, labels, labels, title=f"weights, T = {col.temperature:g}",
                             colorbar_title="weight")
         fig.update_layout(height=420)

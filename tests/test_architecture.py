@@ -185,3 +185,15 @@ def test_imports_point_down_the_layers(path):
         targets += [(f"{m}.{n}", line) for n in names] if m == "attnviz" else [(m, line)]
     bad = [(m, line) for m, line in targets if layer_of(m) not in (None, "unknown") and layer_of(m) not in allowed]
     assert not bad, f"{path.relative_to(ROOT)} ({own}) imports upwards: {bad}"
+
+
+#: emoji and pictographs: Debian's Chromium has no emoji font, so they show as empty boxes (Material icons do not)
+_EMOJI = [(0x1F000, 0x1FAFF), (0x2300, 0x23FF), (0x2600, 0x27BF), (0x2B00, 0x2BFF), (0xFE0F, 0xFE0F)]
+
+
+@pytest.mark.parametrize("path", PAGES + UI + [ROOT / "app.py", ROOT / "attnviz" / "pages.py"],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_app_draws_no_emoji(path):
+    found = [(i, ch) for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) for ch in line
+             if any(lo <= ord(ch) <= hi for lo, hi in _EMOJI)]
+    assert not found, f"{path.relative_to(ROOT)}: emoji {found} (use :material/name: icons)"
