@@ -102,8 +102,41 @@ def test_text_journey_paste_highlight_switch_download(page, app_url):
 
     name, data = download(page, "Highlighted text (HTML)", popover="Download")
     assert name.endswith(".html")
-    assert_inert_html(data.decode("utf-8"), shown=HOSTILE)
+    saved = data.decode("utf-8")
+    assert_inert_html(saved, shown=HOSTILE)
+    assert "default-src 'none'" in saved  # its CSP blocks scripts even if something slipped through
+    spans = saved_tokens(saved)  # the saved highlight holds the same tokens and weights as the view
+    assert [t for t, _ in spans] == [s["text"] for s in after]
+    np.testing.assert_allclose([w for _, w in spans], [s["w"] for s in after], rtol=5.1e-3, atol=1e-9)
     assert not dialogs, dialogs
+
+
+def saved_tokens(markup: str) -> list[tuple[str, float]]:
+    """(text, data-w) of each ``span.attnviz-tok`` in a saved page, in order."""
+    from html.parser import HTMLParser
+
+    class Spans(HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.out, self.cur = [], None
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "span" and a.get("class") == "attnviz-tok":
+                self.cur = ["", float(a["data-w"])]
+
+        def handle_data(self, data):
+            if self.cur is not None:
+                self.cur[0] += data
+
+        def handle_endtag(self, tag):
+            if tag == "span" and self.cur is not None:
+                self.out.append(tuple(self.cur))
+                self.cur = None
+
+    p = Spans()
+    p.feed(markup)
+    return p.out
 
 
 # --------------------------------------------------------------------------------------------- image
