@@ -83,7 +83,7 @@ with long_tab:
                     dev, sim_name, d=width, budget_s=float(budget),
                     on_wait=lambda ahead: queue.info(f"Waiting for another measurement to finish ({ahead} waiting "
                                                      "in all): one runs at a time, so each is timed fairly.",
-                                                     icon="⏳")), device)
+                                                     icon=":material/hourglass_empty:")), device)
             st.session_state["hc_scaling"] = result
             if warning:
                 st.warning(warning)
