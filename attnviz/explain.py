@@ -205,28 +205,6 @@ NOTATION_SENTENCES = (
 )
 
 
-# --------------------------------------------------------------------------- the article's notation
-
-ARTICLE_LATEX = (r"a_i = \mathrm{softmax}\Big(\sum_{j=1}^{n} \alpha_{ij}\, s(i,j)\Big), \qquad "
-                 r"y_i = \sum_{j=1}^{n} a_j\, s(i,j)\, x_j")
-STANDARD_LATEX = (r"a_{ij} = \mathrm{softmax}_j\Big(\frac{s(i,j)}{T}\Big) = "
-                  r"\frac{\exp(s(i,j)/T)}{\sum_{k=1}^{n} \exp(s(i,k)/T)}, \qquad y_i = \sum_{j=1}^{n} a_{ij}\, x_j")
-NOTATION_SENTENCES = (
-    "The standard form gives every pair (i, j) its own weight a_ij, normalised along row i, so each output "
-    "y_i is a weighted average of the vectors: the weights are positive and add up to 1.",
-    "The article's a_i has only one index. Its softmax is over a single number per element (the sum of "
-    "α_ij s(i,j) over j), and α_ij is never defined apart from being 'the weight of x_i and x_j', which is "
-    "what is being computed. Read literally (α_ij = 1), it gives one importance per element — the pooling "
-    "weights of the article's SequentialAttention code — not one weight per pair.",
-    "Its output formula then multiplies the weight a_j by the raw score s(i,j) again. Those coefficients "
-    "are not normalised: they need not add up to 1 and are negative wherever the score is negative (always, "
-    "for a negative distance), so y_i is not an average of the vectors.",
-    "The two agree once the score goes inside the softmax and keeps both indices: a_ij = softmax_j(s(i,j)/T) "
-    "(the article's T is 1), and y_i = Σ_j a_ij x_j (the score is already inside a_ij, so it is not multiplied "
-    "in again). That is the form attnviz computes and this walkthrough shows.",
-)
-
-
 # ------------------------------------------------------------------------ sentences about the numbers
 
 

@@ -38,4 +38,21 @@ def parse_temperature(value: str) -> float | None:
     return t if t in TEMPERATURES else None  # NaN and inf are never in the tuple
 
 
-__all__ = ["TEMPERATURES", "nearest_temperature", "parse_flag", "parse_index", "parse_temperature"]
+def parse_params(params, parsers, fields) -> tuple[dict, tuple[str, ...]]:
+    """Read a link: ``parsers`` maps each parameter this page uses to its parser (str -> value or None),
+    ``fields`` the parameter to its state field. Returns (field values, refused parameters); names the page
+    does not use are left alone (they belong to someone else), and a non-string value is refused."""
+    values, ignored = {}, []
+    for param, parse in parsers.items():
+        if param not in params:
+            continue
+        raw = params[param]
+        value = parse(raw) if isinstance(raw, str) else None
+        if value is None:
+            ignored.append(param)
+        else:
+            values[fields[param]] = value
+    return values, tuple(ignored)
+
+
+__all__ = ["TEMPERATURES", "nearest_temperature", "parse_flag", "parse_index", "parse_params", "parse_temperature"]

@@ -31,7 +31,7 @@ from ..loaders.dinov2 import NUM_HEADS, NUM_LAYERS, PATCH_SIZE
 from ..vit import DEFAULT_KEEP_FRACTION, DEFAULT_SINK_TOP, ViTAttention
 from ..render import COLORMAPS, DEFAULT_COLORMAP
 from ..similarity import SIMILARITIES, get_similarity
-from . import TEMPERATURES, nearest_temperature, parse_flag, parse_index, parse_temperature
+from . import TEMPERATURES, nearest_temperature, parse_flag, parse_index, parse_params, parse_temperature
 
 #: the largest patch size (pixels) a link may carry; the page clamps it to the photo's own range
 URL_MAX_PATCH = 100_000
@@ -191,17 +191,8 @@ class ImagePageState:
     def from_query(cls, params: Mapping[str, str]) -> ImagePageState:
         """The settings a link carries; invalid values fall back to the defaults and are listed in ``ignored``.
         Names this page does not use are left alone (they belong to someone else)."""
-        values, ignored = {}, []
-        for param, parse in _PARSERS.items():
-            if param not in params:
-                continue
-            raw = params[param]
-            value = parse(raw) if isinstance(raw, str) else None
-            if value is None:
-                ignored.append(param)
-            else:
-                values[QUERY_PARAMS[param]] = value
-        return cls(**values, ignored=tuple(ignored))
+        values, ignored = parse_params(params, _PARSERS, QUERY_PARAMS)
+        return cls(**values, ignored=ignored)
 
     def to_query(self) -> dict[str, str]:
         """The link's parameters: every setting that has a value (the query patch only when both are set)."""

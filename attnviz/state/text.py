@@ -35,7 +35,7 @@ from ..highlight import LEVELS, hex_of, highlight_legend, palette, quantise, sca
 from ..render import escape_label, format_number, matrix_png, weights_csv
 from ..similarity import SIMILARITIES, get_similarity
 from ..text import ENCODERS, MAX_QUERY_CHARS, attention_overlap, renormalise_rows, self_attention_rows
-from . import TEMPERATURES, nearest_temperature, parse_flag, parse_index, parse_temperature
+from . import TEMPERATURES, nearest_temperature, parse_flag, parse_index, parse_params, parse_temperature
 
 URL_MAX_INDEX = 1_000_000
 HEATMAP_TOKENS = 512
@@ -218,17 +218,8 @@ class TextPageState:
 
         ``params`` maps parameter names to strings (``st.query_params`` gives the last of repeated values);
         names this page does not use are left alone (they belong to someone else)."""
-        values, ignored = {}, []
-        for param, parse in _PARSERS.items():
-            if param not in params:
-                continue
-            raw = params[param]
-            value = parse(raw) if isinstance(raw, str) else None
-            if value is None:
-                ignored.append(param)
-            else:
-                values[QUERY_PARAMS[param]] = value
-        return cls(**values, ignored=tuple(ignored))
+        values, ignored = parse_params(params, _PARSERS, QUERY_PARAMS)
+        return cls(**values, ignored=ignored)
 
     @property
     def shown_text(self) -> str:
