@@ -713,19 +713,6 @@ def swap_head_similarity(text: str, layer: int, head: int | None = None, similar
 # ------------------------------------------------------------------------------- DINOv2 (photos)
 
 
-def _check_photo(image):
-    from PIL import Image
-
-    from .errors import NotAnImage
-
-    if not isinstance(image, Image.Image):
-        raise NotAnImage(f"A photo's head trace takes a PIL image, got {type(image).__name__}: open files with "
-                         "attnviz.image.load_upload(...).")
-    if image.width < 1 or image.height < 1:
-        raise NotAnImage("The image has no pixels.")
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
 def _vit_blocks(vit_model, layer: int) -> _Blocks:
     """The Linear modules of one Dinov2Layer's attention (transformers 5: q_proj, k_proj, v_proj, o_proj)."""
     att = vit_model.encoder.layer[layer].attention
@@ -740,8 +727,9 @@ def _photo_inputs(image, resolution: int):
     """``(pixel_values (1, 3, H, W), grid (rows, cols), tokens)``: [CLS], then the patches row by row."""
     from .image import patch_label
     from .loaders.dinov2 import PATCH_SIZE, preprocess
+    from .vit import check_photo
 
-    pixel_values, (hgt, wid) = preprocess(_check_photo(image), resolution)
+    pixel_values, (hgt, wid) = preprocess(check_photo(image, "A photo's head trace"), resolution)
     grid = (hgt // PATCH_SIZE, wid // PATCH_SIZE)
     tokens = ("[CLS]",) + tuple(patch_label(r, c) for r in range(grid[0]) for c in range(grid[1]))
     return pixel_values, grid, tokens

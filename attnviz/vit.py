@@ -252,12 +252,13 @@ class ViTAttention:
                 + (f'<ul style="color:#555;font-size:0.85em">{notes}</ul>' if notes else "") + "</div>")
 
 
-def _check_image(image):
+def check_photo(image, what: str = "vit_attentions"):
+    """``image`` as an RGB PIL image, or :class:`NotAnImage` naming ``what`` needed one."""
     from PIL import Image
 
     if not isinstance(image, Image.Image):
-        raise NotAnImage(f"vit_attentions takes a PIL image, got {type(image).__name__}: open files with "
-                         "attnviz.image.load_image(...).")
+        raise NotAnImage(f"{what} takes a PIL image, got {type(image).__name__}: open files with "
+                         "attnviz.image.load_image(...) or attnviz.image.load_upload(...).")
     if image.width < 1 or image.height < 1:
         raise NotAnImage("The image has no pixels.")
     return image if image.mode == "RGB" else image.convert("RGB")
@@ -289,7 +290,7 @@ def vit_attentions(image, *, resolution: int = DEFAULT_RESOLUTION, device=None, 
     from .devices import run_with_fallback
     from .loaders.dinov2 import PATCH_SIZE, preprocess
 
-    rgb = _check_image(image)
+    rgb = check_photo(image)
     pixel_values, (h, w) = inputs if inputs is not None else preprocess(rgb, resolution)
     (attentions, hidden), used, warning = run_with_fallback(_forward, device, pixel_values)
     grid = (h // PATCH_SIZE, w // PATCH_SIZE)
