@@ -197,3 +197,9 @@ def test_the_app_draws_no_emoji(path):
     found = [(i, ch) for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) for ch in line
              if any(lo <= ord(ch) <= hi for lo, hi in _EMOJI)]
     assert not found, f"{path.relative_to(ROOT)}: emoji {found} (use :material/name: icons)"
+
+
+def test_test_files_have_unique_basenames():
+    """tests/ has no __init__.py: two test files of one name make pytest's whole collection fail."""
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py") if "__pycache__" not in p.parts]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)

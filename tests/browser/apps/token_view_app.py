@@ -1,4 +1,4 @@
-"""A tiny app for tests/browser/test_token_view.py: the token view with hostile tokens, a weight ramp
+"""A tiny app for tests/browser/test_token_view_browser.py: the token view with hostile tokens, a weight ramp
 and the selection written out. ``?theme=dark`` / ``?theme=light`` forces a palette (default: auto)."""
 
 import streamlit as st
