@@ -331,8 +331,6 @@ def test_classroom_toggle_injects_a_constant_stylesheet():
 
 
 def test_app_sidebar_offers_the_classroom_toggle():
-    if "classroom_toggle" not in (ROOT / "app.py").read_text(encoding="utf-8"):
-        pytest.skip("app.py does not call ui.classroom.classroom_toggle() yet")
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     at.sidebar.toggle(key="classroom").set_value(True).run()
     assert not at.exception
