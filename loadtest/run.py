@@ -375,15 +375,17 @@ def healthy(base: str, timeout: float = 5.0) -> float | None:
 
 
 @contextlib.contextmanager
-def streamlit_server(log_path: Path, start_timeout: float = 120.0):
-    """``streamlit run app.py`` on a free loopback port. Yields (url, pid); stops it by its own PID."""
+def streamlit_server(log_path: Path, start_timeout: float = 120.0, script: Path | None = None,
+                     extra: tuple[str, ...] = ()):
+    """``streamlit run app.py`` (or ``script``, with ``extra`` options) on a free loopback port.
+    Yields (url, pid); stops it by its own PID."""
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+            [sys.executable, "-m", "streamlit", "run", str(script or ROOT / "app.py"), "--server.headless", "true",
              "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none"],
+             "--server.fileWatcherType", "none", *extra],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:

