@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import InvalidParameter, ShapeMismatch
-from .render import COLORMAPS, DEFAULT_COLORMAP, colormap, format_number
+from .render import COLORMAPS, DEFAULT_COLORMAP, Tick, colormap, format_number, legend
 
 #: the container keeps the user's line breaks and runs of spaces
 _BOX_STYLE = ("white-space:pre-wrap;overflow-wrap:anywhere;line-height:{lh};font-size:{fs};"
@@ -173,11 +173,8 @@ def quantise(weights, lo: float, hi: float) -> np.ndarray:
 
 # -- legend ----------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class LegendTick:
-    position: float  # 0 (lo) .. 1 (hi) along the bar
-    value: float
-    text: str
+#: a tick of the legend (position 0..1 along the bar, value, text): the one legend model's
+LegendTick = Tick
 
 
 @dataclass(frozen=True)
@@ -218,12 +215,7 @@ def highlight_legend(weights, scale: str = "view", theme: str = "light", cmap: s
     (``"auto"``: 1/n; a number; or None for none) and the scale in words."""
     lo, hi = scale_for(weights, vmin, vmax, scale)
     bg, _ = palette(theme, cmap)
-    ticks = max(2, int(ticks))
-    tiny = 1e-4 * max(abs(lo), abs(hi))
-    marks = tuple(LegendTick(i / (ticks - 1), lo + (hi - lo) * i / (ticks - 1),
-                             format_number(0.0 if abs(lo + (hi - lo) * i / (ticks - 1)) < tiny
-                                           else lo + (hi - lo) * i / (ticks - 1)))
-                  for i in range(ticks))
+    marks = legend(lo, hi, cmap, label, ticks).ticks  # the numbers as every other legend prints them
     stops = tuple((i / 20, hex_of(bg[int(round(i / 20 * (LEVELS - 1)))])) for i in range(21))
     n = int(np.asarray(weights).size)
     u = (1.0 / n if n else None) if uniform == "auto" else (None if uniform is None else float(uniform))
