@@ -18,7 +18,10 @@ import sys
 from .cli import DEVICE_HELP, device_arg
 from .errors import EmptyText, FileNotFound, InvalidParameter
 from .settings import load_settings
-from .text import ENCODERS, MATRIX_MAX_TOKENS, MAX_TEXT_CHARS
+
+#: the --encoder names, spelled out here so that ``--help`` imports no torch (attnviz.text does);
+#: tests/test_cold_start.py checks they are ``attnviz.text.ENCODERS``' keys, in order
+ENCODER_NAMES = ("contextual", "static", "random")
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -35,7 +38,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--temperature", "-t", type=float, default=None, metavar="T",
                    help="softmax temperature; default: the similarity's own default")
     p.add_argument("--encoder", "-e", default="contextual", metavar="NAME",
-                   help=f"token vectors: {', '.join(ENCODERS)} (default contextual)")
+                   help=f"token vectors: {', '.join(ENCODER_NAMES)} (default contextual)")
     p.add_argument("--query", "-q", default=None, metavar="WORDS",
                    help="a word or phrase: scores become softmax(sim(query, token) / T)")
     p.add_argument("--token", type=int, default=None, metavar="I",
@@ -54,6 +57,8 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def read_input(text: str | None, file: str | None, stdin=None) -> str:
     """The text from the argument, a file, or stdin; one friendly error for anything unreadable."""
+    from .text import MAX_TEXT_CHARS
+
     stdin = sys.stdin if stdin is None else stdin
     if file is not None:
         if text is not None:
@@ -87,7 +92,7 @@ def read_input(text: str | None, file: str | None, stdin=None) -> str:
 
 def run(args) -> int:
     from .similarity import get_similarity
-    from .text import analyze_text
+    from .text import MATRIX_MAX_TOKENS, analyze_text
 
     get_similarity(args.similarity)  # a bad name fails before any input is read or the model loads
     if args.top < 0:

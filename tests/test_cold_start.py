@@ -90,3 +90,36 @@ def test_samples_lists_shipped_files_and_refuses_unknown_names(capsys):
     assert main(["samples", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("attnviz: Unknown sample 'nope'") and "china" in err and len(err.splitlines()) == 1
+
+
+#: what no sub-command's --help may import (image's help reads its limits from attnviz.image: numpy and Pillow)
+NOT_FOR_HELP = ("torch", "transformers", "plotly", "tokenizers", "streamlit")
+
+
+@pytest.mark.parametrize("command", ["text", "image", "head", "heads", "similarities", "devices", "samples"])
+def test_every_subcommand_help_imports_no_torch(command):
+    code = ("import json, sys\n"
+            "from attnviz.cli import main\n"
+            "try:\n"
+            f"    main([{command!r}, '--help'])\n"
+            "except SystemExit as e:\n"
+            "    assert e.code == 0, e.code\n"
+            f"print(json.dumps([m for m in sys.modules if m.split('.')[0] in {list(NOT_FOR_HELP)!r}]))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=ENV)
+    assert out.returncode == 0, out.stderr
+    help_text, modules = out.stdout.rsplit("\n", 2)[0], out.stdout.strip().splitlines()[-1]
+    assert f"attnviz {command}" in help_text  # the sub-command's own parser printed its help
+    assert json.loads(modules) == []
+    if command in ("text", "head", "heads"):  # their help needs nothing but argparse
+        light = json.loads(_fresh("import json, sys\nfrom attnviz.cli import main\ntry:\n"
+                                  f"    main([{command!r}, '--help'])\nexcept SystemExit:\n    pass\n"
+                                  f"print('\\n' + json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))\n")
+                           .strip().splitlines()[-1])
+        assert light == []
+
+
+def test_the_text_help_names_every_encoder_in_order():
+    from attnviz.cli_text import ENCODER_NAMES
+    from attnviz.text import ENCODERS
+
+    assert ENCODER_NAMES == tuple(ENCODERS)
