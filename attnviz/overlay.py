@@ -4,25 +4,38 @@ Like pytorch-grad-cam's ``show_cam_on_image``, nothing here knows about the UI::
 
     rgb = show_attention_on_image(photo, scores, cmap="cividis", opacity=0.5)   # (H, W, 3) uint8
     rgb = show_attention_on_image(photo, weights, grid=res.grid, show_grid=True, query=(2, 3))  # patches
+    rgb, scale = show_attention_on_image(photo, weights, grid=res.grid, query=(2, 3), exclude_query=True,
+                                         return_scale=True)   # scale.vmax: the top of the other patches
     png = png_bytes(rgb)
 
 * ``photo``: ``(H, W, 3)`` uint8 RGB (or a PIL image); ``scores``: a ``(rows, cols)`` map, one value per patch.
 * The map is upsampled smoothly (bicubic, clipped to the map's range so it cannot overshoot) to the
   photo's full size, so each patch's value sits at the patch's centre.
 * Colours come from :func:`attnviz.render.colormap` (colour-blind-safe ``cividis`` by default).
-* ``opacity`` 0 returns the photo's pixels unchanged; 1 shows the heatmap alone.
+* Weight is also the colour's alpha, like the token view where a weight of 0 reads as plain text: a pixel
+  at the bottom of the scale is the photo's own pixel, and the colour's alpha rises linearly to
+  ``opacity`` at ``fade`` (default :data:`FADE`, a fifth of the scale) and stays there up to the top. So
+  the photo stays clear where attention is low instead of lying under a uniform veil. ``fade=0`` gives
+  the old uniform blend.
+* ``opacity`` 0 returns the photo's pixels unchanged; 1 shows the colour map alone above ``fade``.
+* ``exclude_query=True`` scales the colours over the other patches only (the query patch, often the
+  largest weight of its own row by far, is drawn as an outline at the top colour): see :func:`attention_scale`.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .errors import InvalidParameter
 from .render import DEFAULT_COLORMAP, colormap, legend, normalise
+
+#: the part of the colour scale over which the colour's alpha rises from 0 (the photo) to ``opacity``
+FADE = 0.2
 
 #: resampling filters for :func:`upsample`
 UPSAMPLING = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
@@ -153,6 +166,31 @@ def outline_box(image, box: tuple[int, int, int, int], width: int | None = None,
     return out
 
 
+def _levels(values01, height: int, width: int, method: str) -> Image.Image:
+    """Values in [0, 1] ``(rows, cols)`` -> an 8-bit "L" image of ``width x height`` (0..255 = the scale)."""
+    # +0.5: Pillow's float -> 8-bit conversion truncates; interpolation weights sum to 1, so the shift survives
+    v = np.clip(_as_map(values01), 0.0, 1.0) * np.float32(255.0) + np.float32(0.5)
+    if method not in UPSAMPLING:
+        raise InvalidParameter(f"Unknown upsampling {method!r}: choose one of {', '.join(UPSAMPLING)}.")
+    f = Image.fromarray(np.ascontiguousarray(v, dtype=np.float32), mode="F")
+    if f.size != (width, height):
+        f = f.resize((int(width), int(height)), UPSAMPLING[method])
+    return f.convert("L")  # clips to 0..255: no bicubic overshoot past the map's range
+
+
+def _lut(cmap) -> np.ndarray:
+    lut = colormap(cmap).lut if isinstance(cmap, str) else np.asarray(getattr(cmap, "lut", cmap), dtype=np.uint8)
+    if lut.shape != (256, 3):
+        raise InvalidParameter("A colour map must be a name or a (256, 3) uint8 lookup table.")
+    return lut.astype(np.uint8)
+
+
+def _coloured(levels: Image.Image, lut: np.ndarray) -> Image.Image:
+    idx = levels.copy()
+    idx.putpalette(lut.tobytes())  # L -> P
+    return idx.convert("RGB")
+
+
 def heat_image(values01, height: int, width: int, cmap=DEFAULT_COLORMAP, method: str = "bicubic") -> Image.Image:
     """Values in [0, 1] ``(rows, cols)`` -> an RGB PIL heatmap of ``width x height``, all in Pillow's C code.
 
@@ -161,26 +199,72 @@ def heat_image(values01, height: int, width: int, cmap=DEFAULT_COLORMAP, method:
     matter), upsampled as a float image, clipped and rounded to 8 bits by Pillow, then coloured through
     the 256-entry palette.
     """
-    # +0.5: Pillow's float -> 8-bit conversion truncates; interpolation weights sum to 1, so the shift survives
-    v = np.clip(_as_map(values01), 0.0, 1.0) * np.float32(255.0) + np.float32(0.5)
-    if method not in UPSAMPLING:
-        raise InvalidParameter(f"Unknown upsampling {method!r}: choose one of {', '.join(UPSAMPLING)}.")
-    f = Image.fromarray(np.ascontiguousarray(v, dtype=np.float32), mode="F")
-    if f.size != (width, height):
-        f = f.resize((int(width), int(height)), UPSAMPLING[method])
-    idx = f.convert("L")  # clips to 0..255: no bicubic overshoot past the map's range
-    lut = colormap(cmap).lut if isinstance(cmap, str) else np.asarray(getattr(cmap, "lut", cmap), dtype=np.uint8)
-    if lut.shape != (256, 3):
-        raise InvalidParameter("A colour map must be a name or a (256, 3) uint8 lookup table.")
-    idx.putpalette(lut.astype(np.uint8).tobytes())  # L -> P
-    return idx.convert("RGB")
+    return _coloured(_levels(values01, height, width, method), _lut(cmap))
+
+
+def check_fade(fade) -> float:
+    try:
+        f = float(fade)
+    except (TypeError, ValueError):
+        raise InvalidParameter(f"The fade must be a number between 0 and 1, got {fade!r}.") from None
+    if not 0.0 <= f <= 1.0:
+        raise InvalidParameter(f"The fade must be between 0 and 1, got {fade!r}.")
+    return f
+
+
+def alpha_table(opacity: float, fade: float = FADE) -> np.ndarray:
+    """``(256,)`` uint8: the colour's alpha (0..255) at each level of the scale (level 0 = the bottom).
+
+    ``alpha(level) = 255 * opacity * min(1, level / (255 * fade))``: 0 (the photo itself) at the bottom,
+    ``opacity`` from ``fade`` up; ``fade = 0`` is a uniform ``opacity``."""
+    a, f = check_opacity(opacity), check_fade(fade)
+    ramp = np.ones(256) if f == 0.0 else np.minimum(1.0, np.arange(256) / (255.0 * f))
+    return np.round(255.0 * a * ramp).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class OverlayScale:
+    """The colour scale an overlay was drawn with: what its legend should say.
+
+    ``vmin``/``vmax``: the values at the bottom and top colour. ``query_excluded``: the scale was taken over
+    the patches other than the query; ``query_value`` is then the query patch's own value (it may lie
+    above ``vmax``: "off the scale"), else ``None``."""
+
+    vmin: float
+    vmax: float
+    query_excluded: bool = False
+    query_value: float | None = None
+
+    @property
+    def query_off_scale(self) -> bool:
+        return self.query_value is not None and self.query_value > self.vmax
+
+
+def attention_scale(values, *, vmin: float | None = None, vmax: float | None = None,
+                    exclude: int | None = None) -> OverlayScale:
+    """The overlay's colour scale for a map (any shape): its min and max, or those of every value but the
+    flat (row-major) index ``exclude``. ``vmin``/``vmax`` given fix that end."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if exclude is None:
+        others = v
+    else:
+        if not 0 <= int(exclude) < v.size:
+            raise InvalidParameter(f"The query patch {exclude} is not one of the map's {v.size} patches.")
+        if v.size < 2:
+            raise InvalidParameter("Leaving the query patch out of the scale needs at least two patches.")
+        others = np.delete(v, int(exclude))
+    others = others[np.isfinite(others)]
+    lo = float(vmin) if vmin is not None else (float(others.min()) if others.size else 0.0)
+    hi = float(vmax) if vmax is not None else (float(others.max()) if others.size else 1.0)
+    return OverlayScale(lo, hi, exclude is not None, None if exclude is None else float(v[int(exclude)]))
 
 
 def show_attention_on_image(image, values, *, cmap=DEFAULT_COLORMAP, opacity: float = 0.5,
                             vmin: float | None = None, vmax: float | None = None, method: str = "bicubic",
-                            grid=None, show_grid: bool = False, query=None,
+                            grid=None, show_grid: bool = False, query=None, exclude_query: bool = False,
+                            fade: float = FADE, return_scale: bool = False,
                             grid_lines: tuple[Sequence[int], Sequence[int]] | None = None,
-                            outline: tuple[int, int, int, int] | None = None) -> np.ndarray:
+                            outline: tuple[int, int, int, int] | None = None):
     """The photo with the per-patch map drawn over it: ``(H, W, 3)`` uint8 at the photo's size.
 
     The one function every photo view draws with (the image page, the lab, the hard cases, How it works).
@@ -191,38 +275,57 @@ def show_attention_on_image(image, values, *, cmap=DEFAULT_COLORMAP, opacity: fl
     or a row-major index — frames that patch. ``vmin``/``vmax`` fix the colour scale (default: the map's min
     and max). Without a grid, ``grid_lines = (row_edges, col_edges)`` and ``outline = (left, top, right,
     bottom)`` are in the photo's pixels.
+
+    Each pixel is ``photo * (1 - alpha) + colour * alpha`` with ``alpha`` from :func:`alpha_table`
+    (``opacity`` at the top part of the scale, falling to 0 — the photo as it is — at the bottom over
+    ``fade``). ``exclude_query=True`` (needs ``grid`` and ``query``) takes the scale over the other patches
+    only: the brightest of them gets the top colour, and the query patch (clipped to the top colour) is
+    outlined. ``return_scale=True`` returns ``(rgb, OverlayScale)``, the scale the legend should state.
     """
     a = check_opacity(opacity)
+    alphas = alpha_table(a, fade)
     if isinstance(image, Image.Image):
         base = image if image.mode == "RGB" else image.convert("RGB")
     else:
         base = Image.fromarray(as_rgb_array(image), "RGB")
     g = None
+    qi = None
     if grid is not None:
         g = grid.scaled(base.width, base.height)
         flat = np.asarray(values)
         if flat.size != g.rows * g.cols:
             raise InvalidParameter(f"{flat.size} values do not fit a {g.rows} x {g.cols} patch grid.")
         values = flat.reshape(g.rows, g.cols)
+        if query is not None:
+            r, c = g.check(*(divmod(int(query), g.cols) if np.ndim(query) == 0 else query))
+            qi = r * g.cols + c
     elif show_grid or query is not None:
         raise InvalidParameter("show_grid and query need the patch grid: pass grid=.")
+    if exclude_query and qi is None:
+        raise InvalidParameter("exclude_query leaves the query patch out of the scale: pass grid= and query=.")
     v = _as_map(values)
-    scaled, _, _ = normalise(v, vmin, vmax)
+    scale = attention_scale(v, vmin=vmin, vmax=vmax, exclude=qi if exclude_query else None)
+    scaled, _, _ = normalise(v, scale.vmin, scale.vmax)
     if a == 0.0:
         out = np.array(base)
     else:
-        heat = heat_image(scaled, base.height, base.width, cmap, method)
-        out = np.array(heat if a == 1.0 else Image.blend(base, heat, a))
+        levels = _levels(scaled, base.height, base.width, method)
+        heat = _coloured(levels, _lut(cmap))
+        if alphas.min() == alphas.max() == 255:
+            out = np.array(heat)
+        elif alphas.min() == alphas.max():  # a uniform veil (fade = 0)
+            out = np.array(Image.blend(base, heat, a))
+        else:
+            out = np.array(Image.composite(heat, base, levels.point(alphas.tolist())))
     if g is not None and show_grid:
         grid_lines = (g.row_edges, g.col_edges)
     if grid_lines is not None:
         out = draw_grid_lines(out, grid_lines[0], grid_lines[1])
-    if g is not None and query is not None:
-        r, c = divmod(int(query), g.cols) if np.ndim(query) == 0 else query
-        outline = g.box(r, c)
+    if qi is not None:
+        outline = g.box(*divmod(qi, g.cols))
     if outline is not None:
         out = outline_box(out, outline)
-    return out
+    return (out, scale) if return_scale else out
 
 
 def _font(size: int):
@@ -295,5 +398,5 @@ def png_bytes(image, compress_level: int = 1) -> bytes:
     return buf.getvalue()
 
 
-__all__ = ["UPSAMPLING", "as_rgb_array", "upsample", "colorize", "blend", "check_opacity", "draw_grid_lines",
+__all__ = ["UPSAMPLING", "FADE", "OverlayScale", "attention_scale", "alpha_table", "check_fade", "as_rgb_array", "upsample", "colorize", "blend", "check_opacity", "draw_grid_lines",
            "outline_box", "heat_image", "show_attention_on_image", "colorbar", "png_bytes", "line_width"]

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from attnviz.errors import InvalidParameter
-from attnviz.overlay import (blend, colorbar, colorize, draw_grid_lines, outline_box, png_bytes,
+from attnviz.overlay import (FADE, alpha_table, attention_scale, blend, colorbar, colorize, draw_grid_lines, outline_box, png_bytes,
                              show_attention_on_image, upsample)
 from attnviz.render import COLORMAPS, colormap
 
@@ -86,9 +86,95 @@ def test_opacity_zero_gives_the_photo_back_exactly():
 
 def test_opacity_one_is_the_heatmap_alone():
     v = np.random.default_rng(4).random((3, 4))
-    a = show_attention_on_image(photo(seed=1), v, opacity=1.0)
-    b = show_attention_on_image(photo(seed=2), v, opacity=1.0)
+    a = show_attention_on_image(photo(seed=1), v, opacity=1.0, fade=0.0)
+    b = show_attention_on_image(photo(seed=2), v, opacity=1.0, fade=0.0)
     assert np.array_equal(a, b)
+    # with the default fade, the map alone wherever the weight is above the fade part of the scale
+    a, b = (show_attention_on_image(photo(seed=k), v, opacity=1.0, method="nearest") for k in (1, 2))
+    s = (v - v.min()) / (v.max() - v.min())
+    above = (s >= FADE + 1 / 255).repeat(30, 0).repeat(30, 1)
+    assert above.sum() > 0 and np.array_equal(a[above], b[above]) and not np.array_equal(a, b)
+
+
+def expected_overlay(img, v, cmap, opacity, fade, vmin=None, vmax=None, cell=20):
+    """The overlay in float64 numpy, independent of Pillow: nearest upsampling of ``v`` (cells of ``cell`` px),
+    each pixel = photo * (1 - alpha) + colour * alpha, alpha = opacity * min(1, s / fade)."""
+    lo = v.min() if vmin is None else vmin
+    hi = v.max() if vmax is None else vmax
+    s = np.clip((v - lo) / (hi - lo), 0, 1).repeat(cell, 0).repeat(cell, 1)
+    level = np.floor(s * 255 + 0.5).astype(int)
+    alpha = opacity * np.minimum(1.0, level / (255.0 * fade))[..., None]
+    return img.astype(np.float64) * (1 - alpha) + colormap(cmap).lut[level].astype(np.float64) * alpha
+
+
+@pytest.mark.parametrize("cmap", ["cividis", "viridis"])
+@pytest.mark.parametrize("opacity", [0.4, 0.55, 1.0])
+def test_weight_is_the_colours_alpha_so_low_weight_leaves_the_photo(cmap, opacity):
+    img = photo(60, 80, seed=7)
+    v = np.random.default_rng(8).random((3, 4)) ** 3
+    v[0, 0], v[2, 3] = 0.0, 1.0  # a zero-weight patch and the top of the scale
+    out = show_attention_on_image(img, v, cmap=cmap, opacity=opacity, method="nearest")
+    ref = expected_overlay(img, v, cmap, opacity, FADE)
+    assert np.abs(out.astype(np.float64) - ref).max() <= 1.0  # Pillow's 8-bit compositing rounds
+    assert np.abs(out[:20, :20].astype(int) - img[:20, :20].astype(int)).max() <= 1  # weight 0: the photo
+    top = colormap(cmap).lut[255] * opacity + img[40:, 60:].astype(np.float64) * (1 - opacity)
+    assert np.abs(out[40:, 60:] - top).max() <= 1.0
+    # the old uniform veil (fade=0) changes the zero-weight patch too: what made photos muddy
+    veiled = show_attention_on_image(img, v, cmap=cmap, opacity=opacity, method="nearest", fade=0.0)
+    assert np.abs(veiled[:20, :20].astype(int) - img[:20, :20].astype(int)).mean() > 10
+
+
+def test_alpha_table():
+    t = alpha_table(0.5, 0.2)
+    assert t[0] == 0 and t[51] == 128 and t[255] == 128 and t[25] == round(127.5 * 25 / 51)
+    assert (np.diff(t.astype(int)) >= 0).all()
+    assert (alpha_table(0.5, 0.0) == 128).all()
+    for bad in (-0.1, 1.5, "x"):
+        with pytest.raises(InvalidParameter, match="fade"):
+            alpha_table(0.5, bad)
+
+
+def test_exclude_query_scales_over_the_other_patches():
+    from attnviz.image import PatchGrid
+
+    img = photo(60, 80, seed=3)
+    grid = PatchGrid.of(80, 60, 3, 4)
+    rng = np.random.default_rng(11)
+    w = rng.random(12) * 0.03
+    q = 5  # (1, 1): takes 65 % of its own row, as a clicked patch does at cosine T = 0.1
+    w[q] = 0.65
+    w /= w.sum()
+    others = np.delete(w, q)
+    best = int(np.argmax(np.where(np.arange(12) == q, -1, w)))
+    br, bc = divmod(best, 4)
+    cell = (slice(br * 20 + 6, br * 20 + 14), slice(bc * 20 + 6, bc * 20 + 14))  # inside, clear of outlines
+    out, scale = show_attention_on_image(img, w, grid=grid, query=q, exclude_query=True, opacity=1.0,
+                                         method="nearest", return_scale=True)
+    assert scale.query_excluded and scale.vmin == pytest.approx(others.min()) and scale.vmax == pytest.approx(others.max())
+    assert scale.query_value == pytest.approx(w[q]) and scale.query_off_scale
+    lut = colormap("cividis").lut
+    assert (out[cell] == lut[255]).all()  # the brightest other patch reaches the top colour
+    # the same against the independent computation with the query clipped to the top
+    ref = expected_overlay(img, w.reshape(3, 4), "cividis", 1.0, FADE, others.min(), others.max())
+    inner = np.ones((60, 80), bool)
+    x0, y0, x1, y1 = grid.box(1, 1)
+    inner[y0:y1, x0:x1] = False  # the query patch carries its outline
+    assert np.abs(out[inner] - ref[inner]).max() <= 1.0
+    # and the query patch is outlined: a dark line on its border, a light one inside
+    lw = max(2, 2 * max(1, round(80 / 800)))
+    assert (out[y0, x0 + 5] == 0).all() and (out[y0 + lw, x0 + 8] == 255).all()
+    # without it the query takes the top and the best other patch is far down the scale
+    plain, s2 = show_attention_on_image(img, w, grid=grid, query=q, opacity=1.0, method="nearest", return_scale=True)
+    assert not s2.query_excluded and s2.vmax == pytest.approx(w[q]) and s2.query_value is None
+    level = round((w[best] - w.min()) / (w.max() - w.min()) * 255)
+    assert level < 40  # under the fade: mostly the photo, what made the rest of the photo look empty
+    ref_plain = expected_overlay(img, w.reshape(3, 4), "cividis", 1.0, FADE)
+    assert np.abs(plain[cell] - ref_plain[cell]).max() <= 1.0
+    assert np.abs(plain[cell].astype(int) - lut[255].astype(int)).mean() > 50
+    with pytest.raises(InvalidParameter, match="query"):
+        show_attention_on_image(img, w, grid=grid, exclude_query=True)
+    with pytest.raises(InvalidParameter, match="query"):
+        attention_scale(np.ones(1), exclude=0)
 
 
 def test_blend_is_exact_at_half():
@@ -112,16 +198,16 @@ def test_the_hot_patch_is_hot_in_the_pixels(cmap):
     out = show_attention_on_image(grey, v, cmap=cmap, opacity=0.6)
     hot_px, cold_px = out[45, 75], out[5, 5]
     assert dist(hot_px, lut[255] * 0.6 + 128 * 0.4) <= 6
-    assert dist(cold_px, lut[0] * 0.6 + 128 * 0.4) <= 6
+    assert dist(cold_px, (128, 128, 128)) <= 3  # the bottom of the scale leaves the photo as it is
     assert dist(hot_px, lut[255]) < dist(cold_px, lut[255])
     # hotness falls off from the hot cell's centre
-    heat = np.array([dist(out[45, x], lut[0] * 0.6 + 128 * 0.4) for x in (75, 95, 115)])
+    heat = np.array([dist(out[45, x], (128, 128, 128)) for x in (75, 95, 115)])
     assert heat[0] > heat[1] > heat[2]
 
 
 def test_fixed_scale():
     grey = np.full((10, 10, 3), 100, np.uint8)
-    out = show_attention_on_image(grey, np.full((2, 2), 0.6), vmin=0.0, vmax=1.0, opacity=1.0)
+    out = show_attention_on_image(grey, np.full((2, 2), 0.6), vmin=0.0, vmax=1.0, opacity=1.0)  # 0.6 > FADE
     assert (out == colormap("cividis").lut[153]).all()  # 0.6 * 255 = 153
 
 
