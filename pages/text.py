@@ -33,20 +33,31 @@ WIDGET_KEYS = {"sample": "sample", "text": "text", "similarity": "txt_sim", "tem
 
 @st.cache_data(max_entries=16, ttl=3600, show_spinner=ts.ENCODING_SPINNER)
 def cached_encoding(text, encoder: str, merge: bool, device: str, model_path: str | None):
-    """One text -> its ``Encoding``; a tuple of lines -> their encodings as one padded batch."""
+    """One text -> its ``Encoding``; a tuple of lines -> their encodings as one padded batch. A long text's
+    windows show a progress bar whose every update is a stop point: a rerun or a closed session ends the job."""
     if isinstance(text, tuple):
         return tx.encode_texts(list(text), encoder, device, model_path, merge_words=merge)
-    return tx.encode_text(text, encoder, device, model_path, merge_words=merge)
+    bar = []  # made at the first window (inside this function, so a cache hit replays it, emptied, harmlessly)
+
+    def progress(done: int, total: int) -> None:
+        if not bar:
+            bar.append(st.empty())
+        if done < total:
+            bar[0].progress(*ts.encoding_progress(done, total))
+        else:
+            bar[0].empty()
+
+    return tx.encode_text(text, encoder, device, model_path, merge_words=merge, progress=progress)
+
+
+@st.cache_data(max_entries=16, ttl=3600, show_spinner=False)
+def cached_cut(text: str, model_path: str | None) -> tuple[str, int, bool]:
+    return ts.truncate_tokens(text, model_path)
 
 
 @st.cache_data(max_entries=64, ttl=3600, show_spinner=False)
 def cached_query(query: str, encoder: str, device: str, model_path: str | None) -> torch.Tensor:
     return tx.embed_query(query, encoder, device if encoder != "random" else "cpu", model_path)
-
-
-@st.cache_resource(max_entries=16, ttl=3600, show_spinner="Computing attention…")
-def cached_analysis(_enc: tx.Encoding, key: tuple, similarity: str, temperature: float, device: str) -> tx.TextAnalysis:
-    return ts.frozen(tx.analyze_encoding(_enc, similarity, temperature, device=device))  # ``key`` names the encoding
 
 
 @st.cache_resource(max_entries=8, ttl=3600, show_spinner="Running MiniLM with output_attentions…")
@@ -90,12 +101,11 @@ def view_row(enc, sim, temp, device, model_path) -> None:
     downloads_popover(ts.downloads(a, name="query_attention" if query else f"row_{k}"))
 
 
-def view_matrix(enc, key, sim, temp, device) -> None:
+def view_matrix(enc, sim, temp, device) -> None:
     n, view_box = len(enc.tokens), st.container()  # the matrix first, its window slider under it
     start = start_slider(ts.heatmap_last_start(n), f"The text has {n:,} tokens; the matrix shows {ts.HEATMAP_TOKENS} "
                           "of them, starting at token", "win")
-    received = cached_analysis(enc, key, sim, temp, device)
-    w = ts.matrix_window(enc, received, sim, temp, start, device)
+    w = ts.matrix_window(enc, None, sim, temp, start, device)  # the window's rows only: O(512 x n), never n x n
     if (row := clicked_row("heat", w.stop - w.start)) is not None:
         st.session_state["token"] = w.start + row  # a clicked cell picks its row
     (lo, hi), = ts.shared_scale([w.square], st.session_state["scale"])
@@ -107,15 +117,14 @@ def view_matrix(enc, key, sim, temp, device) -> None:
     row = tx.analyze_encoding(enc, sim, temp, token=k, include_matrix=False, row_stats=False, device=device)
     pieces = ts.token_pieces(enc)
     tokens_of(*pieces, row.scores, "tv_mrow", selected=k, target="token", label=row.score_label(), labels=list(enc.tokens))
-    with st.expander("Attention received by each token (mean over all rows)"):
-        tokens_of(*pieces, received.scores, "tv_recv", label="attention received", labels=list(enc.tokens))
+    with st.expander(ts.received_title(w)):
+        tokens_of(*pieces, w.received, "tv_recv", label="attention received", labels=list(enc.tokens))
     with st.expander(f"Top {ts.TOP_K} pairs and entropy per row"):
         st.dataframe(ts.top_pair_rows(w.square, w.labels, w.start), hide_index=True, width="stretch")
-        if received.entropy is not None:
-            st.dataframe(ts.entropy_rows(w.rows, received.entropy[w.start:w.stop], enc.tokens, w.start),
-                         hide_index=True, width="stretch", height=300)
-    show_notes(received.notes, enc.notes)
-    downloads_popover(ts.downloads(received, w.square, [f"{w.start + i}:{t}" for i, t in enumerate(w.labels)],
+        st.dataframe(ts.entropy_rows(w.rows, w.entropy, enc.tokens, w.start), hide_index=True, width="stretch",
+                     height=300)
+    show_notes(row.notes, enc.notes)
+    downloads_popover(ts.downloads(row, w.square, [f"{w.start + i}:{t}" for i, t in enumerate(w.labels)],
                                    name="self_attention"))
 
 
@@ -159,7 +168,7 @@ def show_view(enc, key: tuple, view: str, sim: str, temp: float, device: str, mo
         if view in ("query", "row"):
             view_row(enc, sim, temp, device, model_path)
         else:
-            (view_matrix if view == "matrix" else view_model)(enc, key, sim, temp, device)
+            view_matrix(enc, sim, temp, device) if view == "matrix" else view_model(enc, key, sim, temp, device)
     except Exception as err:  # noqa: BLE001 - typed errors become one sentence, others are logged
         show_error(err)
     write_link(TextPageState, WIDGET_KEYS, ts.QUERY_PARAMS)
@@ -231,6 +240,9 @@ def main() -> None:
         text, truncated = ts.truncate_text(ss["text"], cfg.page_max_chars)
         if truncated:
             st.warning(ts.truncation_note(len(ss["text"]), len(text), cfg.page_max_chars), icon=":material/content_cut:")
+        text, pieces, cut = cached_cut(text, cfg.model_path)  # a bounded update: at most PAGE_MAX_TOKENS pieces
+        if cut:
+            st.warning(ts.token_cut_note(pieces, text), icon=":material/content_cut:")
         if encoder != "random":
             wait_for_model(MINILM, cfg.model_path)
         try:

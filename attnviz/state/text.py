@@ -9,6 +9,9 @@ in a link (a text equal to the sample's is stored as ``None``). No Streamlit her
 
 Limits (docs/limits.md quotes them):
 
+* ``PAGE_MAX_TOKENS``: the page reads at most this many word pieces of a text (a longer one is cut with a
+  notice): measured so that one page update stays within ~5 s of CPU on the project's 2-core machine
+  (``bench/text_update.py``; the contextual encoder's 11 windows of 512 positions are most of it);
 * ``HEATMAP_TOKENS``: the matrix heatmap shows a window of at most this many tokens (a slider moves it);
 * ``URL_MAX_TEXT_CHARS`` / ``URL_MAX_QUERY_CHARS``: a link keeps the text / query up to this size (the text
   travels zlib-compressed in urlsafe base64, ``encode_text_param``; decoding is bounded, ``decode_text_param``);
@@ -38,6 +41,7 @@ from ..text import ENCODERS, MAX_QUERY_CHARS, attention_overlap, renormalise_row
 from . import TEMPERATURES, nearest_temperature, parse_flag, parse_index, parse_params, parse_temperature
 
 URL_MAX_INDEX = 1_000_000
+PAGE_MAX_TOKENS = 4_096  # word pieces the page reads: 11 contextual windows, ~4.4 s of CPU (bench/text_update.py)
 HEATMAP_TOKENS = 512
 URL_MAX_TEXT_CHARS = 20_000  # characters of text a link keeps (docs/limits.md)
 URL_MAX_TEXT_PARAM = 110_000  # characters of the encoded parameter: 20,000 4-byte characters, compressed or not
@@ -61,7 +65,7 @@ SAMPLES: dict[str, tuple[str, str, int]] = {
     "zh": ("注意力机制: the seed article (Chinese)", "text_zh_attention.txt", 1),
     "batch": ("Four sentences, one per line (batch)", "text_en_batch.txt", 1),
     "long": ("A short history of attention (English, ~1,800 tokens)", "text_en_long.txt", 1),
-    "long5": ("The same essay five times (~8,900 tokens)", "text_en_long.txt", 5),
+    "long2": ("The same essay twice (~3,600 tokens)", "text_en_long.txt", 2),
 }
 #: what the sample box offers: the samples, and "Your own text" once the text is not a sample's
 SAMPLE_CHOICES: dict[str, str] = {**{k: v[0] for k, v in SAMPLES.items()}, OWN: "Your own text"}
@@ -334,6 +338,38 @@ def heatmap_figure(weights, labels: Sequence[str], first: int = 0, *, title: str
 # ------------------------------------------------------------------------------------------ policies
 
 
+def truncate_tokens(text: str, model_path=None, limit: int = PAGE_MAX_TOKENS) -> tuple[str, int, bool]:
+    """``(the text up to its first limit word pieces, its word pieces in all, whether it was cut)``: the cut is at
+    the start of piece ``limit`` (so no piece is split), then back to a space within 200 characters when there is
+    one. A text the tokenizer refuses (empty, invalid Unicode) comes back whole, for the encoder to refuse."""
+    from ..errors import AttnvizError
+    from ..text import tokenize
+
+    if limit < 1:
+        raise InvalidParameter(f"The word-piece limit must be at least 1, got {limit}.")
+    try:
+        tk = tokenize(text, model_path, max(len(text), 1))
+    except AttnvizError:
+        return text, 0, False
+    n = len(tk.ids)
+    if n <= limit:
+        return text, n, False
+    end = tk.offsets[limit][0]
+    cut = text.rfind(" ", max(0, end - 200), end)
+    return text[:cut if cut > 0 else end], n, True
+
+
+def token_cut_note(pieces: int, kept: str, limit: int = PAGE_MAX_TOKENS) -> str:
+    """The notice for a text cut to the page's word-piece limit."""
+    return (f"Your text has {pieces:,} word pieces; this page reads the first {limit:,} ({len(kept):,} characters), "
+            "so that each change answers within a few seconds. For longer text use `attnviz text` or the library.")
+
+
+def encoding_progress(done: int, total: int) -> tuple[float, str]:
+    """(fraction, label) of the progress bar while a long text is encoded window by window."""
+    return done / total, f"Encoding window {min(done + 1, total)} of {total} (512 word pieces each)…"
+
+
 def truncate_text(text: str, limit: int) -> tuple[str, bool]:
     """``(at most limit characters, whether it was cut)``; cut at a space within 200 characters of the
     limit when there is one, so no word is split."""
@@ -593,15 +629,33 @@ class MatrixWindow:
     def partial(self) -> bool:
         return self.stop - self.start < self.n
 
+    @property
+    def entropy(self) -> np.ndarray:
+        """(w,) nats: the entropy of each of the window's rows (over all n keys)."""
+        return np.asarray(row_entropy(torch.as_tensor(np.asarray(self.rows, dtype=np.float64))))
+
+    @property
+    def received(self) -> np.ndarray:
+        """(n,): the attention each token receives from the window's rows (their mean); all rows when the
+        window is the whole text. Per-row statistics go over the shown window, so an update stays O(w x n)."""
+        return np.asarray(self.rows, dtype=np.float64).mean(axis=0)
+
+
+def received_title(w: MatrixWindow) -> str:
+    """The title of the matrix view's "attention received" expander: which rows it averages."""
+    if not w.partial:
+        return "Attention received by each token (mean over all rows)"
+    return f"Attention received by each token (mean over the window's rows {w.start}–{w.stop - 1})"
+
 
 def matrix_window(enc, analysis, similarity: str, temperature: float, start: int, device=None,
                   size: int = HEATMAP_TOKENS) -> MatrixWindow:
-    """Rows ``[start, start + size)`` of a text's self-attention: from the analysis's cached (n, n) matrix when
-    it has one (up to ``MATRIX_MAX_TOKENS``), else computed for the window alone."""
+    """Rows ``[start, start + size)`` of a text's self-attention: from the analysis's (n, n) matrix when one is
+    given and has it, else computed for the window alone (``analysis=None``: always; O(size x n))."""
     n = len(enc.tokens)
     start = clamp_start(start, heatmap_last_start(n, size))
     stop = min(n, start + size)
-    rows = (analysis.weights[start:stop] if analysis.weights is not None
+    rows = (analysis.weights[start:stop] if analysis is not None and analysis.weights is not None
             else self_attention_rows(enc, similarity, temperature, start, stop, device))
     return MatrixWindow(start, stop, n, rows, list(enc.tokens[start:stop]))
 
@@ -665,10 +719,10 @@ def model_comparison_note(ma, layer: int, head: int | str, special: bool, sim_ro
 __all__ = [
     "BATCH_MAX_LINES", "CLICK_MAX_TOKENS", "GRID_TOKENS", "HEADS_SPECIAL", "HEATMAP_TOKENS", "MAX_LAYERS",
     "QUERY_PARAMS", "SAMPLES", "TOP_K", "URL_MAX_INDEX", "URL_MAX_QUERY_CHARS", "URL_MAX_TEXT_CHARS", "VIEWS",
-    "TextPageState", "clamp_start", "heatmap_last_start", "model_last_start", "sample_text", "truncate_text",
+    "TextPageState", "PAGE_MAX_TOKENS", "truncate_tokens", "token_cut_note", "encoding_progress", "clamp_start", "heatmap_last_start", "model_last_start", "sample_text", "truncate_text",
     "window_share", "window_text", "top_token_rows", "top_pair_rows", "entropy_rows", "entropy_summary",
     "has_special", "head_view_label", "row_summary", "model_selection", "downloads",
-    "MatrixWindow", "matrix_window", "OWN", "SAMPLE_CHOICES", "SCALES", "URL_MAX_TEXT_PARAM", "encode_text_param",
+    "MatrixWindow", "matrix_window", "received_title", "OWN", "SAMPLE_CHOICES", "SCALES", "URL_MAX_TEXT_PARAM", "encode_text_param",
     "decode_text_param", "link_note", "query_note", "shared_scale", "scale_words", "heatmap_figure",
     "tick_labels", "TOKEN_BOX_TOKENS", "TOKEN_BOX_HEIGHT", "HEATMAP_HEIGHT", "token_box_height", "token_pieces", "clicked_query",
     "window_tokens", "grid_caption", "FORMULA_MD", "SHARE_OK", "UNTRAINED_NOTE", "ENCODING_SPINNER",

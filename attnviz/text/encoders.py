@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -145,7 +145,7 @@ def _forward_hidden(m: LoadedModel, rows: list[list[int]]) -> list[torch.Tensor]
     return [h[i, p:p + len(r)] for i, r in enumerate(rows)]
 
 
-def _contextual(m: LoadedModel, ids: list[int], overlap: int) -> tuple[torch.Tensor, list[str]]:
+def _contextual(m: LoadedModel, ids: list[int], overlap: int, progress=None) -> tuple[torch.Tensor, list[str]]:
     n, size = len(ids), m.content_length
     spans = window_spans(n, size, overlap)
     if len(spans) == 1:
@@ -154,8 +154,13 @@ def _contextual(m: LoadedModel, ids: list[int], overlap: int) -> tuple[torch.Ten
         return _forward_hidden(m, [ids])[0], [note]
     out = torch.empty(n, m.hidden_size)
     states: list[torch.Tensor] = []
-    for b in range(0, len(spans), WINDOW_BATCH):
-        states += _forward_hidden(m, [ids[s:e] for s, e in spans[b:b + WINDOW_BATCH]])
+    step = WINDOW_BATCH if progress is None else 1  # with progress: one window a pass, a stop point between
+    for b in range(0, len(spans), step):
+        if progress is not None:
+            progress(b, len(spans))  # may raise (a rerun or a closed session): the windows left are never run
+        states += _forward_hidden(m, [ids[s:e] for s, e in spans[b:b + step]])
+    if progress is not None:
+        progress(len(spans), len(spans))
     for w, lo, hi in stitch_owner(spans):
         s = spans[w][0]
         out[lo:hi] = states[w][lo - s:hi - s]
@@ -179,13 +184,14 @@ def random_vectors(ids: Sequence[int], dim: int, seed: int = RANDOM_SEED) -> tor
     return out
 
 
-def _encode_ids(m: LoadedModel, ids: list[int], encoder: str, seed: int, overlap: int) -> tuple[torch.Tensor, list[str]]:
+def _encode_ids(m: LoadedModel, ids: list[int], encoder: str, seed: int, overlap: int,
+                progress=None) -> tuple[torch.Tensor, list[str]]:
     if encoder == "static":
         table = m.model.get_input_embeddings().weight
         return table[torch.tensor(ids, device=table.device)].float().cpu(), []
     if encoder == "random":
         return random_vectors(ids, m.hidden_size, seed), [f"random: untrained vectors (seed {seed}), nothing learned"]
-    return _contextual(m, ids, overlap)
+    return _contextual(m, ids, overlap, progress)
 
 
 def _unknown_note(m: LoadedModel, ids: Sequence[int]) -> list[str]:
@@ -236,12 +242,18 @@ def _encode_many(m: LoadedModel, tks: Sequence[TokenizedText], encoder: str, see
 
 def encode_text(text: str, encoder: str = "contextual", device: str | torch.device | None = None,
                 model_path: str | os.PathLike | None = None, *, merge_words: bool = False,
-                seed: int = RANDOM_SEED, overlap: int = WINDOW_OVERLAP, max_chars: int = MAX_TEXT_CHARS) -> Encoding:
-    """Tokens, offsets and one vector per token ``(n, d)`` under ``encoder`` (see ``ENCODERS``)."""
+                seed: int = RANDOM_SEED, overlap: int = WINDOW_OVERLAP, max_chars: int = MAX_TEXT_CHARS,
+                progress: Callable[[int, int], None] | None = None) -> Encoding:
+    """Tokens, offsets and one vector per token ``(n, d)`` under ``encoder`` (see ``ENCODERS``).
+
+    ``progress(done, total)``: called before each window of a long text's contextual encoding (``done`` windows
+    of ``total`` run so far) and once at the end; an exception it raises stops the encoding there (the page
+    uses it to show progress and to stop at a rerun or a closed session). Short texts and the static and
+    random encoders (one step) never call it."""
     check_encoder(encoder)
     tk = tokenize(text, model_path, max_chars)
     m, (vec, notes), used, warning = run_model(model_key(model_path), _encoder_device(encoder, device), _encode_ids,
-                                               list(tk.ids), encoder, seed, overlap)
+                                               list(tk.ids), encoder, seed, overlap, progress)
     if warning:
         notes = notes + [warning]
     return _build(tk, vec, encoder, m, used, notes, merge_words, seed)
