@@ -61,6 +61,8 @@ def choose_source(max_pixels: int) -> tuple[str, bytes, str] | None:
              f"{max_pixels / 1e6:g} megapixels. The file stays on this server only while you use it.")
     sample = right.selectbox("…or pick a sample", list(im.SAMPLES), key="img_sample", disabled=upload is not None,
                              help=" ".join(im.SAMPLES[s][1] for s in im.SAMPLES))
+    with right:
+        share(upload is not None)
     if upload is None:
         return sample, sample_bytes(im.SAMPLES[sample][0]), im.SAMPLES[sample][0]
     refusal = si.upload_refusal(upload.name, upload.size, min(limit, im.MAX_FILE_BYTES))
@@ -72,16 +74,44 @@ def choose_source(max_pixels: int) -> tuple[str, bytes, str] | None:
 
 def sync_query(digest: str, sample_file: str, grid: im.PatchGrid) -> tuple[int, int]:
     st.session_state.update(si.query_updates(st.session_state, digest, sample_file, grid))
+    if outside := st.session_state.pop("_img_url_outside", None):
+        st.info(outside, icon=":material/link_off:")
     return int(st.session_state["img_row"]), int(st.session_state["img_col"])
+
+
+def write_link() -> None:
+    """The widgets' settings into the address bar (the link a teacher shares; a replica that dies loses nothing)."""
+    ss = st.session_state
+    changed, stale = si.link_params(ss, st.query_params)
+    for key in stale:
+        del st.query_params[key]
+    if changed:
+        st.query_params.update(changed)
+    ss["_img_state"] = si.ImagePageState.from_widgets(ss)
+
+
+def share(uploaded: bool) -> None:
+    with st.popover("Share this view", icon=":material/share:"):
+        st.code(si.share_link(st.context.url or "", si.ImagePageState.from_widgets(st.session_state).to_query()),
+                language=None, wrap_lines=True)
+        st.caption(si.share_note(uploaded, st.session_state["img_sample"]))
 
 
 def main() -> None:
     ss = st.session_state
-    settings = si.ImagePageState.from_widgets(ss)  # the widgets' values, each checked (stale ones reset)
-    for key, value in settings.widget_values().items():
-        if key not in ("img_row", "img_col", "img_patch", "img_sim", "img_temp"):  # set by their own logic
-            ss[key] = value
+    _, updates = si.run_settings(ss, st.query_params)  # the link's on the first run, then the widgets' (checked)
+    ss.update(updates)
     st.title(":material/image: Image attention")
+    if ignored := ss.pop("_img_url_ignored", None):
+        st.warning(si.ignored_note(ignored), icon=":material/link_off:")
+    try:
+        page_body()
+    finally:
+        write_link()
+
+
+def page_body() -> None:
+    ss = st.session_state
     st.markdown("The photo is cut into **patches**. *Similarity attention*: every patch attends to every other, "
                 "$a_{ij}=\\mathrm{softmax}_j(s(x_i,x_j)/T)$. *DINOv2's own heads*: what a trained vision "
                 "transformer's heads attend to. **Click the heatmap** to choose a patch.")

@@ -156,3 +156,91 @@ def test_thumbnails_are_one_tile_per_head_and_a_click_picks_it():
     np.testing.assert_allclose(si.head_map(vit, "cls", 0, si.HEAD_MEAN).ravel(), a[0, :, 0, 1:].mean(0), rtol=1e-6)
     with pytest.raises(InvalidParameter):
         si.head_map(vit, "patch", 1, 0)  # the patch view needs a query
+
+
+# ------------------------------------------------------------------------------------ the link (issue 15)
+
+from urllib.parse import parse_qsl, urlsplit  # noqa: E402
+
+
+def test_every_setting_travels_in_the_link_and_comes_back():
+    s = ImagePageState(sample="Shapes (synthetic)", similarity="dot", temperature=0.3, patch=24, view="received",
+                       cmap="magma", opacity=0.35, show_grid=True, position_weight=0.75, row=4, col=9,
+                       mode="heads", features="handcrafted", resolution=518, feature_layer=5, layer=2, head=4,
+                       head_map="patch", keep=True, keep_fraction=0.7, no_sinks=True, exclude_query=False)
+    q = s.to_query()
+    assert q["sample"] == "shapes" and q["xq"] == "0" and set(q) == set(QUERY_PARAMS)
+    assert ImagePageState.from_query(q) == s
+    # the shared link, parsed as a browser would, reopens the same state; the full sample name works too
+    link = si.share_link("http://host:8501/image?old=1", q)
+    parts = urlsplit(link)
+    assert parts.path == "/image" and ImagePageState.from_query(dict(parse_qsl(parts.query))) == s
+    assert ImagePageState.from_query({"sample": "Shapes (synthetic)"}).sample == "Shapes (synthetic)"
+    # every field of the state is a link parameter and a widget: nothing that matters is left out
+    settings = {f for f in ImagePageState.__dataclass_fields__ if f != "ignored"}
+    assert set(QUERY_PARAMS.values()) == settings == set(WIDGET_KEYS)
+
+
+@pytest.mark.parametrize("param,value", [
+    ("xq", "<img src=x onerror=alert(1)>"), ("sample", "<b>china</b>"), ("h", "mean "), ("r", "1e3"),
+    ("res", "0224"), ("l", "٣"), ("t", "1e-1"), ("kf", "nan"),
+])
+def test_hostile_link_values_give_the_defaults_and_one_sentence_without_them(param, value):
+    s = ImagePageState.from_query({param: value})
+    if param == "t":  # 1e-1 is the number 0.1, an offered temperature: accepted, not hostile
+        assert s.temperature == 0.1 and s.ignored == ()
+        return
+    if param == "res":  # "0224" reads as 224: harmless
+        assert s.resolution == 224 and s.ignored == ()
+        return
+    assert s.ignored == (param,) and s == ImagePageState()
+    note = si.ignored_note(s.ignored)
+    assert value not in note and "<" not in note and note.count(".") == 1 and note.endswith("instead.")
+    assert si.FIELD_WORDS[QUERY_PARAMS[param]] in note
+
+
+def test_the_first_run_takes_the_link_later_runs_keep_what_streamlit_dropped():
+    link = {"sample": "flower", "m": "heads", "l": "3", "h": "2", "r": "5", "col": "6", "p": "30", "v": "nope"}
+    state, up = si.run_settings({}, link)
+    assert up["img_sample"] == "Dahlia (photo)" and up["img_head"] == 2 and up["img_layer"] == 3
+    assert (up["img_row"], up["img_col"], up["img_patch"]) == (5, 6, 30) and up["_img_url_ignored"] == ("v",)
+    session = {**up, "_img_state": state}
+    # a later run: the link is not read again; the head picker was not drawn (similarity view), so Streamlit
+    # dropped img_head and img_layer: they come back from the last run's state, and the page's own keys are
+    # left to its logic
+    later = {k: v for k, v in session.items() if k not in ("img_head", "img_layer")}
+    later["img_mode"] = "similarity"
+    state2, up2 = si.run_settings(later, {"h": "5"})
+    assert state2.head == 2 and state2.layer == 3 and state2.mode == "similarity"
+    assert up2["img_head"] == 2 and not set(up2) & set(si.SELF_SET_KEYS) and "_img_url_ignored" not in up2
+
+
+def test_the_first_photo_keeps_the_links_patch_when_it_fits():
+    grid = patch_grid((480, 320), patch=20)  # 16 x 24
+    up = si.query_updates({"img_row": 3, "img_col": 20}, "d1", "china.jpg", grid)
+    assert (up["img_row"], up["img_col"]) == (3, 20) and "_img_url_outside" not in up
+    far = si.query_updates({"img_row": 30, "img_col": 2}, "d1", "china.jpg", grid)
+    assert (far["img_row"], far["img_col"]) == (1, 4) and "16 × 24" in far["_img_url_outside"]  # the default
+    # a later new photo (an upload) starts from its own default, not the old row
+    nxt = si.query_updates({**up, "img_row": 3, "img_col": 20}, "d2", "", grid)
+    assert (nxt["img_row"], nxt["img_col"]) == (8, 12)
+    from attnviz.image import patch_size_range
+
+    sizes = patch_size_range(480, 320)
+    assert si.patch_updates({"img_patch": sizes.lo + 1}, "d1", sizes)["img_patch"] == sizes.lo + 1
+    assert si.patch_updates({"img_patch": sizes.lo + 1, "_img_patch_for": "d0"}, "d1", sizes)["img_patch"] == \
+        sizes.default
+
+
+def test_link_params_set_what_changed_and_remove_our_stale_ones_only():
+    session = ImagePageState(row=2, col=3).widget_values()
+    changed, stale = si.link_params(session, {"r": "2", "col": "9", "other": "x"})
+    assert "r" not in changed and changed["col"] == "3" and stale == []
+    changed, stale = si.link_params({k: v for k, v in session.items() if k != "img_row"}, {"r": "2", "other": "x"})
+    assert stale == ["r"] and "col" not in changed  # no row: the patch is not written at all
+
+
+def test_the_share_note_says_an_upload_cannot_travel():
+    note = si.share_note(True, "Dahlia (photo)")
+    assert note.startswith("An uploaded photo cannot travel in a link") and note.count(". ") == 0
+    assert "patch" in si.share_note(False, "Dahlia (photo)")

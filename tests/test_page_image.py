@@ -480,3 +480,72 @@ def test_features_and_heads_share_one_dinov2_forward(monkeypatch):
     at.radio(key="img_mode").set_value("heads").run()
     assert not at.exception, at.exception
     assert len(calls) == 1
+
+
+# ------------------------------------------------------------------------------------ the link (issue 15)
+
+def linked_page(params: dict) -> AppTest:
+    """The image page opened from a link carrying ``params`` (a fresh session: a student's first visit)."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+    at.query_params = dict(params)
+    at.switch_page("pages/image.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_a_link_opens_the_same_heads_view_and_the_address_bar_keeps_it(sample_vit):
+    at = linked_page({"sample": "china", "m": "heads", "hm": "patch", "l": "7", "h": "3", "r": "5", "col": "6",
+                      "k": "1", "kf": "0.8", "c": "magma"})
+    assert at.radio(key="img_mode").value == "heads" and at.radio(key="img_hmap").value == "patch"
+    assert at.selectbox(key="img_head").value == 3 and at.slider(key="img_layer").value == 7
+    assert (at.number_input(key="img_row").value, at.number_input(key="img_col").value) == (5, 6)
+    assert at.slider(key="img_keepf").value == 0.8 and at.selectbox(key="img_cmap").value == "magma"
+    assert "layer 7, head 3, from patch (5, 6)" in captions(at) and not at.warning
+    # the map is that head's row for that patch: the model's own numbers
+    photo, vit = sample_vit
+    a = vit.attentions[7, 3, 1 + 5 * 16 + 6, 1:].astype(np.float64)
+    top = int(np.argmax(a))
+    assert f"Strongest patches: ({top // 16}, {top % 16}) {a.max() / a.sum():.4f}" in captions(at)
+    # the address bar now holds the whole state; after a change it follows, and a new session opened with it
+    # (a replica that died, a student's phone) shows the same view
+    at.selectbox(key="img_head").set_value(1).run()
+    assert at.query_params["h"] == "1" and at.query_params["r"] == "5" and at.query_params["sample"] == "china"
+    again = linked_page(at.query_params)
+    assert again.selectbox(key="img_head").value == 1 and again.number_input(key="img_col").value == 6
+    assert captions(again).count("layer 7, head 1, from patch (5, 6)") == 1
+    share = [c.value for c in again.code if "sample=china" in c.value][0]
+    assert "h=1" in share and "r=5" in share and "col=6" in share
+
+
+def test_a_link_sets_the_similarity_view_and_the_hand_made_grid():
+    at = linked_page({"sample": "flower", "f": "handcrafted", "p": "40", "s": "euclidean", "t": "2.0",
+                      "v": "received", "r": "2", "col": "3"})
+    assert at.selectbox(key="img_sample").value == "Dahlia (photo)" and at.slider(key="img_patch").value == 40
+    assert at.selectbox(key="img_sim").value == "euclidean" and at.select_slider(key="img_temp").value == 2.0
+    assert at.radio(key="img_view").value == "received"
+    assert (at.session_state["img_row"], at.session_state["img_col"]) == (2, 3)
+
+
+def test_a_hostile_link_gives_the_defaults_and_one_friendly_sentence():
+    at = linked_page({"v": "<script>alert(1)</script>", "h": "99", "r": "9999", "col": "1", "sample": "**x**"})
+    assert [w.value for w in at.warning] == [
+        "This link's sample, view, query row and head were not valid, so the page shows the default instead."]
+    assert at.radio(key="img_view").value == "query" and at.selectbox(key="img_sample").value == "Summer Palace, Beijing (photo)"
+    md = " ".join(m.value for m in at.markdown) + captions(at) + " ".join(w.value for w in at.warning)
+    assert "<script>" not in md and "**x**" not in md
+    assert not at.exception and metrics(at)["Patches"]  # the page still works
+
+
+def test_a_links_patch_outside_the_grid_starts_from_the_default_with_a_notice():
+    at = linked_page({"sample": "china", "r": "40", "col": "3"})
+    assert [i.value for i in at.info] == [
+        "The link's patch (row 40, column 3) is outside this photo's 11 × 16 grid, so the page starts from its "
+        "default patch."]
+    assert (at.session_state["img_row"], at.session_state["img_col"]) == (1, 3)  # china's point of interest
+
+
+def test_an_upload_says_its_photo_cannot_travel_in_the_link(china_bytes):
+    at = image_page()
+    assert "opens this photo" in captions(at)
+    upload(at, "mine.jpg", china_bytes)
+    assert "An uploaded photo cannot travel in a link" in captions(at)

@@ -60,7 +60,7 @@ QUERY_PARAMS: dict[str, str] = {
     "sample": "sample", "s": "similarity", "t": "temperature", "p": "patch", "v": "view", "c": "cmap",
     "o": "opacity", "g": "show_grid", "pos": "position_weight", "r": "row", "col": "col",
     "m": "mode", "f": "features", "res": "resolution", "fl": "feature_layer", "l": "layer", "h": "head",
-    "hm": "head_map", "k": "keep", "kf": "keep_fraction", "ns": "no_sinks",
+    "hm": "head_map", "k": "keep", "kf": "keep_fraction", "ns": "no_sinks", "xq": "exclude_query",
 }
 #: ImagePageState field -> the page's widget key
 WIDGET_KEYS: dict[str, str] = {
@@ -69,8 +69,11 @@ WIDGET_KEYS: dict[str, str] = {
     "position_weight": "img_pos", "row": "img_row", "col": "img_col",
     "mode": "img_mode", "features": "img_features", "resolution": "img_res", "feature_layer": "img_flayer",
     "layer": "img_layer", "head": "img_head", "head_map": "img_hmap", "keep": "img_keep",
-    "keep_fraction": "img_keepf", "no_sinks": "img_nosinks",
+    "keep_fraction": "img_keepf", "no_sinks": "img_nosinks", "exclude_query": "img_xq",
 }
+#: a sample's short name in a link (its file's stem: ``china``) -> its name on the page
+SAMPLE_IDS: dict[str, str] = {SAMPLES[name][0].rsplit(".", 1)[0]: name for name in SAMPLES}
+_SAMPLE_ID_OF = {name: sid for sid, name in SAMPLE_IDS.items()}
 
 
 def _on_steps(value: float, lo: float, hi: float, step: float) -> bool:
@@ -90,7 +93,7 @@ def _parse_step(value: str, lo: float, hi: float, step: float) -> float | None:
 
 #: link parameter -> its parser (a valid value, or None)
 _PARSERS = {
-    "sample": lambda v: v if v in SAMPLES else None,
+    "sample": lambda v: SAMPLE_IDS.get(v) or (v if v in SAMPLES else None),  # the short id, or the full name
     "s": lambda v: v if v in SIMILARITIES else None,
     "t": parse_temperature,
     "p": lambda v: (lambda p: p if p is not None and p >= 1 else None)(parse_index(v, URL_MAX_PATCH)),
@@ -111,6 +114,7 @@ _PARSERS = {
     "k": parse_flag,
     "kf": lambda v: _parse_step(v, KEEP_MIN, KEEP_MAX, KEEP_STEP),
     "ns": parse_flag,
+    "xq": parse_flag,
 }
 
 
@@ -149,6 +153,8 @@ class ImagePageState:
     keep: bool = False
     keep_fraction: float = DEFAULT_KEEP_FRACTION
     no_sinks: bool = False
+    #: leave the query patch out of the colour scale (its own weight dwarfs the rest at small temperatures)
+    exclude_query: bool = True
     #: the link's parameters that were not valid and were ignored (what the page tells the student)
     ignored: tuple[str, ...] = field(default=(), compare=False)
 
@@ -182,6 +188,7 @@ class ImagePageState:
             "keep_fraction": _is_number(self.keep_fraction)
             and _on_steps(self.keep_fraction, KEEP_MIN, KEEP_MAX, KEEP_STEP),
             "no_sinks": isinstance(self.no_sinks, bool),
+            "exclude_query": isinstance(self.exclude_query, bool),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -196,11 +203,12 @@ class ImagePageState:
 
     def to_query(self) -> dict[str, str]:
         """The link's parameters: every setting that has a value (the query patch only when both are set)."""
-        q = {"sample": self.sample, "s": self.similarity, "t": f"{self.temperature}", "v": self.view, "c": self.cmap,
+        q = {"sample": _SAMPLE_ID_OF[self.sample], "s": self.similarity, "t": f"{self.temperature}", "v": self.view, "c": self.cmap,
              "o": f"{self.opacity:g}", "g": "1" if self.show_grid else "0", "pos": f"{self.position_weight:g}",
              "m": self.mode, "f": self.features, "res": str(self.resolution), "fl": str(self.feature_layer),
              "l": str(self.layer), "h": "mean" if self.head == HEAD_MEAN else str(self.head), "hm": self.head_map,
-             "k": "1" if self.keep else "0", "kf": f"{self.keep_fraction:g}", "ns": "1" if self.no_sinks else "0"}
+             "k": "1" if self.keep else "0", "kf": f"{self.keep_fraction:g}", "ns": "1" if self.no_sinks else "0",
+             "xq": "1" if self.exclude_query else "0"}
         if self.patch is not None and self.patch < URL_MAX_PATCH:
             q["p"] = str(self.patch)
         if self.row is not None and self.col is not None and max(self.row, self.col) < URL_MAX_INDEX:
@@ -231,6 +239,77 @@ class ImagePageState:
 
     def with_query(self, row: int, col: int) -> ImagePageState:
         return replace(self, row=int(row), col=int(col))
+
+
+#: widget keys the page's own logic sets on later runs (the query patch, the patch size, the similarity picker)
+SELF_SET_KEYS = ("img_row", "img_col", "img_patch", "img_sim", "img_temp")
+
+
+def run_settings(session: Mapping[str, object], params: Mapping[str, str]) -> tuple[ImagePageState, dict]:
+    """This run's settings and the session values that put them into the widgets (applied before any is drawn).
+
+    The session's first run (no ``_img_url_read``) takes the link's settings (``params``, e.g. ``st.query_params``;
+    every value checked), the query patch and patch size included (the first photo keeps them when they fit its
+    grid: :func:`query_updates`), and leaves the refused parameters in ``_img_url_ignored`` for the page to name.
+    Later runs take the widgets' values; what Streamlit dropped (a widget not drawn on the last run, e.g. the
+    head picker while the similarity view was shown) comes back from the last run's state, ``_img_state``."""
+    if not session.get("_img_url_read"):
+        state = ImagePageState.from_query(params)
+        updates = {**state.widget_values(), "_img_url_read": True, "_img_url_ignored": state.ignored}
+        return state, updates
+    last = session.get("_img_state")
+    known = last.widget_values() if isinstance(last, ImagePageState) else {}
+    state = ImagePageState.from_widgets({**known, **{k: v for k, v in session.items() if k in WIDGET_KEYS.values()}})
+    updates = {k: v for k, v in state.widget_values().items() if k not in SELF_SET_KEYS}
+    return state, updates
+
+
+def link_params(session: Mapping[str, object], given: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """What the address bar should carry after this run: ``(parameters to set, our parameters to remove)``.
+    ``session``: the widgets' values at the end of the run; ``given``: the address bar's current parameters
+    (names that are not ours are left alone)."""
+    params = ImagePageState.from_widgets(session).to_query()
+    stale = [k for k in given if k in QUERY_PARAMS and k not in params]
+    changed = {k: v for k, v in params.items() if given.get(k) != v}
+    return changed, stale
+
+
+#: field -> how the page names it in a notice about a link
+FIELD_WORDS = {"sample": "sample", "similarity": "similarity", "temperature": "temperature", "patch": "patch size",
+               "view": "view", "cmap": "colour map", "opacity": "opacity", "show_grid": "grid lines",
+               "position_weight": "position term", "row": "query row", "col": "query column", "mode": "mode",
+               "features": "features", "resolution": "model input size", "feature_layer": "token layer",
+               "layer": "layer", "head": "head", "head_map": "map", "keep": "keep-mass switch",
+               "keep_fraction": "share of the mass", "no_sinks": "sink switch", "exclude_query": "scale switch"}
+
+
+def ignored_note(params: Sequence[str]) -> str:
+    """One sentence naming the link's refused parameters by what they set (never their values: they are
+    user input)."""
+    words = list(dict.fromkeys(FIELD_WORDS[QUERY_PARAMS[p]] for p in params if p in QUERY_PARAMS))
+    listed = ", ".join(words[:-1]) + f" and {words[-1]}" if len(words) > 1 else (words[0] if words else "settings")
+    return (f"This link's {listed} {'was' if len(words) == 1 else 'were'} not valid, so "
+            "the page shows the default instead.")
+
+
+def outside_note(row: int, col: int, grid: PatchGrid) -> str:
+    return (f"The link's patch (row {row}, column {col}) is outside this photo's {grid.rows} × {grid.cols} grid, "
+            "so the page starts from its default patch.")
+
+
+def share_note(uploaded: bool, sample: str) -> str:
+    """The sentence beside the share link: what the link keeps (an uploaded photo cannot travel in a link)."""
+    if uploaded:
+        return (f"An uploaded photo cannot travel in a link: this link opens these settings on the sample "
+                f"“{sample}”; share the photo file itself.")
+    return "This link (also in the address bar) opens this photo with this patch, view and every setting."
+
+
+def share_link(base_url: str, params: Mapping[str, str]) -> str:
+    """The page's address with ``params`` as its query (``base_url``: the page's address without a query)."""
+    from urllib.parse import urlencode
+
+    return f"{str(base_url).split('?', 1)[0]}?{urlencode(dict(params))}"
 
 
 def place_query(grid: PatchGrid, *, row: int | None, col: int | None, new_photo: bool,
@@ -269,11 +348,20 @@ def query_updates(values: Mapping[str, object], digest: str, sample_file: str, g
     """Session values that put the query patch where it belongs on this run's ``grid`` (:func:`place_query`)
     and remember the grid a click on this run's heatmap refers to. ``values``: the session's current ones
     (``img_row``, ``img_col`` and the page's own ``_img_digest``, ``_img_shape``)."""
-    row, col = place_query(grid, row=values.get("img_row"), col=values.get("img_col"),
-                           new_photo=values.get("_img_digest") != digest, old_shape=values.get("_img_shape"),
+    row, col = values.get("img_row"), values.get("img_col")
+    extra: dict = {}
+    first = "_img_digest" not in values  # the session's first photo keeps a link's patch when it fits the grid
+    if first and row is not None and col is not None:
+        inside = _is_index(row) and _is_index(col) and row < grid.rows and col < grid.cols
+        if not inside:
+            extra["_img_url_outside"] = outside_note(row, col, grid)
+        new_photo = not inside
+    else:
+        new_photo = values.get("_img_digest") != digest
+    row, col = place_query(grid, row=row, col=col, new_photo=new_photo, old_shape=values.get("_img_shape"),
                            sample_file=sample_file)
     return {"img_row": row, "img_col": col, "_img_digest": digest, "_img_shape": grid.shape,
-            "_img_seen": (digest, grid)}
+            "_img_seen": (digest, grid), **extra}
 
 
 def click_updates(values: Mapping[str, object], digest: str) -> dict:
@@ -309,7 +397,8 @@ def click_updates(values: Mapping[str, object], digest: str) -> dict:
 def patch_updates(values: Mapping[str, object], digest: str, sizes) -> dict:
     """The hand-made grid's patch size for this run: a new photo starts from its own default size
     (``sizes``: :class:`attnviz.image.PatchSizeRange`), a stale value is clamped into the photo's range."""
-    patch = sizes.default if values.get("_img_patch_for") != digest else values.get("img_patch")
+    first = "_img_patch_for" not in values and values.get("img_patch") is not None  # a link's patch size
+    patch = sizes.default if values.get("_img_patch_for") != digest and not first else values.get("img_patch")
     return {"img_patch": sizes.clamp(patch), "_img_patch_for": digest}
 
 
@@ -563,5 +652,6 @@ __all__ = [
     "trained_patch_row", "row_overlap", "sink_summary", "HeadThumbnails", "head_thumbnails", "MODE_LABELS",
     "FEATURE_LABELS", "HEAD_MAP_LABELS", "VIEW_LABELS", "head_label", "heads_caption", "features_caption",
     "upload_refusal", "TooSmallForViT", "NO_VIT_NOTICE", "check_vit_fits", "fallback_notice", "map_summary", "query_updates", "click_updates", "patch_updates", "similarity_metrics",
-    "similarity_downloads",
+    "similarity_downloads", "SAMPLE_IDS", "SELF_SET_KEYS", "run_settings", "link_params", "FIELD_WORDS",
+    "ignored_note", "outside_note", "share_note", "share_link",
 ]
