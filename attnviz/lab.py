@@ -35,7 +35,7 @@ import torch
 from .attention import attend, check_temperature, effective_tokens, masked_softmax, row_entropy
 from .errors import InvalidParameter, ShapeMismatch
 from .similarity import get_similarity
-from .walkthrough import Example
+from .walkthrough import Example, photo_example
 
 #: at most this many similarity functions side by side
 MAX_COLUMNS = 4
@@ -241,14 +241,11 @@ def text_input(text: str, encoder: str = "contextual", device=None, max_tokens: 
                    tuple(notes), offsets=tuple(enc.offsets[:k]), text=text)
 
 
-def image_input(source, long_side: int = 8) -> Example:
-    """A photo cut into patches (``long_side`` along its longer side) and each patch's features."""
-    from .image import compute_features, load_upload, patch_label
-
-    feats = compute_features(load_upload(source), grid=long_side)  # under ATTNVIZ_MAX_IMAGE_PIXELS
-    g = feats.grid
-    labels = tuple(patch_label(r, c) for r in range(g.rows) for c in range(g.cols))
-    return Example(labels, feats.features.astype(np.float64), "image", "handcrafted patch features", grid=g)
+def image_input(source, long_side: int = 8, features: str | None = None, device=None) -> Example:
+    """A photo cut into patches (``long_side`` along its longer side) and each patch's vector: DINOv2-small's
+    patch tokens pooled into each patch by default, or ``features="handcrafted"`` (see
+    :func:`attnviz.walkthrough.photo_example`, the one construction both pages use)."""
+    return photo_example(source, long_side, features, device)
 
 
 # ------------------------------------------------------------------------------------------ tables

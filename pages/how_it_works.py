@@ -23,10 +23,11 @@ from attnviz.fmt import fmt
 from attnviz.highlight import highlight_html
 from attnviz.text import ENCODERS
 from attnviz.walkthrough import article_literal, image_example, text_example, walk_example
-from ui.classroom import clickable_matrix, md_escape, photo_picker, style_figure
+from attnviz.pages import page
+from ui.classroom import clickable_matrix, feature_picker, long_formula, md_escape, photo_picker, style_figure
 from ui.head_track import head_track
 from ui.shell import require_shell
-from ui.widgets import current_device, show_error, similarity_picker
+from ui.widgets import current_device, explain_similarity, show_error, similarity_picker
 
 require_shell()  # a deep link on a fresh server must still get app.py's sidebar
 
@@ -40,8 +41,8 @@ def _text_example(text: str, encoder: str, device: str):
 
 
 @st.cache_data(max_entries=16, ttl=3600, show_spinner="Cutting the photo into 3 × 3 patches…")
-def _image_example(source):
-    return image_example(source)
+def _image_example(source, features: str, device: str):
+    return image_example(source, features=features, device=device)
 
 
 @st.cache_data(max_entries=16, ttl=3600, show_spinner=False)
@@ -57,50 +58,53 @@ def _go(delta: int) -> None:
     st.session_state[STEP_KEY] = min(max(int(st.session_state.get(STEP_KEY, 0)) + delta, 0), len(STEPS) - 1)
 
 
-def _explained_matrix(wt, name: str, caption: str, colorbar: str) -> tuple[int, int]:
-    """The step's matrix, clickable, and the explanation of the selected number under it."""
+def _explained_matrix(wt, name: str, caption: str, colorbar: str, side) -> tuple[int, int]:
+    """The step's matrix, clickable, and (in ``side``) the explanation of the selected number."""
     title, row_title, col_title = MATRICES[name]
     i, j = clickable_matrix(wt.matrix(name), wt.column_labels(name), list(wt.labels), key=f"hiw_{name}",
                             title=title, x_title=col_title, y_title=row_title, colorbar_title=colorbar,
                             caption=caption, default=(0, 1 if wt.n > 1 and name not in ("vectors", "outputs") else 0))
     e = explain_cell(wt, name, i, j)
-    with st.container(border=True, key=f"hiw_explain_{name}"):
+    with side.container(border=True, key=f"hiw_explain_{name}"):
         col = wt.column_labels(name)[j]
         st.markdown(f"**This number:** row {i} ({md_escape(wt.labels[i])}), column {j} ({md_escape(col)})")
         st.latex(e.latex)
+        if long_formula(e.latex):
+            st.caption(":material/swipe: A long formula: scroll it sideways to read it all.")
         st.markdown(md_escape(e.text))
     return i, j
 
 
 # --------------------------------------------------------------------------------------------- input
+# One compact bar of settings above the step, so the step's matrix or figure is on the first screen at 1280 x 720
+# (tests/browser/test_classroom_browser.py measures it); long explanations sit in expanders.
 
-st.title(":material/calculate: How it works — attention, one step at a time")
-track = st.radio("Track", list(TRACKS), key="hiw_track", horizontal=True, format_func=TRACKS.get)
+st.title(page("pages/how_it_works.py").heading,
+         help="A small example, computed in front of you. Next / Back move one step; click any cell of a matrix "
+              "(or pick its row and column) to see where that number comes from.")
+top = st.columns([1, 1], vertical_alignment="bottom")
+track = top[0].radio("Track", list(TRACKS), key="hiw_track", horizontal=True, format_func=TRACKS.get)
 if track == "head":  # the second track: one head of the trained MiniLM, recomputed from its weights
     head_track()
     st.stop()
-st.markdown(
-    "A small example, computed in front of you. Press **Next** to go one step further and **Back** to go back. "
-    "Every number in every matrix can be explained: click a cell (or pick its row and column under the chart)."
-)
+mode = top[1].radio("Example", ["text", "image"], key="hiw_mode", horizontal=True,
+                    format_func=lambda m: "A short sentence" if m == "text" else "A photo, 3 × 3 patches")
 
-left, right = st.columns([3, 2], gap="large")
-with left:
-    mode = st.radio("Example", ["text", "image"], key="hiw_mode", horizontal=True,
-                    format_func=lambda m: "A short sentence" if m == "text" else "A photo cut into 3 × 3 patches")
-    if mode == "text":
-        st.session_state.setdefault("hiw_text", DEFAULT_TEXT)
-        text = st.text_input("Your sentence (4 to 8 words; only the first 8 word pieces are used)", key="hiw_text",
-                             max_chars=300)
-        encoder = st.selectbox("Where the vectors come from", list(ENCODERS), key="hiw_encoder",
-                               format_func=lambda e: ENCODERS[e].label)
-    else:
-        source, photo_name = photo_picker("hiw_photo")
-with right:
-    similarity, temperature = similarity_picker("hiw", default="cosine")
+bar = st.columns([3, 2, 3], vertical_alignment="top")
+if mode == "text":
+    st.session_state.setdefault("hiw_text", DEFAULT_TEXT)
+    text = bar[0].text_input("Your sentence (4 to 8 words)", key="hiw_text", max_chars=300,
+                             help="Only the first 8 word pieces are used: the walkthrough shows every number.")
+    encoder = bar[1].selectbox("Vectors", list(ENCODERS), key="hiw_encoder", format_func=lambda e: ENCODERS[e].label)
+else:
+    source, photo_name = photo_picker("hiw_photo", container=bar[0])
+    features = feature_picker("hiw_features", container=bar[1])
+with bar[2]:
+    similarity, temperature = similarity_picker("hiw", default="cosine", explain=False)
 
 try:
-    example = _text_example(text, encoder, current_device()) if mode == "text" else _image_example(source)
+    example = (_text_example(text, encoder, current_device()) if mode == "text"
+               else _image_example(source, features, current_device()))
     wt = walk_example(example, similarity, temperature)
 except Exception as err:  # typed errors become one friendly sentence
     show_error(err)
@@ -120,82 +124,92 @@ nav[2].progress((step + 1) / len(STEPS), text=f"Step {step + 1} of {len(STEPS)}:
 
 current = STEPS[step]
 st.header(f"Step {step + 1}. {current.title}")
-st.markdown(current.sentence)
 sim = get_similarity(similarity)
 labels = wt.labels
+what = "token" if mode == "text" else "patch"
+vis, side = st.columns([3, 2], gap="medium")  # the visual first (and first on a phone), its words beside it
+side.markdown(current.sentence)
 
 if current.key == "vectors":
-    st.latex(rf"x_1, \dots, x_{{{wt.n}}} \in \mathbb{{R}}^{{{wt.d}}}")
-    st.markdown(md_escape(wt.source))
+    with vis:
+        st.plotly_chart(style_figure(vectors_figure(wt)), key="hiw_pca", width="stretch")
+        st.caption(PCA_SENTENCE.format(d=wt.d, kept=float(wt.projection.explained.sum())) +
+                   " Points close together have similar vectors.")
+    side.latex(rf"x_1, \dots, x_{{{wt.n}}} \in \mathbb{{R}}^{{{wt.d}}}")
+    side.markdown(md_escape(wt.source))
     if mode == "image":
-        g = example.grid
-        st.image(patch_picture(_photo(source), g),
-                 caption=f"{photo_name}: 3 × 3 patches, r = row and c = column (r0c0 is the top left).", width=480)
-    st.plotly_chart(style_figure(vectors_figure(wt)), key="hiw_pca", width="stretch")
-    st.caption(PCA_SENTENCE.format(d=wt.d, kept=float(wt.projection.explained.sum())) +
-               " Points close together have similar vectors.")
-    _explained_matrix(wt, "vectors", f"Each row is one {'token' if mode == 'text' else 'patch'}'s vector; the "
-                      f"columns are its first {wt.matrix('vectors').shape[1]} of {wt.d} numbers.", "value")
+        side.image(patch_picture(_photo(source), example.grid), width="stretch",
+                   caption=f"{photo_name}: 3 × 3 patches, r = row and c = column (r0c0 is the top left).")
+    with vis:
+        _explained_matrix(wt, "vectors", f"Each row is one {what}'s vector; the columns are its first "
+                          f"{wt.matrix('vectors').shape[1]} of {wt.d} numbers.", "value", side)
 
 elif current.key == "scores":
-    st.latex(sim.formula + r"\qquad\text{with } q = x_i,\ k = x_j:\quad s_{ij} = s(x_i, x_j)")
-    st.caption(f"{sim.label}: {sim.sentence}")
-    _explained_matrix(wt, "scores", f"Row i, column j: how similar {('token' if mode == 'text' else 'patch')} i is to "
-                      f"j under the {sim.label.lower()}. Brighter means more similar.", "score")
+    side.latex(sim.formula + r"\qquad s_{ij} = s(x_i, x_j)")
+    with side.expander(f"About the {sim.label.lower()}", icon=":material/functions:"):
+        explain_similarity(similarity)
+    with vis:
+        _explained_matrix(wt, "scores", f"Row i, column j: how similar {what} i is to j under the "
+                          f"{sim.label.lower()}. Brighter means more similar.", "score", side)
 
 elif current.key == "scaled":
-    st.latex(rf"\frac{{s_{{ij}}}}{{T}}, \qquad T = {fmt(wt.temperature)}")
-    st.markdown(scaled_summary(wt))
-    _explained_matrix(wt, "scaled", "The same matrix as before, every number divided by the temperature T.",
-                      "score / T")
+    side.latex(rf"\frac{{s_{{ij}}}}{{T}}, \qquad T = {fmt(wt.temperature)}")
+    side.markdown(scaled_summary(wt))
+    with vis:
+        _explained_matrix(wt, "scaled", "The same matrix as before, every number divided by the temperature T.",
+                          "score / T", side)
 
 elif current.key == "exp":
-    st.latex(r"e_{ij} = \exp\!\Big(\frac{s_{ij}}{T} - \max_k \frac{s_{ik}}{T}\Big)")
-    st.info(WHY_MAX_SUBTRACTED, icon=":material/lightbulb:")
-    st.markdown(overflow_summary(wt))
-    st.caption("Row maxima m_i: " + ", ".join(f"{i}·{md_escape(t)} = {fmt(m)}"
-                                               for i, (t, m) in enumerate(zip(labels, wt.row_max))))
-    _explained_matrix(wt, "exp", "exp of each scaled score minus its row's maximum: every number is between 0 and 1, "
-                      "and the biggest in each row is 1.", "exp")
+    side.latex(r"e_{ij} = \exp\!\Big(\frac{s_{ij}}{T} - \max_k \frac{s_{ik}}{T}\Big)")
+    with side.expander("Why subtract each row's maximum?", icon=":material/lightbulb:"):
+        st.markdown(WHY_MAX_SUBTRACTED)
+        st.markdown(overflow_summary(wt))
+        st.caption("Row maxima m_i: " + ", ".join(f"{i}·{md_escape(t)} = {fmt(m)}"
+                                                   for i, (t, m) in enumerate(zip(labels, wt.row_max))))
+    with vis:
+        _explained_matrix(wt, "exp", "exp of each scaled score minus its row's maximum: every number is between 0 "
+                          "and 1, and the biggest in each row is 1.", "exp", side)
 
 elif current.key == "sums":
-    st.latex(r"Z_i = \sum_{j=1}^{n} e_{ij}")
-    st.caption("Row sums Z_i: " + ", ".join(f"{i}·{md_escape(t)} = {fmt(z)}"
-                                             for i, (t, z) in enumerate(zip(labels, wt.row_sums))))
-    _explained_matrix(wt, "sums", "The exps again, with each row's total Z_i in the last column (Σ). Click a Σ cell "
-                      "to see the addition.", "exp / sum")
+    side.latex(r"Z_i = \sum_{j=1}^{n} e_{ij}")
+    side.caption("Row sums Z_i: " + ", ".join(f"{i}·{md_escape(t)} = {fmt(z)}"
+                                               for i, (t, z) in enumerate(zip(labels, wt.row_sums))))
+    with vis:
+        _explained_matrix(wt, "sums", "The exps again, with each row's total Z_i in the last column (Σ). Click a Σ "
+                          "cell to see the addition.", "exp / sum", side)
 
 elif current.key == "weights":
-    st.latex(r"a_{ij} = \frac{e_{ij}}{Z_i} = \mathrm{softmax}_j\Big(\frac{s_{ij}}{T}\Big), \qquad \sum_j a_{ij} = 1")
-    i, _ = _explained_matrix(wt, "weights", "Row i: how query i shares its attention among all the keys j. "
-                             "Each row adds up to 1.", "weight")
-    st.caption("Row sums of the weights: " + ", ".join(fmt(s, 6) for s in wt.weight_row_sums) + ".")
-    if mode == "text":
-        st.markdown(f"Row {i} ({md_escape(labels[i])}) as a highlight over the sentence:")
-        st.html(highlight_html(example.text, example.offsets, wt.weights[i], list(labels),
-                               legend_label=f"weight given by token {i}"))
-    else:
-        g = example.grid
-        st.image(patch_picture(_photo(source), g, wt.weights[i], i),
-                 caption=f"Where patch {labels[i]} (outlined) looks: brighter patches get more of its weight.",
-                 width=480)
+    side.latex(r"a_{ij} = \frac{e_{ij}}{Z_i} = \mathrm{softmax}_j\Big(\frac{s_{ij}}{T}\Big), \quad \sum_j a_{ij} = 1")
+    side.caption("Row sums of the weights: " + ", ".join(fmt(s, 6) for s in wt.weight_row_sums) + ".")
+    with vis:
+        i, _ = _explained_matrix(wt, "weights", "Row i: how query i shares its attention among all the keys j. "
+                                 "Each row adds up to 1.", "weight", side)
+        if mode == "text":
+            st.markdown(f"Row {i} ({md_escape(labels[i])}) as a highlight over the sentence:")
+            st.html(highlight_html(example.text, example.offsets, wt.weights[i], list(labels),
+                                   legend_label=f"weight given by token {i}"))
+        else:
+            st.image(patch_picture(_photo(source), example.grid, wt.weights[i], i), width="stretch",
+                     caption=f"Where patch {labels[i]} (outlined) looks: brighter patches get more of its weight.")
 
 elif current.key == "output":
-    st.latex(r"y_i = \sum_{j=1}^{n} a_{ij}\, x_j")
-    st.plotly_chart(style_figure(outputs_figure(wt)), key="hiw_outputs", width="stretch")
-    st.caption("Blue dots are the inputs, orange diamonds the outputs, drawn in the same 2-D PCA view as step 1; "
-               "each arrow goes from x_i to its output y_i, which is pulled towards the vectors x_i attends to.")
-    _explained_matrix(wt, "outputs", f"Each row is one output vector; the columns are its first "
-                      f"{wt.matrix('outputs').shape[1]} of {wt.d} numbers.", "value")
+    side.latex(r"y_i = \sum_{j=1}^{n} a_{ij}\, x_j")
+    with vis:
+        st.plotly_chart(style_figure(outputs_figure(wt)), key="hiw_outputs", width="stretch")
+        st.caption("Blue dots are the inputs, orange diamonds the outputs, drawn in the same 2-D PCA view as step 1; "
+                   "each arrow goes from x_i to its output y_i, which is pulled towards the vectors x_i attends to.")
+        _explained_matrix(wt, "outputs", f"Each row is one output vector; the columns are its first "
+                          f"{wt.matrix('outputs').shape[1]} of {wt.d} numbers.", "value", side)
 
 else:  # the article's notation
-    st.markdown("**The seed article writes:**")
-    st.latex(ARTICLE_LATEX)
-    st.markdown("**The standard form (what attnviz computes):**")
-    st.latex(STANDARD_LATEX)
-    for sentence in NOTATION_SENTENCES:
-        st.markdown("- " + sentence)
     lit = article_literal(wt)
-    st.subheader("The article's formulas read literally, on this example")
-    st.dataframe(notation_table(lit, labels), hide_index=True, key="hiw_notation_table")
-    st.caption(notation_caption(lit))
+    with vis:
+        st.markdown("**The seed article writes:**")
+        st.latex(ARTICLE_LATEX)
+        st.markdown("**The standard form (what attnviz computes):**")
+        st.latex(STANDARD_LATEX)
+        st.subheader("The article's formulas read literally, on this example")
+        st.dataframe(notation_table(lit, labels), hide_index=True, key="hiw_notation_table")
+        st.caption(notation_caption(lit))
+    for sentence in NOTATION_SENTENCES:
+        side.markdown("- " + sentence)

