@@ -6,6 +6,7 @@ import streamlit as st
 
 from attnviz.pages import HOME, PAGES, start_preload
 from attnviz.settings import load_settings
+from ui.cache import start_memory_release
 from ui.classroom import classroom_toggle
 from ui.components.page_style import page_style
 from ui.shell import shell
@@ -23,6 +24,7 @@ def _preload() -> None:
 
 
 _preload()
+start_memory_release()  # once per process: what closed sessions freed goes back to the OS (ui/cache.py)
 HERE = Path(__file__).parent
 nav = st.navigation([st.Page(str(HERE / p.path), title=p.title, icon=p.icon, default=p is HOME, url_path=p.url_path)
                      for p in PAGES])

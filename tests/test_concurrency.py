@@ -139,28 +139,113 @@ def test_the_model_loads_once_under_a_lock():
 def _cache_decorators():
     for folder in ("pages", "ui"):
         for path in sorted((ROOT / folder).glob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call) and ast.unparse(node.func).endswith(("cache_data", "cache_resource")):
+                    yield f"{path.relative_to(ROOT)}:{node.lineno}", ast.unparse(node.func), node
                 if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     continue
                 for dec in node.decorator_list:
-                    target = dec.func if isinstance(dec, ast.Call) else dec
-                    name = ast.unparse(target)
-                    if name.endswith(("cache_data", "cache_resource")):
-                        kw = {k.arg: k.value for k in dec.keywords} if isinstance(dec, ast.Call) else {}
-                        yield f"{path.relative_to(ROOT)}::{node.name}", name, kw
+                    if isinstance(dec, ast.Call) and ast.unparse(dec.func).endswith(("memo_data", "memo_resource")):
+                        yield f"{path.relative_to(ROOT)}::{node.name}", ast.unparse(dec.func), (node, dec)
 
 
-def test_every_streamlit_cache_is_bounded():
+def test_every_cache_follows_the_one_policy():
+    """Pages and ui/ cache only through ui/cache.py (shared for shipped inputs, per session for one's own), and
+    each ``inputs=`` names parameters the function has."""
     found = list(_cache_decorators())
-    assert len(found) >= 8  # the text and image pages' caches at least
-    unbounded = [where for where, _, kw in found
-                 if not isinstance(kw.get("max_entries"), ast.Constant) or not 0 < kw["max_entries"].value <= 128]
-    assert not unbounded, f"give these caches max_entries (and a ttl where entries are per user): {unbounded}"
-    # caches whose keys come from user input (texts, uploads) also expire
-    per_user = [where for where, _, kw in found if where.startswith("pages/")
-                and where.split("::")[1] not in ("sample_text", "sample_bytes")]
-    no_ttl = [w for w in per_user if "ttl" not in dict((k, v) for ww, _, kw in found if ww == w for k, v in kw.items())]
-    assert not no_ttl, no_ttl
+    direct = [where for where, name, _ in found if name.endswith(("cache_data", "cache_resource"))
+              and not where.startswith("ui/cache.py")]
+    assert not direct, f"cache through ui.cache.memo_data / memo_resource / shared_data, not st.cache_*: {direct}"
+    memos = [(where, pair) for where, name, pair in found if name.endswith(("memo_data", "memo_resource"))]
+    assert len(memos) >= 15, [w for w, _ in memos]  # image, lab, How it works, head track, hard cases (+ text)
+    for where, (fn, dec) in memos:
+        params = {a.arg for a in fn.args.args + fn.args.kwonlyargs}
+        kw = {k.arg: k.value for k in dec.keywords}
+        if "inputs" in kw:
+            named = ast.literal_eval(kw["inputs"])
+            assert set(named) <= params and not any(n.startswith("_") for n in named), (where, named, params)
+
+
+_POLICY_SCRIPT = """
+import time
+import streamlit as st
+from attnviz.state.text import sample_text
+from ui.cache import memo_data, memo_resource
+
+@memo_data(inputs=("text",), shipped=("The page's default text.",))
+def stamp(n, text):
+    return (text[:12], n, time.perf_counter_ns())
+
+@memo_resource(inputs=("text",), shipped=("The page's default text.",))
+def stamp_resource(text):
+    return [time.perf_counter_ns()]
+
+texts = [sample_text("kitten"), "The page's default text."] + [f"my own words {i}" for i in st.session_state.get("own", [0])]
+st.session_state["stamps"] = [stamp(1, t) for t in texts]
+st.session_state["resources"] = [id(stamp_resource(t)) for t in texts[:3]]
+"""
+
+
+def test_own_inputs_live_with_the_session_shipped_ones_with_the_class():
+    from streamlit.runtime import caching
+    from streamlit.testing.v1 import AppTest
+
+    from ui.cache import SESSION_ENTRIES
+
+    at = AppTest.from_string(_POLICY_SCRIPT, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    first, res = at.session_state["stamps"], at.session_state["resources"]
+    at.run()  # a rerun: everything from the caches
+    assert at.session_state["stamps"] == first and at.session_state["resources"] == res
+    sid = "test session id"  # AppTest's session; Streamlit calls these two when a session disconnects
+    caching.clear_session_data_cache(sid)
+    caching.clear_session_resource_cache(sid)
+    at.run()
+    after = at.session_state["stamps"]
+    assert after[:2] == first[:2]  # the sample and the registered default stayed (class-wide)
+    assert after[2][2] != first[2][2]  # the session's own text went with its session: computed again
+    assert at.session_state["resources"][:2] == res[:2] and at.session_state["resources"][2] != res[2]
+    # bounded per session: SESSION_ENTRIES own texts fit, one more pushes the oldest out
+    at.session_state["own"] = list(range(SESSION_ENTRIES + 1))
+    at.run()
+    full = at.session_state["stamps"]
+    at.run()
+    again = at.session_state["stamps"]
+    assert again[:2] == full[:2]
+    assert sum(a != b for a, b in zip(again[2:], full[2:])) >= 1  # LRU of SESSION_ENTRIES: someone recomputed
+
+
+def test_is_shipped_knows_the_samples_and_nothing_else():
+    from attnviz.image import SAMPLES, image_digest, sample_path
+    from attnviz.state.text import SAMPLES as TEXTS, sample_text
+    from ui.cache import is_shipped
+
+    for key in TEXTS:
+        assert is_shipped(sample_text(key))
+    assert is_shipped(tuple(sample_text("batch").splitlines()))  # the batch sample, one line each
+    for name, (filename, _) in SAMPLES.items():
+        data = sample_path(name).read_bytes()
+        assert is_shipped(data) and is_shipped(image_digest(data)) and is_shipped(str(sample_path(name)))
+        assert not is_shipped(data[:-1] + bytes([data[-1] ^ 1]))  # one byte changed: a user's own photo
+    assert not is_shipped(sample_text("kitten") + " ") and not is_shipped("my own words")
+    assert not is_shipped(()) and not is_shipped(None) and not is_shipped((sample_text("kitten"), "mine"))
+    assert is_shipped("a page default", extra=("a page default",))
+
+
+def test_release_memory_hands_freed_heap_back():
+    import subprocess
+
+    code = ("import numpy as np\nfrom attnviz.measure import release_memory, rss_mib\n"
+            "keep = [np.ones(2000 + i % 3000) for i in range(12000)]\nbefore = rss_mib()\n"
+            "keep = keep[::40]\nheld = rss_mib()\nok = release_memory()\nprint(before, held, rss_mib(), ok)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    before, held, after, ok = out.stdout.split()
+    before, held, after = float(before), float(held), float(after)
+    assert ok == "True"  # glibc (this image): malloc_trim exists
+    assert before - held < 0.5 * (before - after), (before, held, after)  # glibc kept most of it ...
+    assert after < held - 100, (before, held, after)  # ... until the trim gave it back
 
 
 # ---------------------------------------------------------------------------------- failing GPUs
