@@ -11,6 +11,7 @@ from attnviz import hardcases as hc
 from attnviz.highlight import highlight_html
 from attnviz.measure import EXCLUSIVE
 from attnviz.text import ENCODERS
+from ui.cache import memo_data
 from ui.classroom import md_escape, photo_picker, style_figure
 from ui.shell import require_shell
 from ui.widgets import current_device, show_error, similarity_picker
@@ -21,23 +22,25 @@ DEFAULT_BATCH = ("The kitten sleeps on the sofa.\n"
                  "A dog barks at the postman every single morning before breakfast.\n"
                  "Rates rose.")
 BUDGETS = (1, 2, 4, 6, 10, 20)
+TT_A, TT_B = "The cat sat on the mat.", "A kitten was sleeping on the rug by the door."  # text -> text
+TI_TEXT = "blue sky above green trees"  # text -> photo
 
 
-_ragged = st.cache_data(max_entries=16, ttl=3600, show_spinner="Encoding the batch…")(hc.ragged_text_batch)
+_ragged = memo_data("Encoding the batch…", shipped=tuple(DEFAULT_BATCH.splitlines()))(hc.ragged_text_batch)
 
 
-@st.cache_data(max_entries=16, ttl=3600, show_spinner="Encoding both texts…")
+@memo_data("Encoding both texts…", inputs=("a", "b"), shipped=(TT_A, TT_B))
 def _text_to_text(a: str, b: str, encoder: str, similarity: str, temperature: float, device: str):
     res, ea, eb = hc.text_to_text(a, b, encoder, similarity, temperature, device)
     return res, list(eb.offsets[:len(res.key_labels)]), eb.text
 
 
-@st.cache_data(max_entries=8, ttl=3600, show_spinner="Running DINOv2 on both photos…")
+@memo_data("Running DINOv2 on both photos…", inputs=("a", "b"))
 def _photo_to_photo(a, b, layer: int, similarity: str, temperature: float, device: str):
     return hc.photo_to_photo(a, b, layer, similarity, temperature, device=device)
 
 
-@st.cache_data(max_entries=8, ttl=3600, show_spinner="Encoding the text and the photo…")
+@memo_data("Encoding the text and the photo…", inputs=("text", "image"), shipped=(TI_TEXT,))
 def _text_to_image(text: str, image, grid: int, similarity: str, encoder: str, device: str):
     from attnviz.image import thumbnail
 
@@ -45,7 +48,7 @@ def _text_to_image(text: str, image, grid: int, similarity: str, encoder: str, d
     return res, g, np.asarray(thumbnail(img, 360))
 
 
-@st.cache_data(max_entries=8, ttl=3600, show_spinner="Asking the aligned model…")
+@memo_data("Asking the aligned model…", inputs=("text", "image"), shipped=(TI_TEXT,))
 def _clip_text_to_image(text: str, image, model_path: str):
     from attnviz.image import thumbnail
 
@@ -159,8 +162,8 @@ with multi_tab:
     st.markdown("**Cross-attention**: the queries come from one input and the keys and values from another. Each "
                 "query asks 'which parts of the *other* input are like me?'.")
     st.subheader("Text → text")
-    st.session_state.setdefault("hc_tt_a", "The cat sat on the mat.")
-    st.session_state.setdefault("hc_tt_b", "A kitten was sleeping on the rug by the door.")
+    st.session_state.setdefault("hc_tt_a", TT_A)
+    st.session_state.setdefault("hc_tt_b", TT_B)
     c1, c2 = st.columns(2)
     ta = c1.text_input("Queries from text A", key="hc_tt_a", max_chars=400)
     tb = c2.text_input("Keys and values from text B", key="hc_tt_b", max_chars=400)
@@ -210,7 +213,7 @@ with multi_tab:
     st.subheader("Text → photo")
     status = hc.aligned_text_image_model()  # its server-side detail goes to the log, the page shows .message
     (st.success if status.available else st.info)(status.message, icon=":material/search:")
-    st.session_state.setdefault("hc_ti_text", "blue sky above green trees")
+    st.session_state.setdefault("hc_ti_text", TI_TEXT)
     c1, c2 = st.columns([3, 2])
     ti_text = c1.text_input("Text (queries)", key="hc_ti_text", max_chars=200)
     if status.available:

@@ -24,6 +24,7 @@ from attnviz.highlight import highlight_html
 from attnviz.text import ENCODERS
 from attnviz.walkthrough import article_literal, image_example, text_example, walk_example
 from attnviz.pages import page
+from ui.cache import memo_data
 from ui.classroom import clickable_matrix, feature_picker, long_formula, md_escape, photo_picker, style_figure
 from ui.head_track import head_track
 from ui.shell import require_shell
@@ -35,17 +36,17 @@ STEP_KEY = "hiw_step"
 DEFAULT_TEXT = "The cat sat on the mat"
 
 
-@st.cache_data(max_entries=32, ttl=3600, show_spinner="Turning the sentence into vectors…")
+@memo_data("Turning the sentence into vectors…", shipped=(DEFAULT_TEXT,))
 def _text_example(text: str, encoder: str, device: str):
     return text_example(text, encoder, device)
 
 
-@st.cache_data(max_entries=16, ttl=3600, show_spinner="Cutting the photo into 3 × 3 patches…")
+@memo_data("Cutting the photo into 3 × 3 patches…")
 def _image_example(source, features: str, device: str):
     return image_example(source, features=features, device=device)
 
 
-@st.cache_data(max_entries=16, ttl=3600, show_spinner=False)
+@memo_data()
 def _photo(source):
     import numpy as np
 

@@ -14,6 +14,7 @@ from attnviz import image as im
 from attnviz.loaders.dinov2 import VisionModelMissing
 from attnviz.overlay import colorbar, png_bytes, show_attention_on_image
 from attnviz.render import COLORMAPS
+from ui.cache import memo_data, memo_resource, shared_data
 from ui.classroom import md_escape
 from ui.shell import require_shell
 from ui.widgets import current_device, explain_similarity, show_error, similarity_picker
@@ -24,29 +25,29 @@ DISPLAY_SIDE = 960  # long side (pixels) of the copies shown; downloads use the 
 VIEW_LABELS, HEAD_MAP_LABELS, TOP_K = si.VIEW_LABELS, si.HEAD_MAP_LABELS, 8
 
 
-@st.cache_resource(max_entries=4, ttl=3600, show_spinner="Opening the image…")
+@memo_resource("Opening the image…", inputs=("digest",))
 def decoded(digest: str, max_pixels: int, _data: bytes):  # errors say "the upload", never the file name
     return im.load_upload(_data)
 
 
-@st.cache_resource(max_entries=8, ttl=3600, show_spinner=False)
+@memo_resource(inputs=("digest",))
 def display_copy(digest: str, side: int, _image):
     return im.thumbnail(_image, side)
 
 
-@st.cache_data(max_entries=32, ttl=3600, show_spinner="Computing patch features…")
+@memo_data("Computing patch features…", inputs=("digest",))
 def patch_features(digest: str, patch: int, position_weight: float, _image) -> im.PatchFeatures:
     return im.compute_features(_image, patch=patch, position_weight=position_weight)
 
 
-@st.cache_resource(max_entries=6, ttl=3600, show_spinner="Running DINOv2 on the photo…")
+@memo_resource("Running DINOv2 on the photo…", inputs=("digest",))
 def vit_of(digest: str, resolution: int, device: str, no_sinks: bool, _image):
     if no_sinks:  # the same attention with the highest-norm patches left out as keys
         return vit_of(digest, resolution, device, False, _image).without_sinks()
     return im.cached_vit(_image, resolution, device)  # the one forward compute_features reads too
 
 
-@st.cache_data(max_entries=8, ttl=3600, show_spinner=False)
+@shared_data()
 def sample_bytes(filename: str) -> bytes:
     return im.sample_path(filename).read_bytes()
 

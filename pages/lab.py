@@ -22,6 +22,7 @@ from attnviz.lab import (
     text_input,
 )
 from attnviz.text import ENCODERS
+from ui.cache import memo_data
 from ui.classroom import classroom_on, md_escape, photo_picker, style_figure
 from ui.shell import require_shell
 from ui.widgets import TEMPERATURES, current_device, show_error
@@ -32,17 +33,17 @@ DEFAULT_TEXT = "The kitten chased the ball, then the cat slept on the warm car."
 DEFAULT_SIMS = ["scaled_dot", "cosine", "rbf"]
 
 
-@st.cache_data(max_entries=32, ttl=3600, show_spinner="Turning the text into vectors…")
+@memo_data("Turning the text into vectors…", shipped=(DEFAULT_TEXT,))
 def _text_input(text: str, encoder: str, device: str):
     return text_input(text, encoder, device)
 
 
-@st.cache_data(max_entries=16, ttl=3600, show_spinner="Cutting the photo into patches…")
+@memo_data("Cutting the photo into patches…")
 def _image_input(source, long_side: int):
     return image_input(source, long_side)
 
 
-@st.cache_data(max_entries=16, ttl=3600, show_spinner=False)
+@memo_data()
 def _thumbnail(source):
     import numpy as np
 

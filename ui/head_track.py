@@ -43,6 +43,7 @@ from attnviz.trace import (
     swap_head_similarity,
     swap_head_similarity_image,
 )
+from ui.cache import memo_data
 from ui.classroom import clickable_matrix, md_escape, photo_picker, style_figure
 from ui.clicks import parse_clicked_cell, parse_clicked_point
 from ui.widgets import current_device, show_error, similarity_picker
@@ -51,32 +52,32 @@ DEFAULT_TEXT = "The kitten sat on the mat because it was warm."
 DEFAULT_HEAD = (2, 5)
 
 
-@st.cache_data(max_entries=32, ttl=3600, show_spinner="Reading every head of the model…")
+@memo_data("Reading every head of the model…", shipped=(DEFAULT_TEXT,))
 def _overview(text: str, device: str):
     return heads_overview(text, device=device)
 
 
-@st.cache_data(max_entries=32, ttl=3600, show_spinner="Recomputing the head from its weights…")
+@memo_data("Recomputing the head from its weights…", shipped=(DEFAULT_TEXT,))
 def _trace(text: str, layer: int, head: int, device: str):
     return head_trace(text, layer, head, device=device)
 
 
-@st.cache_data(max_entries=32, ttl=3600, show_spinner="Running the model with the new similarity…")
+@memo_data("Running the model with the new similarity…", shipped=(DEFAULT_TEXT,))
 def _swap(text: str, layer: int, head, similarity: str, temperature: float, device: str):
     return swap_head_similarity(text, layer, head, similarity, temperature, device=device)
 
 
-@st.cache_data(max_entries=16, ttl=3600, show_spinner="Recomputing DINOv2's head from its weights…")
+@memo_data("Recomputing DINOv2's head from its weights…")
 def _trace_image(source, layer: int, head: int, device: str):
     return head_trace_image(load_upload(source), layer, head, device=device)
 
 
-@st.cache_data(max_entries=16, ttl=3600, show_spinner="Running DINOv2 with the new similarity…")
+@memo_data("Running DINOv2 with the new similarity…")
 def _swap_image(source, layer: int, head, similarity: str, temperature: float, device: str):
     return swap_head_similarity_image(load_upload(source), layer, head, similarity, temperature, device=device)
 
 
-@st.cache_data(max_entries=16, ttl=3600, show_spinner=False)
+@memo_data()
 def _picture(source):
     return np.asarray(thumbnail(load_upload(source), 480))
 
