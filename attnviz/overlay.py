@@ -25,6 +25,8 @@ Like pytorch-grad-cam's ``show_cam_on_image``, nothing here knows about the UI::
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -390,11 +392,46 @@ def colorbar(vmin: float, vmax: float, cmap=DEFAULT_COLORMAP, *, length: int = 2
     return np.asarray(canvas)
 
 
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _png_rgb_fast(arr: np.ndarray, level: int) -> bytes:
+    """An 8-bit RGB PNG with every row "Up"-filtered (row minus the row above, numpy) and deflated with
+    zlib's run-length strategy: ~6x faster than Pillow's per-row adaptive filters at level 1 on a photo
+    overlay (640 x 427: 10 vs 65 ms on 2 loaded cores) for ~2 % more bytes."""
+    h, w, _ = arr.shape
+    rows = arr.reshape(h, w * 3)
+    raw = np.empty((h, w * 3 + 1), np.uint8)
+    raw[:, 0] = 2  # filter type 2, "Up"; the first row's "above" is zeros, so it is the row itself
+    raw[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])  # uint8 wrap-around is PNG's modulo-256 arithmetic
+    z = zlib.compressobj(level, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
+    data = z.compress(raw.data) + z.flush()
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + _chunk(b"IDAT", data) + _chunk(b"IEND", b""))
+
+
+#: levels up to this use the fast encoder (what the pages send); higher levels (saved reports) use Pillow's
+#: adaptive filters, which make smaller files more slowly
+FAST_PNG_MAX_LEVEL = 3
+
+
 def png_bytes(image, compress_level: int = 1) -> bytes:
-    """PNG bytes of an RGB array or PIL image (level 1: a 12-megapixel overlay encodes in well under a second)."""
-    im = image if isinstance(image, Image.Image) else Image.fromarray(as_rgb_array(image), "RGB")
+    """PNG bytes of an RGB array or PIL image. Levels 0-3 (default 1, what the pages send): the fast encoder
+    (Up filter, run-length deflate); 4-9: Pillow's encoder (smaller files, several times slower)."""
+    level = int(compress_level)
+    if not 0 <= level <= 9:
+        raise InvalidParameter(f"compress_level must be 0..9, got {compress_level!r}.")
+    if level <= FAST_PNG_MAX_LEVEL:
+        arr = as_rgb_array(image if not isinstance(image, Image.Image) or image.mode == "RGB" else image.convert("RGB"))
+        return _png_rgb_fast(np.ascontiguousarray(arr), level)
+    if isinstance(image, Image.Image):
+        im = image if image.mode == "RGB" else image.convert("RGB")
+    else:
+        im = Image.fromarray(as_rgb_array(image), "RGB")
     buf = io.BytesIO()
-    im.save(buf, format="PNG", compress_level=int(compress_level))
+    im.save(buf, format="PNG", compress_level=level)
     return buf.getvalue()
 
 

@@ -263,6 +263,33 @@ def test_png_bytes_roundtrip():
     assert png_bytes(Image.fromarray(img))[:4] == b"\x89PNG"
 
 
+@pytest.mark.parametrize("level", [0, 1, 3, 6])
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (37, 53), (90, 120)])
+def test_png_bytes_decode_to_the_same_pixels(level, shape):
+    img = photo(*shape, seed=sum(shape))
+    data = png_bytes(img, compress_level=level)
+    back = Image.open(io.BytesIO(data))
+    back.load()  # a full decode: CRCs and the zlib stream are checked
+    assert back.mode == "RGB" and back.size == shape[::-1] and np.array_equal(np.asarray(back), img)
+    grey = Image.fromarray(img[..., 0], "L")
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png_bytes(grey, level)))), np.asarray(grey.convert("RGB")))
+
+
+def test_fast_png_stays_near_pillows_size_on_a_photo():
+    from sklearn.datasets import load_sample_image
+
+    from attnviz.overlay import FAST_PNG_MAX_LEVEL
+
+    img = show_attention_on_image(load_sample_image("china.jpg"), np.random.default_rng(0).random((11, 16)) ** 4)
+    fast = png_bytes(img, 1)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG", compress_level=1)
+    assert len(fast) < 1.1 * len(buf.getvalue()) and FAST_PNG_MAX_LEVEL >= 1
+    for bad in (-1, 10):
+        with pytest.raises(InvalidParameter, match="compress_level"):
+            png_bytes(img, bad)
+
+
 def test_pil_images_are_accepted():
     out = show_attention_on_image(Image.new("L", (20, 10), 50), np.ones((1, 2)))
     assert out.shape == (10, 20, 3)
