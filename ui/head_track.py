@@ -4,7 +4,9 @@ attnviz.figures.
 
 ``head_input`` picks the input ("text" or "image"). The photo track keeps its own state under ``head_img_*``
 (``head_img_layer``, ``head_img_head``, ``head_img_view``, ``head_img_step``, ``head_img_token``: a row of the
-window), ``head_patch`` (the patch the 4 x 4 window holds) and ``head_patch_chart`` (a click on the photo's grid).
+window), ``head_patch`` (the patch the 4 x 4 window holds) and ``head_patch_chart`` (a click on the photo's grid); its
+overview (``head_img_overview_chart``: 12 layers x 6 heads of [CLS] -> patch maps) and q/k picture
+(``head_img_qk_chart``: the window's queries) work as the sentence's do.
 
 Session state: ``head_text``, ``head_layer``, ``head_head``, ``head_view`` (a key of HEAD_VIEWS), ``head_step``,
 ``head_token`` (the selected query row, shared by every view: each matrix follows it). Clicks: ``head_overview_chart`` (a thumbnail opens
@@ -20,7 +22,6 @@ import numpy as np
 
 from attnviz.explain import (
     DEFAULT_IMAGE_HEAD,
-    HEAD_IMAGE_VIEWS,
     HEAD_INPUTS,
     HEAD_MATCH_TOLERANCE,
     HEAD_VIEWS,
@@ -34,11 +35,11 @@ from attnviz.figures import diagonal_share_figure, heads_overview_figure, matrix
 from attnviz.image import load_upload, thumbnail
 from attnviz.loaders.dinov2 import NUM_HEADS, NUM_LAYERS
 from attnviz.trace import (
-    METRIC_DEFINITIONS,
-    METRIC_LABELS,
+    IMAGE_THUMBNAIL_REASON,
     head_trace,
     head_trace_image,
     heads_overview,
+    heads_overview_image,
     qk_projection,
     swap_head_similarity,
     swap_head_similarity_image,
@@ -82,17 +83,29 @@ def _picture(source):
     return np.asarray(thumbnail(load_upload(source), 480))
 
 
-def _read_clicks(n_layers: int, n_heads: int, n: int) -> None:
-    """Apply a new click on the overview or the q/k picture before the widgets it changes are drawn."""
-    cell = parse_clicked_cell(st.session_state.get("head_overview_chart"), n_layers, n_heads)
-    if cell is not None and cell != st.session_state.get("head_overview_seen"):
-        st.session_state["head_layer"], st.session_state["head_head"] = cell
-        st.session_state["head_view"], st.session_state["head_step"] = "steps", 0
-    st.session_state["head_overview_seen"] = cell
-    q = parse_clicked_point(st.session_state.get("head_qk_chart"), curve=0, size=n)
-    if q is not None and q != st.session_state.get("head_qk_seen"):
-        st.session_state["head_token"] = q  # every matrix of the step track follows it
-    st.session_state["head_qk_seen"] = q
+@memo_data("Reading every head of DINOv2…")
+def _overview_image(source, device: str):
+    return heads_overview_image(load_upload(source), device=device)
+
+
+def _read_overview_click(n_layers: int, n_heads: int, prefix: str = "head") -> None:
+    """Apply a new click on the overview before the layer and head pickers it changes are drawn."""
+    cell = parse_clicked_cell(st.session_state.get(f"{prefix}_overview_chart"), n_layers, n_heads)
+    if cell is not None and cell != st.session_state.get(f"{prefix}_overview_seen"):
+        st.session_state[f"{prefix}_layer"], st.session_state[f"{prefix}_head"] = cell
+        st.session_state[f"{prefix}_view"], st.session_state[f"{prefix}_step"] = "steps", 0
+    st.session_state[f"{prefix}_overview_seen"] = cell
+
+
+def _read_qk_click(n: int, rows=None, prefix: str = "head") -> None:
+    """A new click on a query of the q/k picture (its token position) becomes the selected token (``rows``: the
+    positions the matrices show, a photo's window; the selected token is a row of it)."""
+    q = parse_clicked_point(st.session_state.get(f"{prefix}_qk_chart"), curve=0, size=n)
+    if q is not None and q != st.session_state.get(f"{prefix}_qk_seen"):
+        row = q if rows is None else (list(rows).index(q) if q in rows else None)
+        if row is not None:
+            st.session_state[f"{prefix}_token"] = row  # every matrix of the step track follows it
+    st.session_state[f"{prefix}_qk_seen"] = q
 
 
 def _go(delta: int, prefix: str = "head") -> None:
@@ -189,36 +202,46 @@ def _swap_view(text, layer: int, head: int, device: str, tokens=None, prefix: st
         f"{i}·{md_escape(t)} {d:.2e}" for i, t, d in res.moved_tokens[:5]))
 
 
-def _qk_view(trace) -> None:
+def _qk_view(trace, tokens=None, prefix: str = "head") -> None:
+    """The q/k plane: every query shown (a photo: its window's) with faint lines to its top 3 keys, the selected
+    query's bold; a click on a query selects it."""
     qs, ks, note = qk_projection(trace)
-    token = min(int(st.session_state.get("head_token", 0)), trace.n - 1)
-    fig = qk_figure(qs, ks, trace.tokens, trace.weights, selected=token)
-    st.plotly_chart(style_figure(fig), key="head_qk_chart", on_select="rerun", selection_mode="points",
+    rows = list(range(trace.n)) if tokens is None else list(tokens)
+    row = min(int(st.session_state.get(f"{prefix}_token", 0)), len(rows) - 1)
+    token = rows[row]
+    fig = qk_figure(qs, ks, trace.tokens, trace.weights, selected=token, shown=None if tokens is None else rows)
+    st.plotly_chart(style_figure(fig), key=f"{prefix}_qk_chart", on_select="rerun", selection_mode="points",
                     width="stretch")
-    st.caption(md_escape(note) + " Hover a query to read its top 3 keys; click one to select it.")
+    which = "every query" if tokens is None else f"[CLS] and the {len(rows) - 1} patches of the window"
+    st.caption(md_escape(note) + f" Queries shown: {which}; keys: all {trace.n}. Faint lines join each query to its "
+               "3 heaviest keys, the selected query's are bold (width by weight); hover a query to read its top 3 "
+               "keys with their weights, click it to make it the selected token of every step.")
     j = int(trace.weights[token].argmax())
     st.markdown(f"**Selected query {token} ({md_escape(trace.tokens[token])}):** "
                 f"{md_escape(trace.explain('weights', token, j))}")
 
 
-def _overview_view(ov) -> None:
+def _overview_view(ov, prefix: str = "head") -> None:
+    labels, definitions = ov.labels, ov.definitions
     left, mid, right = st.columns([3, 1, 1], vertical_alignment="bottom")
-    by = left.selectbox("Sort the heads by", [None, *METRIC_DEFINITIONS], key="head_sort",
-                        format_func=lambda m: "layer by layer" if m is None else METRIC_LABELS[m])
-    st.session_state.setdefault("head_sort_desc", True)
-    desc = mid.toggle("Largest first", key="head_sort_desc", disabled=by is None)
+    by = left.selectbox("Sort the heads by", [None, *definitions], key=f"{prefix}_sort",
+                        format_func=lambda m: "layer by layer" if m is None else labels[m])
+    st.session_state.setdefault(f"{prefix}_sort_desc", True)
+    desc = mid.toggle("Largest first", key=f"{prefix}_sort_desc", disabled=by is None)
     per_row = right.selectbox("Heads per row", [n for n in HEADS_PER_ROW if n <= ov.num_heads] or [ov.num_heads],
-                              key="head_per_row", help="Fewer per row: bigger thumbnails on a phone.")
+                              key=f"{prefix}_per_row", help="Fewer per row: bigger thumbnails on a phone.")
     metric = by or "entropy"
-    sel = (int(st.session_state.get("head_layer", 0)), int(st.session_state.get("head_head", 0)))
-    fig = heads_overview_figure(ov.attentions, ov.order(by, desc), ov.metrics[metric], METRIC_LABELS[metric],
-                                cols=int(per_row), selected=sel)
-    st.plotly_chart(style_figure(fig), key="head_overview_chart", on_select="rerun", selection_mode="points",
+    sel = (int(st.session_state.get(f"{prefix}_layer", 0)), int(st.session_state.get(f"{prefix}_head", 0)))
+    photo = ov.kind == "image"
+    fig = heads_overview_figure(ov.pictures, ov.order(by, desc), ov.metrics[metric], labels[metric],
+                                cols=int(per_row), selected=sel, width=560 if photo else 760)
+    st.plotly_chart(style_figure(fig), key=f"{prefix}_overview_chart", on_select="rerun", selection_mode="points",
                     width="stretch")
-    st.caption(f"{ov.num_layers} layers × {ov.num_heads} heads ({ov.num_layers * ov.num_heads}); above each thumbnail L = layer, H = head and its "
-               f"{METRIC_LABELS[metric]}. Click a thumbnail to open that head step by step.")
-    for name, definition in METRIC_DEFINITIONS.items():
-        st.markdown(f"- **{METRIC_LABELS[name]}**: {md_escape(definition)}")
+    what = f"{IMAGE_THUMBNAIL_REASON} " if photo else ""
+    st.caption(f"{what}{ov.num_layers} layers × {ov.num_heads} heads ({ov.num_layers * ov.num_heads}); above each "
+               f"thumbnail L = layer, H = head and its {labels[metric]}. Click a thumbnail to open that head step by step.")
+    for name, definition in definitions.items():
+        st.markdown(f"- **{labels[name]}**: {md_escape(definition)}")
 
 
 def _window_picker(trace, source, name: str) -> tuple[int, ...]:
@@ -242,44 +265,62 @@ def _window_picker(trace, source, name: str) -> tuple[int, ...]:
     return tokens
 
 
-def _photo_track() -> None:
-    top = st.columns([4, 1, 1], vertical_alignment="bottom")
-    source, name = photo_picker("head_photo", container=top[0])
+def _photo_track(top) -> None:
+    """The photo's half of the track; ``top``: the row of pickers (its first column holds Sentence / Photo)."""
+    _read_overview_click(NUM_LAYERS, NUM_HEADS, prefix="head_img")
+    source, name = photo_picker("head_photo", container=top[1])
     st.session_state.setdefault("head_img_layer", DEFAULT_IMAGE_HEAD[0])
     st.session_state.setdefault("head_img_head", DEFAULT_IMAGE_HEAD[1])
-    layer = int(top[1].selectbox("Layer", list(range(NUM_LAYERS)), key="head_img_layer"))
-    head = int(top[2].selectbox("Head", list(range(NUM_HEADS)), key="head_img_head"))
+    layer = int(top[2].selectbox("Layer", list(range(NUM_LAYERS)), key="head_img_layer"))
+    head = int(top[3].selectbox("Head", list(range(NUM_HEADS)), key="head_img_head"))
     st.session_state.setdefault("head_img_view", "steps")
-    view = st.segmented_control("View", list(HEAD_IMAGE_VIEWS), key="head_img_view",
-                                format_func=HEAD_IMAGE_VIEWS.get) or "steps"
+    view = st.segmented_control("View", list(HEAD_VIEWS), key="head_img_view", format_func=HEAD_VIEWS.get,
+                                label_visibility="collapsed") or "steps"
     device = current_device()
     try:
-        trace = _trace_image(source, layer, head, device)
+        if view == "overview":
+            ov = _overview_image(source, device)
+        else:
+            trace = _trace_image(source, layer, head, device)
     except Exception as err:  # typed errors become one friendly sentence
         show_error(err)
         return
+    if view == "overview":
+        for note in ov.notes:
+            st.caption(md_escape(note))
+        with st.container(key="head_img_view_overview"):
+            _overview_view(ov, prefix="head_img")
+        return
     for note in trace.notes:
         st.caption(md_escape(note))
-    pic, _ = st.columns([3, 2])
+    pic, main = st.columns([2, 3])  # the photo beside the step: the first matrix stays on a projector's screen
     with pic:
         tokens = _window_picker(trace, source, name)
-    with st.container(key=f"head_img_view_{view}"):
+    _read_qk_click(trace.n, tokens, prefix="head_img")
+    with main, st.container(key=f"head_img_view_{view}"):
         if view == "swap":
             _swap_view(source, layer, head, device, tokens=tokens, prefix="head_img")
+        elif view == "qk":
+            _qk_view(trace, tokens, prefix="head_img")
         else:
             _steps(trace, tokens=tokens, prefix="head_img")
 
 
 def head_track() -> None:
-    """The whole trained-head track (call it from pages/how_it_works.py)."""
-    kind = st.radio("Look inside", list(HEAD_INPUTS), key="head_input", horizontal=True, format_func=HEAD_INPUTS.get,
-                    help="A sentence through MiniLM, or a photo through DINOv2-small.")
+    """The whole trained-head track (call it from pages/how_it_works.py): one row of pickers (input, sentence or
+    photo, layer, head), the views under it."""
+    top = st.columns([1.3, 3.5, 1, 1], vertical_alignment="bottom")
+    kind = top[0].radio("Look inside", list(HEAD_INPUTS), key="head_input", format_func=HEAD_INPUTS.get,
+                        help="A sentence through MiniLM, or a photo through DINOv2-small.")
     if kind == "image":
-        _photo_track()
-        return
+        _photo_track(top)
+    else:
+        _text_track(top)
+
+
+def _text_track(top) -> None:
     st.session_state.setdefault("head_text", DEFAULT_TEXT)
-    top = st.columns([4, 1, 1], vertical_alignment="bottom")
-    text = top[0].text_input("Your sentence (up to 64 word pieces are traced)", key="head_text", max_chars=3000)
+    text = top[1].text_input("Your sentence (up to 64 word pieces are traced)", key="head_text", max_chars=3000)
     device = current_device()
     try:
         ov = _overview(text, device)
@@ -289,13 +330,15 @@ def head_track() -> None:
     if ov.notice:
         st.info(md_escape(ov.notice))
     n = len(ov.tokens)
-    _read_clicks(ov.num_layers, ov.num_heads, n)
+    _read_overview_click(ov.num_layers, ov.num_heads)
+    _read_qk_click(n)
     st.session_state.setdefault("head_layer", DEFAULT_HEAD[0])
     st.session_state.setdefault("head_head", DEFAULT_HEAD[1])
-    layer = top[1].selectbox("Layer", list(range(ov.num_layers)), key="head_layer")
-    head = top[2].selectbox("Head", list(range(ov.num_heads)), key="head_head")
+    layer = top[2].selectbox("Layer", list(range(ov.num_layers)), key="head_layer")
+    head = top[3].selectbox("Head", list(range(ov.num_heads)), key="head_head")
     st.session_state.setdefault("head_view", "steps")
-    view = st.segmented_control("View", list(HEAD_VIEWS), key="head_view", format_func=HEAD_VIEWS.get) or "steps"
+    view = st.segmented_control("View", list(HEAD_VIEWS), key="head_view", format_func=HEAD_VIEWS.get,
+                                label_visibility="collapsed") or "steps"
     try:
         trace = _trace(text, int(layer), int(head), device)
     except Exception as err:
