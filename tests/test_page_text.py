@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 import attnviz.text as tx
@@ -345,3 +346,89 @@ def test_model_window_reaches_the_last_token_of_a_long_text():
     assert not at.exception
     ticks = json.loads(at.get("plotly_chart")[1].proto.spec)["data"][0]["x"]
     assert ticks[-1].startswith(f"{n - 1}·"), (ticks[-1], n)
+
+
+# ------------------------------------------------------------ bounded updates (issue 15, finding 6)
+
+
+def count_score_cells(monkeypatch) -> list[int]:
+    """Every similarity score the library computes from now on, counted (query rows x keys per call)."""
+    import attnviz.attention as attention_mod
+    from attnviz.similarity import Similarity
+
+    cells, call, scorer = [], Similarity.__call__, attention_mod.block_scorer
+
+    def counted_call(self, q, k, **params):
+        cells.append(q.shape[-2] * k.shape[-2])
+        return call(self, q, k, **params)
+
+    def counted_scorer(sim, k, scale=1.0, **params):
+        score = scorer(sim, k, scale, **params)
+        return lambda q: cells.append(q.shape[-2] * k.shape[-2]) or score(q)
+
+    monkeypatch.setattr(Similarity, "__call__", counted_call)
+    monkeypatch.setattr(attention_mod, "block_scorer", counted_scorer)
+    return cells
+
+
+def test_fifty_thousand_marks_are_cut_to_the_page_limit_and_every_update_is_bounded(monkeypatch):
+    """50,000 '!' are 50,000 word pieces: the page reads the first PAGE_MAX_TOKENS (and says so), and no view
+    or setting change computes more than the shown window's rows (before: 50,000 x 50,000 for the statistics)."""
+    at = open_page({"e": "static", "v": "matrix"})
+    at.text_area(key="text").set_value("!" * 50_000).run()
+    assert not at.exception
+    notice = " ".join(w.value for w in at.warning)
+    assert f"50,000 word pieces; this page reads the first {ts.PAGE_MAX_TOKENS:,}" in notice
+    n = ts.PAGE_MAX_TOKENS
+    assert len(highlights(at)[-1]) == n  # the token views hold the cut text's pieces, no more
+    assert at.slider(key="win").max == n - ts.HEATMAP_TOKENS
+    cells = count_score_cells(monkeypatch)
+    bound = (ts.HEATMAP_TOKENS + 1) * n  # the window's rows + the picked token's row, each over n keys
+    for kind, key, value in [("selectbox", "txt_sim", "dot"), ("select_slider", "txt_temp", 0.5),
+                             ("radio", "view", "row"), ("radio", "view", "query"), ("radio", "view", "matrix"),
+                             ("slider", "win", 2000)]:
+        cells.clear()
+        getattr(at, kind)(key=key).set_value(value).run()
+        assert not at.exception
+        assert 0 < sum(cells) <= bound, (key, sum(cells), bound)
+    ent = at.dataframe[1].value  # the window's rows' entropy against float64 softmax(x x^T / T) (dot, T = 0.5)
+    x = tx.encode_text(at.text_area(key="text").value, "static", max_chars=60_000).vectors.double()[:n]
+    p = torch.softmax(x[2000:2000 + ts.HEATMAP_TOKENS] @ x.T / 0.5, dim=-1)
+    assert len(ent) == ts.HEATMAP_TOKENS and ent["index"].iloc[0] == 2000
+    np.testing.assert_allclose(ent["entropy (nats)"], -(p * p.log()).sum(-1).numpy(), atol=2e-3)
+
+
+def test_a_rerun_or_a_closed_session_stops_the_encoding(monkeypatch):
+    """The encoder's progress bar is a Streamlit call between windows, so a rerun request (the next change)
+    or a stop request (the tab closed) raised there ends the job: the windows after it never run."""
+    from streamlit.runtime.scriptrunner_utils.script_requests import RerunData
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    import attnviz.text.encoders as text_mod
+
+    text = " ".join(["!"] * 1_700)  # 1,700 word pieces: 5 windows of 510
+    total = len(tx.window_spans(1_700, 510))
+    assert total == 5
+    at = open_page({"e": "contextual", "v": "query"})
+    windows, real, request = [], text_mod._forward_hidden, {}
+
+    def counting(m, rows):
+        windows.append(len(rows))
+        if len(windows) == 2 and request:  # the user acts while window 2 runs
+            requests = get_script_run_ctx().script_requests
+            requests.request_stop() if request["what"] == "stop" else requests.request_rerun(RerunData())
+            request.clear()
+        return real(m, rows)
+
+    monkeypatch.setattr(text_mod, "_forward_hidden", counting)
+    request["what"] = "rerun"
+    at.text_area(key="text").set_value(text).run()
+    assert sum(windows) == 2  # the old job stopped after window 2 (AppTest leaves the rerun itself to us)
+    again = open_page({"e": "contextual", "v": "query", "text": ts.encode_text_param(text)})
+    assert sum(windows) == 2 + total  # a stopped job cached nothing: the next run encodes the text once, whole
+    assert "windowed: 5 windows" in captions(again)
+    windows.clear()
+    request["what"] = "stop"
+    at = open_page({"e": "contextual", "v": "query"})
+    at.text_area(key="text").set_value(text + " ?").run()
+    assert sum(windows) == 2  # a closed session: nothing after window 2 ran

@@ -25,6 +25,7 @@ from attnviz.errors import (
 from attnviz.text import (
     ENCODERS,
     MATRIX_MAX_TOKENS,
+    WINDOW_BATCH,
     analyze_encoding,
     analyze_text,
     analyze_texts,
@@ -629,3 +630,41 @@ def test_an_in_memory_decoder_with_a_head_is_found_causal_and_left_as_it_was(in_
     with torch.no_grad():
         ref = reference(input_ids=ids, output_attentions=True).attentions
     np.testing.assert_allclose(ma.attentions, torch.stack(ref)[:, 0].detach().numpy(), atol=1e-6)
+
+
+# -------------------------------------------------------------------------- progress and cancellation
+
+
+class _Stop(Exception):
+    """What Streamlit's StopException / RerunException stand for here: raised by the progress callback."""
+
+
+def test_progress_reports_every_window_and_its_raise_stops_the_encoder(model, monkeypatch):
+    """A long text's contextual encoding runs window by window with ``progress(done, total)`` before each one;
+    an exception from ``progress`` (a rerun or a closed session on the page) stops it: no later window runs."""
+    import attnviz.text.encoders as text_mod
+
+    text = " ".join(f"word{i % 97} is here" for i in range(700))  # 2,800+ word pieces: several windows
+    n = len(tokenize(text).ids)
+    total = len(window_spans(n, model.content_length))
+    assert total >= 6
+    passes, real = [], text_mod._forward_hidden
+    monkeypatch.setattr(text_mod, "_forward_hidden", lambda m, rows: passes.append(len(rows)) or real(m, rows))
+    seen = []
+    enc = encode_text(text, "contextual", progress=lambda done, all_: seen.append((done, all_)))
+    assert seen == [(i, total) for i in range(total + 1)] and passes == [1] * total  # one window a pass
+    passes.clear()
+    plain = encode_text(text, "contextual")  # no progress: windows batched WINDOW_BATCH at a time
+    assert passes == [min(WINDOW_BATCH, total - b) for b in range(0, total, WINDOW_BATCH)]
+    torch.testing.assert_close(enc.vectors, plain.vectors, atol=1e-5, rtol=1e-4)
+
+    def stop_at_3(done, all_):
+        if done == 3:
+            raise _Stop
+    passes.clear()
+    with pytest.raises(_Stop):
+        encode_text(text, "contextual", progress=stop_at_3)
+    assert passes == [1, 1, 1]  # windows 0-2 ran, the other total - 3 never did
+    passes.clear()
+    encode_text(KITTEN, "contextual", progress=stop_at_3)  # one window: no progress to report, nothing to stop
+    assert passes == [1]
