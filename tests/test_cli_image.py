@@ -246,3 +246,43 @@ def test_bad_vit_options_are_one_line_and_exit_2(capsys, args, words):
     rc, out, err = run_cli(capsys, sample_path("china.jpg"), *args)
     assert rc == 2 and out == ""
     assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_fixed_size_pt2_from_the_command_line_and_input_size(capsys, tmp_path):
+    import torch
+
+    from attnviz.image import FeatureExtractor, attend_patches, compute_features, load_image
+
+    torch.manual_seed(5)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 4, stride=4), torch.nn.Tanh()).eval()
+    fixed = tmp_path / "fixed48.pt2"  # one fixed size, 48 x 64 (height x width); flower.jpg is 320 x 480
+    torch.export.save(torch.export.export(net, (torch.zeros(1, 3, 48, 64),)), str(fixed))
+    rc, out, err = run_cli(capsys, sample_path("flower.jpg"), "--features", fixed, "--query", "3,4", "--json")
+    assert rc == 0, err
+    d = json.loads(out)
+    photo = load_image(sample_path("flower.jpg"))
+    ref = attend_patches(photo, compute_features(photo, extractor=FeatureExtractor(net, "eager", (48, 64))),
+                         query=(3, 4))  # the eager net, fed 48 x 64 by hand
+    assert d["features"] == "fixed48.pt2" and d["grid"] == [ref.grid.rows, ref.grid.cols]
+    np.testing.assert_allclose(np.array(d["scores"]), ref.scores, atol=1e-5)
+    # the same size given again is fine; another one is one sentence naming the size the file was exported for
+    rc, out, _ = run_cli(capsys, sample_path("flower.jpg"), "--features", fixed, "--input-size", "48x64", "--json")
+    assert rc == 0 and json.loads(out)["features"] == "fixed48.pt2"
+    rc, out, err = run_cli(capsys, sample_path("flower.jpg"), "--features", fixed, "--input-size", "64x64")
+    assert rc == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("attnviz: The feature model 'fixed48.pt2' was exported for 48 x 64 px images")
+    # a dynamic export takes --input-size (the scores change with it) and refuses nothing it can fit
+    dyn = tmp_path / "dyn.pt2"
+    dims = {"input": {2: torch.export.Dim("h", min=8, max=2048), 3: torch.export.Dim("w", min=8, max=2048)}}
+    torch.export.save(torch.export.export(net, (torch.zeros(1, 3, 32, 32),), dynamic_shapes=dims), str(dyn))
+    rc, out, _ = run_cli(capsys, sample_path("flower.jpg"), "--features", dyn, "--input-size", "48,64", "--query",
+                         "3,4", "--json")
+    assert rc == 0
+    np.testing.assert_allclose(np.array(json.loads(out)["scores"]), ref.scores, atol=1e-5)
+    for args, says in [(["--input-size", "48x64"], "--input-size is for a feature model file"),
+                       (["--features", "handcrafted", "--input-size", "48x64"], "--input-size is for a feature model")]:
+        rc, out, err = run_cli(capsys, sample_path("flower.jpg"), *args)
+        assert rc == 2 and says in err, err
+    with pytest.raises(SystemExit) as exit_:  # argparse's own check of the value
+        main(["image", str(sample_path("flower.jpg")), "--features", str(dyn), "--input-size", "48"])
+    assert exit_.value.code == 2 and "expected HEIGHTxWIDTH in pixels" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from PIL import Image
 from sklearn.datasets import load_sample_image
 
 from attnviz.errors import InvalidParameter, ModelNotFound
-from attnviz.image import (HANDCRAFTED_FEATURES, analyze_image, compute_features, compute_size, handcrafted_features,
+from attnviz.image import (HANDCRAFTED_FEATURES, FeatureExtractor, analyze_image, compute_features, compute_size, handcrafted_features,
                            load_extractor, load_image, patch_features, patch_grid, rgb_to_lab, sample_path,
                            synthetic_scene)
 
@@ -264,13 +264,90 @@ def test_pretrained_extractor_errors(tmp_path):
         def forward(self, x):
             return x.mean(dim=(2, 3))  # (1, 3): no spatial layout
 
-    wrong = tmp_path / "four_channels.pt2"  # a model for 4-channel input fails on RGB: a clear error
+    wrong = tmp_path / "four_channels.pt2"  # a model for 4-channel input is refused on RGB: a clear error
     conv4 = torch.nn.Conv2d(4, 2, 3)
     torch.export.save(torch.export.export(conv4, (torch.zeros(1, 4, 16, 16),)), str(wrong))
-    with pytest.raises(InvalidParameter, match="failed on a"):
+    with pytest.raises(InvalidParameter, match=r"exported for input of shape \(1 x 4 x 16 x 16\)"):
         compute_features(Image.new("RGB", (16, 16)), grid=(2, 2), extractor=wrong)
 
     flat = tmp_path / "flat.pt2"
     torch.export.save(torch.export.export(Flat(), (torch.zeros(1, 3, 16, 16),)), str(flat))
     with pytest.raises(InvalidParameter):
         compute_features(Image.new("RGB", (16, 16)), grid=(2, 2), extractor=flat)
+
+
+class FixedNet(torch.nn.Module):
+    """A 4 x 4 patchifying conv: (1, 3, 64, 64) -> (1, 8, 16, 16)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv = torch.nn.Conv2d(3, 8, 4, stride=4)
+
+    def forward(self, x):
+        return torch.tanh(self.conv(x))
+
+
+@pytest.fixture(scope="module")
+def fixed_pt2(tmp_path_factory):
+    """FixedNet exported at one fixed size, 64 x 64 (no dynamic dimensions): torch's guards refuse other sizes."""
+    path = tmp_path_factory.mktemp("models") / "fixed64.pt2"
+    torch.export.save(torch.export.export(FixedNet().eval(), (torch.zeros(1, 3, 64, 64),)), str(path))
+    return path
+
+
+def _reference_map(photo: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The eager FixedNet on the photo resized to ``size`` (float64 reference of what the extractor must feed)."""
+    x = torch.from_numpy(photo.astype(np.float64).transpose(2, 0, 1) / 255.0)[None]
+    x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    mean = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64).view(1, 3, 1, 1)
+    with torch.no_grad():
+        return FixedNet().double()((x - mean) / std)[0].numpy()
+
+
+def test_a_fixed_size_pt2_is_fed_the_photo_resized_to_its_exported_size(fixed_pt2):
+    from attnviz.loaders.extractor import exported_input_shape
+
+    photo = np.asarray(load_image(sample_path("flower.jpg")))  # 480 x 320: not the model's 64 x 64
+    assert photo.shape[:2] != (64, 64)
+    fe = load_extractor(fixed_pt2)
+    assert fe.input_shape == (1, 3, 64, 64) and fe.input_size == (64, 64)  # read from the program itself
+    np.testing.assert_allclose(fe.feature_map(Image.fromarray(photo)).numpy(), _reference_map(photo, (64, 64)),
+                               atol=2e-5)
+    program = torch.export.load(str(fixed_pt2))
+    assert exported_input_shape(program, "fixed64.pt2") == (1, 3, 64, 64)
+    # analyze_image(extractor=path) runs end to end, with the same features as the eager net fed 64 x 64 by hand
+    res = analyze_image(sample_path("flower.jpg"), extractor=fixed_pt2, query=(2, 3))
+    eager = FeatureExtractor(FixedNet().eval(), "eager", input_size=(64, 64))
+    ref = compute_features(load_image(sample_path("flower.jpg")), extractor=eager)
+    assert res.extractor == "fixed64.pt2" and res.patch_features.grid == ref.grid
+    np.testing.assert_allclose(res.patch_features.features, ref.features, atol=1e-4)
+    assert res.row.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")  # torch's, not ours
+def test_input_size_for_a_dynamic_pt2_and_the_sentences_for_sizes_it_cannot_take(fixed_pt2, tiny_pt2, tmp_path):
+    photo = np.asarray(load_image(sample_path("flower.jpg")))
+    dyn = load_extractor(tiny_pt2)
+    assert dyn.input_shape == (1, 3, None, None) and dyn.input_size is None  # dynamic: the image's own size
+    assert load_extractor(tiny_pt2, input_size=(48, 80)).feature_map(Image.fromarray(photo)).shape == (16, 24, 40)
+    assert load_extractor(fixed_pt2, input_size=(64, 64)).input_size == (64, 64)  # the same size is fine
+    with pytest.raises(InvalidParameter, match=r"^The feature model 'fixed64.pt2' was exported for 64 x 64 px "
+                                               r"images \(height x width\), not 32 x 48: give that size"):
+        load_extractor(fixed_pt2, input_size=(32, 48))
+    for bad in [(0, 64), (64,), "64x64", (64.5, 64), (10**6, 64)]:
+        with pytest.raises(InvalidParameter, match="input_size must be"):
+            load_extractor(tiny_pt2, input_size=bad)
+    gray = tmp_path / "gray.pt2"  # one channel: no resize fixes that
+    torch.export.save(torch.export.export(torch.nn.Conv2d(1, 2, 3), (torch.zeros(1, 1, 32, 32),)), str(gray))
+    with pytest.raises(InvalidParameter, match=r"exported for input of shape \(1 x 1 x 32 x 32\), but attnviz "
+                                               r"gives it one RGB image"):
+        load_extractor(gray)
+    # TorchScript does not say its size: the failure says how to give one
+    ts = tmp_path / "fixed.pt"
+    traced = torch.jit.trace(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4)),
+                             torch.zeros(1, 3, 8, 8))
+    torch.jit.save(traced, str(ts))
+    with pytest.raises(InvalidParameter, match=r"input_size=\(H, W\), on the command line --input-size HxW\.$"):
+        load_extractor(ts).feature_map(Image.fromarray(photo))

@@ -12,7 +12,9 @@ invisible differences are not blown up); then each group is scaled by ``weight /
 that colour and texture count equally by default.
 
 A :class:`FeatureExtractor` applies a local pretrained network instead (``extractor="model.pt2"``;
-loading it is :func:`attnviz.loaders.extractor.load_extractor`'s job).
+loading it is :func:`attnviz.loaders.extractor.load_feature_module`'s job). A ``.pt2`` exported at one fixed
+size is fed the image resized to that size (read from the program's input); :func:`load_extractor`'s
+``input_size=`` sets one for a dynamic program or a TorchScript file.
 """
 
 from __future__ import annotations
@@ -157,15 +159,17 @@ class FeatureExtractor:
     mean/std — and returns either a feature map ``(1, C, h, w)`` (CNNs) or tokens ``(1, N, C)`` (ViTs;
     ``N = h*w`` or ``1 + h*w`` with a leading class token, laid out row-major with the image's aspect).
     ``input_size``: feed the image resized to this ``(height, width)`` (ViTs need a fixed size);
-    ``None`` feeds the compute copy at its own size. Each patch's feature is the feature map averaged
+    ``None`` feeds the size a ``.pt2`` was exported for when it is fixed (``input_shape``, read from the
+    program), else the compute copy at its own size. Each patch's feature is the feature map averaged
     over the patch (the map is bilinearly resized onto the patch grid).
     """
 
     def __init__(self, module, name: str, input_size: tuple[int, int] | None = None,
-                 lock: threading.Lock | None = None):
+                 lock: threading.Lock | None = None, input_shape: tuple[int | None, ...] | None = None):
         self.module = module
         self.name = name
-        self.input_size = input_size
+        self.input_shape = input_shape
+        self.input_size = fit_input_size(name, input_size, input_shape)
         self._lock = lock if lock is not None else threading.Lock()  # shared by every user of one module
 
     def feature_map(self, image, device=None):
@@ -190,8 +194,10 @@ class FeatureExtractor:
         except AttnvizError:
             raise
         except Exception as err:
+            hint = ("; if it takes one fixed size, give it: input_size=(H, W), on the command line --input-size HxW"
+                    if self.input_size is None else "")
             raise InvalidParameter(f"The feature model {self.name!r} failed on a {tuple(x.shape)} input "
-                                   f"({type(err).__name__}: {str(err)[:200]}).") from None
+                                   f"({type(err).__name__}: {str(err)[:200]}){hint}.") from None
         if isinstance(y, (tuple, list)):
             y = y[0]
         if isinstance(y, dict):
@@ -222,13 +228,53 @@ class FeatureExtractor:
         return sums.reshape(grid.n, c)
 
 
+#: the largest side an extractor's ``input_size`` may ask for
+MAX_INPUT_SIDE = 4096
+
+
+def _size_text(size) -> str:
+    return " x ".join("any" if v is None else str(v) for v in size)
+
+
+def fit_input_size(name: str, input_size, input_shape) -> tuple[int, int] | None:
+    """The ``(height, width)`` to feed a feature model: ``input_size`` when given (checked against the shape the
+    program was exported for), else that shape's when both sides are fixed, else ``None`` (the image's own size).
+
+    A program that cannot take an RGB image ``(1, 3, H, W)`` at all, or a size its fixed sides contradict, is an
+    :class:`InvalidParameter` naming the size it expects.
+    """
+    if input_size is not None:
+        try:
+            h, w = (int(v) if float(v) == int(v) else None for v in input_size)
+        except (TypeError, ValueError, OverflowError):
+            h = w = None
+        if h is None or w is None or not (1 <= h <= MAX_INPUT_SIDE and 1 <= w <= MAX_INPUT_SIDE):
+            raise InvalidParameter(f"input_size must be (height, width), two whole numbers from 1 to "
+                                   f"{MAX_INPUT_SIDE}, got {input_size!r}.")
+        input_size = (h, w)
+    if input_shape is None:
+        return input_size
+    shape = tuple(input_shape)
+    if len(shape) != 4 or shape[0] not in (1, None) or shape[1] not in (3, None):
+        raise InvalidParameter(f"The feature model {name!r} was exported for input of shape ({_size_text(shape)}), "
+                               "but attnviz gives it one RGB image, (1 x 3 x height x width): export it for that.")
+    fixed = shape[2:]
+    if input_size is None:
+        return fixed if None not in fixed else None  # type: ignore[return-value]
+    if any(f is not None and f != v for f, v in zip(fixed, input_size)):
+        raise InvalidParameter(f"The feature model {name!r} was exported for {_size_text(fixed)} px images (height "
+                               f"x width), not {input_size[0]} x {input_size[1]}: give that size or leave it out.")
+    return input_size
+
+
 def load_extractor(path, input_size: tuple[int, int] | None = None) -> FeatureExtractor:
     """A local feature network (see :class:`FeatureExtractor` for the formats), loaded once per file
-    version by :func:`attnviz.loaders.extractor.load_feature_module`; ``input_size`` feeds a fixed size."""
+    version by :func:`attnviz.loaders.extractor.load_feature_module`; ``input_size`` ``(height, width)`` feeds a
+    fixed size (default: the size a ``.pt2`` was exported for, when fixed; else the image's own)."""
     from ..loaders.extractor import load_feature_module
 
     loaded = load_feature_module(path)
-    return FeatureExtractor(loaded.module, loaded.name, input_size, lock=loaded.lock)
+    return FeatureExtractor(loaded.module, loaded.name, input_size, lock=loaded.lock, input_shape=loaded.input_shape)
 
 
 def _tokens_to_map(tokens, height: int, width: int, name: str):

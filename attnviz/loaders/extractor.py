@@ -2,8 +2,9 @@
 
 Loaded once per file version through the one model cache (:data:`attnviz.loaders.cache.MODELS`, kind
 ``"extractor"``, keyed by the resolved path, its modification time and size, and the input size).
-What is cached is the network itself (:class:`LoadedExtractor`: the module, its file name and the lock that
-serialises its use); applying it to an image is :class:`attnviz.image.features.FeatureExtractor`'s job.
+What is cached is the network itself (:class:`LoadedExtractor`: the module, its file name, the input shape a
+``.pt2`` was exported for and the lock that serialises its use); applying it to an image (resized to that shape
+when it is fixed) is :class:`attnviz.image.features.FeatureExtractor`'s job.
 
 Nothing in the file may run code. ``torch.export.load`` unpickles parts of a ``.pt2`` archive and, when the
 safe unpickler (``weights_only=True``) refuses one, retries with the full one; so the archive is read into
@@ -63,6 +64,9 @@ class LoadedExtractor:
     module: object
     name: str
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: the one input's shape as exported (``None`` per dynamic dimension), e.g. ``(1, 3, 64, 64)`` for a program
+    #: exported at a fixed 64 x 64; ``None`` when the file does not say (TorchScript)
+    input_shape: tuple[int | None, ...] | None = None
 
 
 def load_feature_module(path: str | os.PathLike) -> LoadedExtractor:
@@ -73,7 +77,11 @@ def load_feature_module(path: str | os.PathLike) -> LoadedExtractor:
                             "TorchScript .pt file.")
     st = p.stat()
     key = (str(p.resolve()), st.st_mtime_ns, st.st_size)
-    return MODELS.get(KIND, key, lambda: LoadedExtractor(_load_module(p), p.name))
+    def load() -> LoadedExtractor:
+        module, shape = _load_module(p)
+        return LoadedExtractor(module, p.name, input_shape=shape)
+
+    return MODELS.get(KIND, key, load)
 
 
 def _refuse(name: str, why: str) -> ModelNotFound:
@@ -126,7 +134,20 @@ def check_pt2_archive(data: bytes, name: str) -> None:
                     raise _refuse(name, f"holds pickled Python objects ({info.filename.split('/', 1)[-1]})")
 
 
+def exported_input_shape(program, name: str) -> tuple[int | None, ...]:
+    """The shape of an ``ExportedProgram``'s one user input, from its placeholder's ``meta["val"]``: an ``int``
+    per static dimension, ``None`` per dynamic one. A program with no tensor input or several is refused."""
+    inputs = set(program.graph_signature.user_inputs)
+    shapes = [getattr(node.meta.get("val"), "shape", None) for node in program.graph.nodes
+              if node.op == "placeholder" and node.name in inputs]
+    if len(shapes) != 1 or shapes[0] is None:
+        raise ModelNotFound(f"The feature model {name!r} takes {len(shapes)} inputs; attnviz gives it one image "
+                            "tensor (1, 3, H, W): export it with a single input.")
+    return tuple(d if isinstance(d, int) else None for d in shapes[0])
+
+
 def _load_module(p: Path):
+    """``(module, input shape or None)`` from a ``.pt2`` or TorchScript file."""
     import torch
 
     _install_filter()
@@ -137,8 +158,11 @@ def _load_module(p: Path):
                 raise ModelNotFound(f"The feature model {p.name!r} is larger than {MAX_MODEL_BYTES / 2**30:.0f} GB.")
             data = p.read_bytes()  # checked and loaded from the same bytes
             check_pt2_archive(data, p.name)
-            module = torch.export.load(io.BytesIO(data)).module()
+            program = torch.export.load(io.BytesIO(data))
+            shape = exported_input_shape(program, p.name)
+            module = program.module()
         else:
+            shape = None
             module = torch.jit.load(str(p), map_location="cpu")  # TorchScript's own loader: no Python pickles
             module.eval()
     except ModelNotFound:
@@ -148,7 +172,8 @@ def _load_module(p: Path):
                             "torch.export .pt2 file or a TorchScript module (not a pickled state_dict).") from None
     finally:
         _quiet.active = False
-    return module
+    return module, shape
 
 
-__all__ = ["KIND", "MAX_MODEL_BYTES", "LoadedExtractor", "check_pt2_archive", "load_feature_module"]
+__all__ = ["KIND", "MAX_MODEL_BYTES", "LoadedExtractor", "check_pt2_archive", "exported_input_shape",
+           "load_feature_module"]
