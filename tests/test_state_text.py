@@ -248,3 +248,33 @@ def test_the_heatmap_travels_as_bytes_and_decodes_to_the_weights():
     assert spec["data"][0]["y"][0] == "100·t0" and spec["layout"]["height"] < 700  # wider than tall in a column
     assert len(pio.to_json(fig, validate=False)) < 400_000
     assert ts.tick_labels(['<b>"x"</b>', "a&b"]) == ['0·&lt;b&gt;"x"&lt;/b&gt;', "1·a&amp;b"]
+
+
+def test_truncate_tokens_keeps_the_first_page_limit_word_pieces():
+    from attnviz.text import tokenize
+
+    text = "The kitten 追 the car. " * 2_000  # ~14,000 word pieces, mixed scripts
+    kept, pieces, cut = ts.truncate_tokens(text)
+    assert cut and pieces == len(tokenize(text).ids) > ts.PAGE_MAX_TOKENS
+    assert text.startswith(kept) and kept.endswith(" ") is False and text[len(kept)] == " "  # cut at a space
+    assert ts.PAGE_MAX_TOKENS - 8 <= len(tokenize(kept).ids) <= ts.PAGE_MAX_TOKENS
+    bang, pieces, cut = ts.truncate_tokens("!" * 50_000)  # one piece per mark, no space: a hard cut
+    assert (bang, pieces, cut) == ("!" * ts.PAGE_MAX_TOKENS, 50_000, True)
+    assert ts.truncate_tokens("A short text.") == ("A short text.", 4, False)
+    assert ts.truncate_tokens("   ") == ("   ", 0, False)  # the encoder refuses it with its own sentence
+    with pytest.raises(InvalidParameter):
+        ts.truncate_tokens("x", limit=0)
+    note = ts.token_cut_note(50_000, bang)
+    assert note.startswith("Your text has 50,000 word pieces; this page reads the first 4,096 (4,096 characters)")
+    assert ts.encoding_progress(2, 11) == (2 / 11, "Encoding window 3 of 11 (512 word pieces each)…")
+
+
+def test_matrix_window_statistics_are_the_window_rows():
+    enc_rows = np.random.default_rng(0).dirichlet(np.ones(40), size=10)  # 10 rows over 40 keys
+
+    w = ts.MatrixWindow(5, 15, 40, enc_rows, [str(i) for i in range(5, 15)])
+    np.testing.assert_allclose(w.entropy, [-(r * np.log(r)).sum() for r in enc_rows])
+    np.testing.assert_allclose(w.received, enc_rows.sum(0) / 10)
+    assert ts.received_title(w).endswith("the window's rows 5–14)")
+    whole = ts.MatrixWindow(0, 10, 10, enc_rows[:, :10] / enc_rows[:, :10].sum(1, keepdims=True), list("abcdefghij"))
+    assert ts.received_title(whole) == "Attention received by each token (mean over all rows)"
