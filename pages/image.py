@@ -98,6 +98,25 @@ def share(uploaded: bool) -> None:
         st.caption(si.share_note(uploaded, st.session_state["img_sample"]))
 
 
+class Steps:
+    """What a slow run is doing, as an st.status in ``slot`` (the steps' words are attnviz.state.image's);
+    cleared when the page is drawn, so a finished page keeps no box."""
+
+    def __init__(self, slot):
+        self.slot, self.box = slot, None
+
+    def __call__(self, label: str) -> None:
+        if self.box is None:
+            self.box = self.slot.status(label, expanded=True)
+        else:
+            self.box.update(label=label)
+        self.box.write(label)
+
+    def done(self) -> None:
+        if self.box is not None:
+            self.slot.empty()
+
+
 def main() -> None:
     ss = st.session_state
     _, updates = si.run_settings(ss, st.query_params)  # the link's on the first run, then the widgets' (checked)
@@ -105,14 +124,17 @@ def main() -> None:
     st.title(":material/image: Image attention")
     if ignored := ss.pop("_img_url_ignored", None):
         st.warning(si.ignored_note(ignored), icon=":material/link_off:")
+    steps = Steps(st.empty())  # above the photo: seen while DINOv2 runs
     try:
-        page_body()
+        page_body(steps)
     finally:
+        steps.done()
         write_link()
 
 
-def page_body() -> None:
+def page_body(steps: Steps) -> None:
     ss = st.session_state
+    done = ss.setdefault("_img_progress_done", set())  # what this session already waited for
     st.markdown("The photo is cut into **patches**. *Similarity attention*: every patch attends to every other, "
                 "$a_{ij}=\\mathrm{softmax}_j(s(x_i,x_j)/T)$. *DINOv2's own heads*: what a trained vision "
                 "transformer's heads attend to. **Click the heatmap** to choose a patch.")
@@ -123,6 +145,8 @@ def page_body() -> None:
             return
         name, data, sample_file = source
         digest = im.image_digest(data)
+        if si.shows_progress(done, (digest,)):
+            steps(si.OPEN_STEP)
         photo = decoded(digest, max_pixels, data)
     except Exception as err:  # noqa: BLE001 - typed errors become one friendly sentence
         show_error(err)
@@ -141,7 +165,10 @@ def page_body() -> None:
     if mode == "heads" or feats_kind == "dinov2":
         res = m1.selectbox("Model input (px)", si.RESOLUTIONS, key="img_res", help="The long side DINOv2 sees.")
         try:
-            vit = vit_of(digest, res, current_device(), mode == "heads" and bool(ss.get("img_nosinks")), photo)
+            no_sinks = mode == "heads" and bool(ss.get("img_nosinks"))
+            if si.shows_progress(done, (digest, res, current_device(), no_sinks)):
+                steps(si.vit_step(photo.size, res, current_device()))
+            vit = vit_of(digest, res, current_device(), no_sinks, photo)
             si.check_vit_fits(photo, vit)
         except (VisionModelMissing, si.TooSmallForViT) as err:  # the hand-made features, with one notice
             panel.info(si.fallback_notice(err), icon=":material/info:")
@@ -158,6 +185,8 @@ def page_body() -> None:
     shown = display_copy(digest, DISPLAY_SIDE, photo)
     caption = f"{md_escape(name)} — {photo.width} × {photo.height} px (upright)"
     view = show_heads if mode == "heads" else show_similarity
+    if steps.box is not None:
+        steps(si.DRAW_STEP)
     view(vit, photo, shown, digest, sample_file, kind or feats_kind, style, caption, name, stage, panel)
 
 
@@ -168,11 +197,16 @@ def query_inputs(grid: im.PatchGrid, note: str) -> None:
     q3.caption(f"Click the heatmap, or type the patch: rows 0–{grid.rows - 1}, columns 0–{grid.cols - 1}. {note}")
 
 
-def place_overlay(stage, overlay, bar) -> None:
+def place_overlay(stage, overlay, bar, scale_words: str) -> None:
     with stage:
         streamlit_image_coordinates(overlay, key="img_click", use_column_width="always", image_format="JPEG",
                                     jpeg_quality=90, cursor="crosshair")
-        st.image(bar, caption=f"Colour scale: {st.session_state['img_cmap']}")
+        st.image(bar)
+        st.caption(scale_words)
+
+
+def exclude_query_box(container) -> bool:
+    return container.checkbox(si.EXCLUDE_QUERY_LABEL, key="img_xq", help=si.EXCLUDE_QUERY_HELP)
 
 
 def show_heads(vit, photo, shown, digest, sample_file, kind, style, caption, name, stage, panel) -> None:
@@ -187,17 +221,20 @@ def show_heads(vit, photo, shown, digest, sample_file, kind, style, caption, nam
                         help="DINO's threshold: show only the fewest patches that hold this share of the map.")
     fraction = panel.slider("Share of the mass kept", si.KEEP_MIN, si.KEEP_MAX, step=si.KEEP_STEP,
                             key="img_keepf") if keep else None
+    exclude = exclude_query_box(panel) if kind == "patch" else False  # only a patch's row has a query
+    draw = {**style, "query": query if kind == "patch" else None, "exclude_query": exclude}
     try:
         values = si.head_map(vit, kind, layer, head, query)
         drawn, kept = si.kept_map(values, fraction) if keep else (values, None)
-        overlay = show_attention_on_image(shown, drawn, grid=grid, query=query if kind == "patch" else None, **style)
+        overlay, scale = show_attention_on_image(shown, drawn, grid=grid, return_scale=True, **draw)
         sinks = si.sink_summary(vit, layer, head)
         norms = show_attention_on_image(shown, vit.token_norms, grid=grid, cmap=style["cmap"], opacity=0.6)
     except Exception as err:  # noqa: BLE001
         show_error(err)
         return
-    place_overlay(stage, overlay, colorbar(float(drawn.min()), float(drawn.max()), style["cmap"], vertical=False,
-                                           length=420, thickness=14, font_size=13, label="attention"))
+    place_overlay(stage, overlay, colorbar(scale.vmin, scale.vmax, style["cmap"], vertical=False, length=420,
+                                           thickness=14, font_size=13, label="attention"),
+                  si.scale_words(scale, "attention"))
     with panel:
         st.image(norms, caption=f"Norm of each patch token (last block) — {caption}", width="stretch")
         st.metric(f"[CLS] share on the top {sinks['patches']} norm patches", f"{sinks['share']:.3f}",
@@ -207,7 +244,8 @@ def show_heads(vit, photo, shown, digest, sample_file, kind, style, caption, nam
         st.toggle("Leave out the top-1 % norm patches", key="img_nosinks",
                   help="Their columns are set to 0 in every layer and head and every row is renormalised.")
     with stage:
-        query_inputs(grid, "The framed patch is the query of “the chosen patch's row”.")
+        if kind == "patch":  # the [CLS] map and rollout have no query patch
+            query_inputs(grid, "The framed patch is the query of “the chosen patch's row”.")
         st.caption(si.heads_caption(kind, layer, head, query, kept, fraction, grid.n) + " " + si.map_summary(drawn))
     if kind != "rollout":
         thumbs = si.head_thumbnails(shown, vit, kind, layer, selected=head, query=query, keep=fraction,
@@ -218,7 +256,7 @@ def show_heads(vit, photo, shown, digest, sample_file, kind, style, caption, nam
                                     image_format="JPEG", jpeg_quality=85, cursor="pointer")
     st.caption(si.resolution_note(vit) + (" " + " ".join(vit.notes) if vit.notes else ""))
     st.download_button(f"Overlay PNG ({photo.width} × {photo.height})", on_click="ignore", key="img_dl_vit",
-                       data=lambda: png_bytes(show_attention_on_image(photo, drawn, grid=grid, **style)),
+                       data=lambda: png_bytes(show_attention_on_image(photo, drawn, grid=grid, **draw)),
                        file_name=f"{si.download_stem(name)}-dinov2.png", mime="image/png")
 
 
@@ -231,6 +269,8 @@ def show_similarity(vit, photo, shown, digest, sample_file, feats_kind, style, c
         view = st.radio("View", list(VIEW_LABELS), key="img_view", format_func=VIEW_LABELS.get,
                         help="Chosen patch: its row of the attention matrix (sums to 1). Received: the mean of "
                              "every row. Pooling: softmax of each patch's similarity to the image's mean feature.")
+        exclude = exclude_query_box(st) if view == "query" else False  # the other views have no query patch
+    draw = {**style, "exclude_query": exclude}
     try:
         if feats_kind == "dinov2":
             layer = panel.slider("Token layer", 0, vit.num_layers - 1, key="img_flayer", help="0 first, 11 last.")
@@ -248,15 +288,17 @@ def show_similarity(vit, photo, shown, digest, sample_file, feats_kind, style, c
         query = sync_query(digest, sample_file, grid)
         res = im.attend_patches(photo, feats, similarity=sim, temperature=temp, view=view, device=current_device(),
                                 query=query)
-        overlay = res.overlay(shown, **style)
-        trained = si.trained_patch_row(vit, query, layer) if vit is not None and feats_kind == "dinov2" else None
+        overlay = res.overlay(shown, **draw)
+        trained = si.trained_patch_row(vit, query, layer) \
+            if vit is not None and feats_kind == "dinov2" and view == "query" else None  # the same patch's row
     except Exception as err:  # noqa: BLE001
         show_error(err)
         return
     if res.warning:
         st.warning(res.warning, icon=":material/warning:")
-    place_overlay(stage, overlay, res.colorbar(style["cmap"], vertical=False, length=420, thickness=14,
-                                               font_size=13, label=VIEW_LABELS[view].lower()))
+    place_overlay(stage, overlay, res.colorbar(style["cmap"], exclude, vertical=False, length=420, thickness=14,
+                                               font_size=13, label=VIEW_LABELS[view].lower()),
+                  si.scale_words(res.scale(exclude), VIEW_LABELS[view].lower()))
     with panel:
         if trained is None:
             st.image(shown, caption=caption, width="stretch")
@@ -267,12 +309,13 @@ def show_similarity(vit, photo, shown, digest, sample_file, feats_kind, style, c
                              f"{caption}")
             st.metric("Overlap with the similarity row", f"{si.row_overlap(res.row, trained):.2f}",
                       help="Σ min(p, q) over the patches: 1 = the same weights, 0 = no patch in common.")
-    query_inputs(grid, f"The outlined patch is the query (view “{VIEW_LABELS['query'].lower()}”).")
+    if view == "query":  # received and pooling weigh every patch: no query to pick
+        query_inputs(grid, "The outlined patch is the query.")
     for column, (label, value, help_) in zip(st.columns(4), si.similarity_metrics(res)):
         column.metric(label, value, help=help_)
     st.caption("Strongest patches: " + ", ".join(f"({r}, {c}) {w:.4f}" for r, c, w in res.top_patches(TOP_K)))
     st.caption(si.features_caption(feats, res.device) + (" " + si.resolution_note(vit) if trained is not None else ""))
-    for column, (label, data, file_name, mime, key) in zip(st.columns(3), si.similarity_downloads(res, name, style)):
+    for column, (label, data, file_name, mime, key) in zip(st.columns(3), si.similarity_downloads(res, name, draw)):
         column.download_button(label, data, file_name, mime, key=key, on_click="ignore")
 
 

@@ -277,25 +277,38 @@ def sample_vit():
     return photo, vit_attentions(photo)
 
 
-def cell_lightness(img: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """Mean lightness of each cell of an even rows x cols split (the test's own split, not the library's)."""
-    light = img.astype(np.float64) @ [0.299, 0.587, 0.114]
+def drawn_levels(img: np.ndarray, photo: np.ndarray, rows: int, cols: int, opacity: float = 1.0) -> np.ndarray:
+    """The colour-scale level (0..255) each cell of an even rows x cols split was drawn at, recovered from the
+    pixels by inverting the overlay's documented blend, ``photo * (1 - alpha) + cividis[L] * alpha`` with
+    ``alpha = opacity * min(1, L / (0.2 * 255))`` (the photo shows as it is at the bottom of the scale)."""
+    from attnviz.render import colormap
+
+    lut = colormap("cividis").lut.astype(np.float64)
+    alpha = opacity * np.minimum(1.0, np.arange(256) / (0.2 * 255))[:, None]
     ys = np.round(np.linspace(0, img.shape[0], rows + 1)).astype(int)
     xs = np.round(np.linspace(0, img.shape[1], cols + 1)).astype(int)
-    return np.array([[light[ys[r]:ys[r + 1], xs[c]:xs[c + 1]].mean() for c in range(cols)] for r in range(rows)])
+    out = np.zeros((rows, cols))
+    for r in range(rows):
+        for c in range(cols):
+            cell = (slice(ys[r], ys[r + 1]), slice(xs[c], xs[c + 1]))
+            seen, base = img[cell].reshape(-1, 3).mean(0), photo[cell].reshape(-1, 3).mean(0)
+            out[r, c] = np.argmin(np.abs(base * (1 - alpha) + lut * alpha - seen).sum(1))
+    return out
 
 
-def drawn_matches(img: np.ndarray, values: np.ndarray) -> float:
-    """Rank correlation between a fully opaque cividis overlay's cells and the map it should show
-    (cividis grows in lightness from low to high)."""
+def drawn_matches(img: np.ndarray, values: np.ndarray, photo: np.ndarray) -> float:
+    """Rank correlation between the levels an opaque cividis overlay's cells were drawn at and the map it
+    should show."""
     from scipy.stats import spearmanr
 
-    return float(spearmanr(cell_lightness(img, *values.shape).ravel(), values.ravel()).statistic)
+    return float(spearmanr(drawn_levels(img, photo, *values.shape).ravel(), values.ravel()).statistic)
 
 
 def heads_page(opacity: float = 1.0) -> AppTest:
     at = image_page("dinov2")
-    at.slider(key="img_opacity").set_value(opacity).run()  # opaque: the overlay is the map alone
+    at.slider(key="img_opacity").set_value(0.0).run()
+    at.photo = overlay_of(at)  # opacity 0: the photo itself, through the page's own JPEG encoding
+    at.slider(key="img_opacity").set_value(opacity).run()  # opaque: the map's colours wherever it is not ~0
     at.radio(key="img_mode").set_value("heads").run()
     assert not at.exception, at.exception
     return at
@@ -345,7 +358,7 @@ def test_heads_view_shows_the_cls_map_and_a_click_opens_a_patch_row(sample_vit):
     at = heads_page()
     cls = vit.attentions[-1].astype(np.float64).mean(0)[0, 1:].reshape(11, 16)
     before = overlay_of(at)
-    assert before.shape == (320, 480, 3) and drawn_matches(before, cls) > 0.9
+    assert before.shape == (320, 480, 3) and drawn_matches(before, cls, at.photo) > 0.9
     assert "[CLS] → patches: layer 11, mean of the heads" in captions(at)
     # the photo shown 600 x 400: a click at (300, 320) is 80 % down, half way across -> patch (8, 8)
     click(at, 300, 320, 600, 400, stamp=201)
@@ -354,7 +367,8 @@ def test_heads_view_shows_the_cls_map_and_a_click_opens_a_patch_row(sample_vit):
     after = overlay_of(at)
     row = vit.attentions[-1].astype(np.float64).mean(0)[1 + 8 * 16 + 8, 1:]
     assert np.abs(after.astype(int) - before.astype(int)).mean() > 5
-    assert drawn_matches(after, row.reshape(11, 16)) > 0.9 and drawn_matches(after, cls) < drawn_matches(after, row.reshape(11, 16))
+    assert drawn_matches(after, row.reshape(11, 16), at.photo) > 0.9 and \
+        drawn_matches(after, cls, at.photo) < drawn_matches(after, row.reshape(11, 16), at.photo)
     top = shown_strongest(at)
     assert [w for _, _, w in top] == pytest.approx(np.sort(row / row.sum())[::-1][:5], abs=6e-5)
     at.radio(key="img_hmap").set_value("rollout").run()  # rollout: no layer or head to pick
@@ -381,7 +395,7 @@ def test_a_click_on_a_thumbnail_opens_that_head(sample_vit):
     assert "layer 11, head 2, from [CLS]" in captions(at)
     shown = overlay_of(at)
     head2 = vit.attentions[-1, 2, 0, 1:].astype(np.float64).reshape(11, 16)
-    assert drawn_matches(shown, head2) > 0.9 and np.abs(shown.astype(int) - mean_view.astype(int)).mean() > 3
+    assert drawn_matches(shown, head2, at.photo) > 0.9 and np.abs(shown.astype(int) - mean_view.astype(int)).mean() > 3
     assert np.abs(overlay_of(at, "img_heads_click").astype(int) - strip.astype(int)).max() > 100  # the frame moved
 
 
@@ -402,10 +416,10 @@ def test_keep_mass_keeps_the_fewest_patches_holding_that_share(sample_vit):
         assert kept == needed
         total = float(re.search(r"sum to ([0-9]+\.[0-9]+)", captions(at)).group(1))
         assert total == pytest.approx(desc[:needed].sum(), abs=6e-4)  # only the kept patches are drawn
-        drawn = overlay_of(at)
-        light = cell_lightness(drawn, 11, 16).ravel()
-        off = np.argsort(values)[: 176 - needed - 10]  # well outside the kept set: drawn at the bottom colour
-        assert light[off].mean() < np.percentile(light, 40)
+        levels = drawn_levels(overlay_of(at), at.photo, 11, 16).ravel()
+        off = np.argsort(values)[: 176 - needed - 10]  # well outside the kept set: drawn at 0, the photo itself
+        kept_cells = np.argsort(values)[::-1][: max(1, needed // 2)]  # the strongest half of the kept set
+        assert np.median(levels[off]) <= 10 and levels[kept_cells].mean() > 60
 
 
 def test_sinks_toggle_leaves_the_top_norm_patches_out_and_renormalises(sample_vit):
@@ -549,3 +563,93 @@ def test_an_upload_says_its_photo_cannot_travel_in_the_link(china_bytes):
     assert "opens this photo" in captions(at)
     upload(at, "mine.jpg", china_bytes)
     assert "An uploaded photo cannot travel in a link" in captions(at)
+
+
+# ------------------------------------------------------------------- the query patch and the scale (issue 16)
+
+def patch_centre(ov: np.ndarray, rows: int, cols: int, r: int, c: int, half: int = 2) -> np.ndarray:
+    """The mean colour of a small square at the centre of patch (r, c) of the overlay."""
+    h, w = ov.shape[:2]
+    y, x = int((r + 0.5) * h / rows), int((c + 0.5) * w / cols)
+    return ov[y - half:y + half + 1, x - half:x + half + 1].reshape(-1, 3).astype(float).mean(0)
+
+
+def test_leaving_the_query_out_gives_the_other_patches_the_whole_scale():
+    from attnviz.render import colormap
+
+    at = image_page()  # hand-made features, cosine, T = 0.1: the issue's case
+    assert at.checkbox(key="img_xq").value is True  # on by default for the chosen patch's row
+    at.number_input(key="img_row").set_value(3).run()  # the temple's roof edge: it takes ~73 % of its own row
+    at.number_input(key="img_col").set_value(5).run()
+    (qr, qc, wq), (r2, c2, w2) = shown_strongest(at)[:2]
+    assert (qr, qc) == (3, 5) and wq > 0.5 and w2 < wq / 5  # a patch is most like itself
+    words = [c for c in captions(at).split("Colour scale: ")[1:]][0]
+    assert f"to {w2:.4f} (top colour)" in words and f"its own weight {wq:.4f} is above the top" in words
+    at.slider(key="img_opacity").set_value(1.0).run()  # full colour at the top: the scales differ the most
+    on = overlay_of(at)
+    at.slider(key="img_opacity").set_value(0.0).run()
+    photo = overlay_of(at)  # opacity 0: the photo itself, through the same JPEG encoding
+    at.slider(key="img_opacity").set_value(1.0).run()
+    at.checkbox(key="img_xq").set_value(False).run()
+    off = overlay_of(at)
+    assert f"from the map's least to its largest weight" in captions(at) and f"to {wq:.4f} (top colour)" in captions(at)
+    lut = colormap("cividis").lut.astype(float)
+
+    def expected(r, c, w, lo, hi):  # photo * (1 - alpha) + colour * alpha at the patch's level of the scale
+        level = int(round(255 * min(1.0, max(0.0, (w - lo) / (hi - lo)))))
+        alpha = min(1.0, level / (255 * 0.2))  # the overlay's documented fade over the lowest fifth
+        return patch_centre(photo, 16, 24, r, c) * (1 - alpha) + lut[level] * alpha
+
+    assert np.abs(patch_centre(on, 16, 24, r2, c2) - expected(r2, c2, w2, 0.0, w2)).max() < 15  # the top colour
+    # a strong patch away from the query (no bicubic spill from it): its colour on each scale
+    far = [(r, c, w) for r, c, w in shown_strongest(at)[1:] if max(abs(r - qr), abs(c - qc)) > 1]
+    r3, c3, w3 = max(far, key=lambda p: np.abs(expected(*p, 0.0, w2) - expected(*p, 0.0, wq)).max())
+    # (the map's minimum is ~0 at T = 0.1: 0 stands for it)
+    assert np.abs(patch_centre(on, 16, 24, r3, c3) - expected(r3, c3, w3, 0.0, w2)).max() < 15
+    assert np.abs(patch_centre(off, 16, 24, r3, c3) - expected(r3, c3, w3, 0.0, wq)).max() < 15
+    assert np.abs(expected(r3, c3, w3, 0.0, w2) - expected(r3, c3, w3, 0.0, wq)).max() > 50  # and they differ
+    # the whole photo: far more of it shows colour when the query is left out
+    lit = lambda ov: float((np.abs(ov.astype(float) - photo.astype(float)).sum(-1) > 60).mean())  # noqa: E731
+    assert lit(on) > 3 * lit(off)
+
+
+# ------------------------------------------------------------------ controls that apply, progress (issue 16)
+
+def widget_keys(at: AppTest) -> set[str]:
+    kinds = ("radio", "selectbox", "slider", "select_slider", "number_input", "checkbox", "toggle")
+    return {w.key for kind in kinds for w in at.get(kind) if w.key and w.key.startswith("img_")}
+
+
+def test_only_the_controls_that_apply_to_the_view_are_shown(sample_vit):
+    at = image_page("dinov2")
+    query = {"img_row", "img_col", "img_xq"}
+    assert query | {"img_sim", "img_temp", "img_view", "img_flayer", "img_res"} <= widget_keys(at)
+    assert not {"img_head", "img_layer", "img_hmap", "img_keep", "img_nosinks", "img_patch"} & widget_keys(at)
+    for view in ("received", "pooling"):  # every patch's weight: no query patch to pick or leave out
+        at.radio(key="img_view").set_value(view).run()
+        assert not query & widget_keys(at) and "img_temp" in widget_keys(at)
+        assert "DINOv2's own attention from the same patch" not in " ".join(
+            i.caption for img in at.image for i in img.proto.imgs)
+    at.radio(key="img_features").set_value("handcrafted").run()
+    assert {"img_patch", "img_pos"} <= widget_keys(at) and not {"img_flayer", "img_res"} & widget_keys(at)
+    at.radio(key="img_mode").set_value("heads").run()
+    keys = widget_keys(at)  # the [CLS] map: layer and head, no query patch, no similarity
+    assert {"img_layer", "img_head", "img_keep", "img_nosinks", "img_res"} <= keys
+    assert not (query | {"img_sim", "img_temp", "img_view", "img_features", "img_patch", "img_keepf"}) & keys
+    at.toggle(key="img_keep").set_value(True).run()
+    assert "img_keepf" in widget_keys(at)
+    at.radio(key="img_hmap").set_value("patch").run()
+    assert query <= widget_keys(at)
+    at.radio(key="img_hmap").set_value("rollout").run()  # all layers, the heads' mean: nothing to pick
+    assert not ({"img_layer", "img_head"} | query) & widget_keys(at)
+    assert not at.get("status") and not at.exception  # the progress box is gone once the page is drawn
+
+
+def test_the_progress_steps_say_what_runs_where():
+    from attnviz.state import image as si
+
+    assert si.vit_step((640, 427), 518, "cpu") == "Running DINOv2 at 518 × 350 px on cpu (about 1.76 s on 2 CPU cores)…"
+    assert si.vit_step((427, 640), 224, "cuda") == "Running DINOv2 at 154 × 224 px on cuda…"
+    done: set = set()
+    assert si.shows_progress(done, ("d", 518, "cpu", False)) and not si.shows_progress(done, ("d", 518, "cpu", False))
+    assert si.shows_progress(done, ("d", 224, "cpu", False))

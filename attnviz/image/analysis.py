@@ -240,23 +240,40 @@ class ImageAnalysis:
         order = np.argsort(s, axis=None, kind="stable")[::-1][:max(0, int(k))]
         return [(int(i) // self.grid.cols, int(i) % self.grid.cols, float(s.flat[i])) for i in order]
 
+    def excludes_query(self, exclude_query: bool) -> bool:
+        """Whether ``exclude_query`` applies: only to the chosen patch's row (the other views have no query)."""
+        return bool(exclude_query) and self.view == "query" and self.query is not None and self.grid.n > 1
+
+    def scale(self, exclude_query: bool = False):
+        """The :class:`attnviz.overlay.OverlayScale` the overlay is drawn with: the map's min and max, or with
+        ``exclude_query`` (the chosen patch's row only) those of the other patches, the query's own weight
+        kept aside (at a small temperature it takes most of its own row and would make the rest one colour)."""
+        from ..overlay import attention_scale
+
+        r, c = self.query if self.query is not None else (0, 0)
+        exclude = r * self.grid.cols + c if self.excludes_query(exclude_query) else None
+        return attention_scale(self.scores, exclude=exclude)
+
     def overlay(self, image: Image.Image | None = None, *, cmap: str = DEFAULT_COLORMAP,
                 opacity: float = DEFAULT_OPACITY, show_grid: bool = False, outline_query: bool = True,
-                max_side: int | None = None) -> np.ndarray:
+                max_side: int | None = None, exclude_query: bool = False) -> np.ndarray:
         """The heatmap over the photo, ``(H, W, 3)`` uint8: on ``image`` (a resized copy of the same
-        photo, e.g. for display), else on the full-resolution image (or a copy with long side ``max_side``)."""
+        photo, e.g. for display), else on the full-resolution image (or a copy with long side ``max_side``).
+        ``exclude_query``: the scale of :meth:`scale` (the query patch is then always outlined)."""
         from ..overlay import show_attention_on_image
 
         base = image if image is not None else (thumbnail(self.image, max_side) if max_side else self.image)
-        query = self.query if (outline_query and self.view == "query") else None
+        excluded = self.excludes_query(exclude_query)
+        query = self.query if ((outline_query or excluded) and self.view == "query") else None
         return show_attention_on_image(base, self.scores, cmap=cmap, opacity=opacity, grid=self.grid,
-                                       show_grid=show_grid, query=query)
+                                       show_grid=show_grid, query=query, exclude_query=excluded)
 
-    def colorbar(self, cmap: str = DEFAULT_COLORMAP, **kw) -> np.ndarray:
+    def colorbar(self, cmap: str = DEFAULT_COLORMAP, exclude_query: bool = False, **kw) -> np.ndarray:
+        """The legend of :meth:`overlay` drawn with the same ``exclude_query``: its ends are that scale's."""
         from ..overlay import colorbar
 
-        s = self.scores
-        return colorbar(float(s.min()), float(s.max()), cmap, label=kw.pop("label", "weight"), **kw)
+        sc = self.scale(exclude_query)
+        return colorbar(sc.vmin, sc.vmax, cmap, label=kw.pop("label", "weight"), **kw)
 
     def to_png(self, **kw) -> bytes:
         """The overlay as PNG bytes at the image's full size (keywords as :meth:`overlay`: ``cmap``,

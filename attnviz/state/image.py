@@ -252,7 +252,8 @@ def run_settings(session: Mapping[str, object], params: Mapping[str, str]) -> tu
     every value checked), the query patch and patch size included (the first photo keeps them when they fit its
     grid: :func:`query_updates`), and leaves the refused parameters in ``_img_url_ignored`` for the page to name.
     Later runs take the widgets' values; what Streamlit dropped (a widget not drawn on the last run, e.g. the
-    head picker while the similarity view was shown) comes back from the last run's state, ``_img_state``."""
+    head picker while the similarity view was shown) comes back from the last run's state, ``_img_state``; the
+    keys the page's own logic sets (:data:`SELF_SET_KEYS`) only when they were dropped."""
     if not session.get("_img_url_read"):
         state = ImagePageState.from_query(params)
         updates = {**state.widget_values(), "_img_url_read": True, "_img_url_ignored": state.ignored}
@@ -260,7 +261,7 @@ def run_settings(session: Mapping[str, object], params: Mapping[str, str]) -> tu
     last = session.get("_img_state")
     known = last.widget_values() if isinstance(last, ImagePageState) else {}
     state = ImagePageState.from_widgets({**known, **{k: v for k, v in session.items() if k in WIDGET_KEYS.values()}})
-    updates = {k: v for k, v in state.widget_values().items() if k not in SELF_SET_KEYS}
+    updates = {k: v for k, v in state.widget_values().items() if k not in SELF_SET_KEYS or k not in session}
     return state, updates
 
 
@@ -303,6 +304,46 @@ def share_note(uploaded: bool, sample: str) -> str:
         return (f"An uploaded photo cannot travel in a link: this link opens these settings on the sample "
                 f"“{sample}”; share the photo file itself.")
     return "This link (also in the address bar) opens this photo with this patch, view and every setting."
+
+
+def scale_words(scale, label: str) -> str:
+    """What the colour scale in force is, in words (``scale``: the :class:`attnviz.overlay.OverlayScale` the
+    overlay was drawn with; ``label``: what the map's values are)."""
+    ends = f"{scale.vmin:.4f} (bottom colour) to {scale.vmax:.4f} (top colour)"
+    if scale.query_excluded and scale.query_value is not None:
+        where = ("above the top, so it is drawn in the top colour" if scale.query_off_scale
+                 else "inside that range")
+        return (f"Colour scale: {label}, over the other patches only, {ends}. The chosen patch (outlined) is left "
+                f"out: its own weight {scale.query_value:.4f} is {where}.")
+    return f"Colour scale: {label}, from the map's least to its largest weight, {ends}."
+
+
+#: the steps a slow run says it is doing (st.status on the page); each is one short line
+OPEN_STEP, DRAW_STEP = "Opening the photo…", "Drawing the maps…"
+
+
+def vit_step(image_size: tuple[int, int], resolution: int, device: str) -> str:
+    """The model step's line: the pixels DINOv2 sees, where it runs, and (on a CPU) how long it takes here."""
+    from ..loaders.dinov2 import input_size_for
+
+    h, w = input_size_for(int(image_size[0]), int(image_size[1]), int(resolution))
+    took = RESOLUTION_SECONDS.get(int(resolution)) if str(device) == "cpu" else None
+    cost = f" (about {took:g} s on 2 CPU cores)" if took is not None else ""
+    return f"Running DINOv2 at {w} × {h} px on {device}{cost}…"
+
+
+def shows_progress(done: set, step: tuple) -> bool:
+    """Whether the page says what it is doing for ``step`` (a photo's digest, or a model run's cache key):
+    the first time in this session (a cached result needs no progress: it would only flash). Records it."""
+    new = step not in done
+    done.add(step)
+    return new
+
+
+#: the checkbox that leaves the query patch out of the colour scale
+EXCLUDE_QUERY_LABEL = "Leave the chosen patch out of the colour scale"
+EXCLUDE_QUERY_HELP = ("A patch is most like itself: at small temperatures it takes most of its own row, and the "
+                      "rest of the photo becomes one colour. Left out, the other patches spread over the whole scale.")
 
 
 def share_link(base_url: str, params: Mapping[str, str]) -> str:
@@ -653,5 +694,6 @@ __all__ = [
     "FEATURE_LABELS", "HEAD_MAP_LABELS", "VIEW_LABELS", "head_label", "heads_caption", "features_caption",
     "upload_refusal", "TooSmallForViT", "NO_VIT_NOTICE", "check_vit_fits", "fallback_notice", "map_summary", "query_updates", "click_updates", "patch_updates", "similarity_metrics",
     "similarity_downloads", "SAMPLE_IDS", "SELF_SET_KEYS", "run_settings", "link_params", "FIELD_WORDS",
-    "ignored_note", "outside_note", "share_note", "share_link",
+    "ignored_note", "outside_note", "share_note", "share_link", "scale_words", "EXCLUDE_QUERY_LABEL",
+    "EXCLUDE_QUERY_HELP", "OPEN_STEP", "DRAW_STEP", "vit_step", "shows_progress",
 ]

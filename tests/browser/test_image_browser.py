@@ -21,6 +21,7 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 CHINA = Path(str(files("sklearn.datasets") / "images")) / "china.jpg"  # 640 x 427, scikit-learn's real photo
+ASPECT = 480 / 320  # the shipped sample of the same photo
 COMPONENT = 'iframe[title*="streamlit_image_coordinates"]'
 
 pytest.importorskip("playwright.sync_api")
@@ -147,5 +148,102 @@ def test_upload_a_real_photo_see_the_heatmap_click_a_patch(app_url, page):
     assert (rows, cols) == (16, 24)
     sky_then_trees(page, heat, aspect, rows, cols, "hand-made features")
     # the colour bar and the downloads are on the page
-    assert page.get_by_text("Colour scale: cividis").count() >= 1
+    assert page.get_by_text(re.compile("^Colour scale: what the chosen patch attends to, over the other patches")).count() >= 1
     assert page.get_by_role("button", name=re.compile("Overlay PNG \\(640 × 427\\)")).count() == 1
+
+
+# ------------------------------------------------------------------------- the link (issue 15) and layout
+
+import os  # noqa: E402
+
+SHOTS = Path(os.environ.get("ATTNVIZ_SHOTS", "/tmp/shots")) / "IMG"
+LINK = "/image?sample=china&m=heads&hm=patch&l=7&h=3&r=5&col=6"
+
+
+def open_link(context, url: str):
+    page = context.new_page()
+    page.goto(url)
+    page.get_by_text("Image attention").first.wait_for()
+    page.frame_locator(COMPONENT).first.locator("img#image").wait_for(timeout=120_000)
+    return page
+
+
+def selected_head(page) -> str:
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Head").first
+    return box.locator('[data-baseweb="select"]').inner_text().strip()
+
+
+def test_a_shared_link_opens_the_same_patch_and_head_in_a_fresh_browser(browser, app_url):
+    base = app_url.rstrip("/")
+    teacher = browser.new_context(viewport={"width": 1280, "height": 720})
+    teacher.set_default_timeout(60_000)
+    student = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    student.set_default_timeout(60_000)
+    try:
+        page = open_link(teacher, base + LINK)
+        page.get_by_text(re.compile(r"layer 7, head 3, from patch \(5, 6\)")).first.wait_for()
+        assert selected_head(page) == "head 3"
+        assert (number_value(page, "Query row"), number_value(page, "Query column")) == (5, 6)
+        # the teacher opens head 1 from the thumbnails: the address bar follows
+        strip = page.frame_locator(COMPONENT).nth(1).locator("img#image")
+        wait_for(lambda: (strip.bounding_box() or {}).get("width", 0) > 300, what="the thumbnails")
+        box = strip.bounding_box()
+        strip.click(position={"x": box["width"] * 2.5 / 7, "y": box["height"] * 0.4})  # mean, head 0, head 1, ...
+        page.get_by_text(re.compile(r"layer 7, head 1, from patch \(5, 6\)")).first.wait_for()
+        wait_for(lambda: "h=1" in page.url and "r=5" in page.url and "col=6" in page.url, what="the link to follow")
+        shared = page.url
+        # the student's phone: a fresh context (no cookies, no session), the copied link
+        phone = open_link(student, shared)
+        phone.get_by_text(re.compile(r"layer 7, head 1, from patch \(5, 6\)")).first.wait_for()
+        assert selected_head(phone) == "head 1"
+        assert (number_value(phone, "Query row"), number_value(phone, "Query column")) == (5, 6)
+        # the two overlays are the same picture (same photo, patch, layer and head)
+        a, b = decode(heatmap_src(page)), decode(heatmap_src(phone))
+        assert a.shape == b.shape and np.abs(a - b).mean() < 1.0
+    finally:
+        teacher.close()
+        student.close()
+
+
+def test_a_slow_model_run_says_what_it_is_doing(browser, app_url):
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    context.set_default_timeout(60_000)
+    try:
+        page = open_link(context, app_url.rstrip("/") + "/image?sample=flower&m=heads&res=224")
+        seen = []
+        page.locator('[data-testid="stSelectbox"]').filter(has_text="Model input").first.click()
+        page.get_by_role("option", name="518").click()
+        status = page.get_by_text(re.compile(r"^Running DINOv2 at \d+ × 518 px on (cpu|cuda)"))
+        status.first.wait_for(timeout=20_000)  # shown while the forward runs (~2-3 s at 518 on 2 cores)
+        seen.append(status.first.inner_text())
+        page.get_by_text(re.compile(r"DINOv2 saw a \d+ × 518 px copy")).first.wait_for(timeout=120_000)
+        wait_for(lambda: status.count() == 0, what="the progress box to go once the page is drawn")
+        assert seen and "×" in seen[0]
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("width,height", [(1280, 720), (390, 844)])
+def test_the_overlay_is_in_the_first_screen_and_nothing_is_wider_than_the_screen(browser, app_url, width, height):
+    context = browser.new_context(viewport={"width": width, "height": height}, is_mobile=width < 500,
+                                  has_touch=width < 500)
+    context.set_default_timeout(60_000)
+    try:
+        page = open_link(context, app_url.rstrip("/") + "/image?sample=china&r=3&col=5")
+        heat = page.frame_locator(COMPONENT).first.locator("img#image")
+        settled_box(heat, ASPECT)
+        page.get_by_text(re.compile("^Strongest patches")).first.wait_for()
+        time.sleep(1.0)  # fonts and the component's last resize
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"image_{width}x{height}.png"))
+        box = page.locator(COMPONENT).first.bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= height, f"the overlay is not in the first screen: {box}"
+        assert box["width"] >= min(300, width - 40)
+        wide = page.evaluate("""() => {
+            const main = document.querySelector('[data-testid="stMain"]');
+            return {doc: document.documentElement.scrollWidth, main: main.scrollWidth,
+                    widest: Math.max(...[...main.querySelectorAll('*')].map(e => e.getBoundingClientRect().right))};
+        }""")
+        assert wide["doc"] <= width and wide["main"] <= width and wide["widest"] <= width + 1, wide
+    finally:
+        context.close()
