@@ -17,6 +17,7 @@ from attnviz.render import to_json
 from attnviz.settings import load_settings
 from attnviz.state import text as ts
 from attnviz.state.text import TextPageState
+from ui.cache import memo_data, memo_resource
 from ui.classroom import FIGURE_FONT, classroom_on, md_escape, theme_type
 from ui.shell import require_shell
 from ui.widgets import (clicked_row, current_device, downloads_popover, explain_similarity, index_picker, matrix_chart,
@@ -31,7 +32,7 @@ WIDGET_KEYS = {"sample": "sample", "text": "text", "similarity": "txt_sim", "tem
                "token": "token", "layer": "layer", "head": "head", "window": "win", "scale": "scale"}
 
 
-@st.cache_data(max_entries=16, ttl=3600, show_spinner=ts.ENCODING_SPINNER)
+@memo_data(ts.ENCODING_SPINNER)  # a sample's encoding is the class's; one's own text lives with the session
 def cached_encoding(text, encoder: str, merge: bool, device: str, model_path: str | None):
     """One text -> its ``Encoding``; a tuple of lines -> their encodings as one padded batch. A long text's
     windows show a progress bar whose every update is a stop point: a rerun or a closed session ends the job."""
@@ -50,19 +51,19 @@ def cached_encoding(text, encoder: str, merge: bool, device: str, model_path: st
     return tx.encode_text(text, encoder, device, model_path, merge_words=merge, progress=progress)
 
 
-@st.cache_data(max_entries=16, ttl=3600, show_spinner=False)
+@memo_data()
 def cached_cut(text: str, model_path: str | None) -> tuple[str, int, bool]:
     return ts.truncate_tokens(text, model_path)
 
 
-@st.cache_data(max_entries=64, ttl=3600, show_spinner=False)
+@memo_data(shipped=(TextPageState().query,))
 def cached_query(query: str, encoder: str, device: str, model_path: str | None) -> torch.Tensor:
     return tx.embed_query(query, encoder, device if encoder != "random" else "cpu", model_path)
 
 
-@st.cache_resource(max_entries=8, ttl=3600, show_spinner="Running MiniLM with output_attentions…")
-def cached_model_attention(_enc: tx.Encoding, key: tuple, start: int, device: str) -> tx.ModelAttention:
-    return tx.model_attentions(_enc, start, device)
+@memo_resource("Running MiniLM with output_attentions…", inputs=("text",))
+def cached_model_attention(_enc: tx.Encoding, text: str, key: tuple, start: int, device: str) -> tx.ModelAttention:
+    return tx.model_attentions(_enc, start, device)  # ``text`` + ``key`` name the encoding
 
 
 def heatmap(weights, labels, first, title, key, lo, hi, n_keys, selectable=False, **kw) -> None:
@@ -132,7 +133,7 @@ def view_model(enc, key, sim, temp, device) -> None:
     pieces, ss, view_box = tx.load_model(enc.model_path, "cpu").content_length, st.session_state, st.container()
     start = start_slider(ts.model_last_start(enc.groups, pieces), f"MiniLM reads {pieces} word pieces at a time; "
                           f"the text has {len(enc.groups):,} tokens. The window starts at token", "win")
-    ma = cached_model_attention(enc, key, start, device)
+    ma = cached_model_attention(enc, key[0], key, start, device)
     ss["layer"], ss["head"] = ts.model_selection(ss.get("layer"), ss.get("head"), ma.num_layers, ma.num_heads)
     with view_box:
         layer, head, special = model_head_picker(ma.num_layers, ma.num_heads, ts.HEADS_SPECIAL, ts.head_label,

@@ -294,8 +294,9 @@ def test_long_text_is_truncated_with_a_notice():
     assert not at.exception
     notice = " ".join(w.value for w in at.warning)
     assert "60,000 characters" in notice and "first 49,999" in notice  # cut at a space
+    assert "10,000 word pieces; this page reads the first 4,096 (20,479 characters)" in notice  # then to the pieces
     (spans,) = highlights(at)
-    assert len(spans) == 10_000
+    assert len(spans) == ts.PAGE_MAX_TOKENS
     assert "text" not in at.query_params  # too long for the link
 
 
