@@ -116,6 +116,9 @@ def view_matrix(enc, sim, temp, device) -> None:
         st.caption(ts.matrix_caption(st.session_state["scale"], lo, hi, w))
     k = token_picker(enc)
     row = tx.analyze_encoding(enc, sim, temp, token=k, include_matrix=False, row_stats=False, device=device)
+    j = index_picker("Key token of the cell whose exact weight to show", n, "cell_key", enc.tokens,
+                     tx.MATRIX_MAX_TOKENS)
+    st.caption(md_escape(ts.cell_caption(enc.tokens, k, j, float(row.scores[j]), lo, hi)))  # exact, on demand
     pieces = ts.token_pieces(enc)
     tokens_of(*pieces, row.scores, "tv_mrow", selected=k, target="token", label=row.score_label(), labels=list(enc.tokens))
     with st.expander(ts.received_title(w)):

@@ -433,3 +433,28 @@ def test_a_rerun_or_a_closed_session_stops_the_encoding(monkeypatch):
     at = open_page({"e": "contextual", "v": "query"})
     at.text_area(key="text").set_value(text + " ?").run()
     assert sum(windows) == 2  # a closed session: nothing after window 2 ran
+
+
+def test_the_matrix_gives_one_cell_s_exact_weight_on_demand():
+    """The 512-token heatmap travels as 8-bit colour levels (<= 1 MB a view): its hover names the level, and
+    the exact weight of a cell comes on demand, under the matrix, with both tokens, against float64."""
+    at = open_page({"v": "matrix", "s": "cosine", "t": "0.1"})
+    at.selectbox(key="token").set_value(2).run()
+    at.selectbox(key="cell_key").set_value(5).run()
+    assert not at.exception
+    x = torch.nn.functional.normalize(tx.encode_text(KITTEN, "contextual").vectors.double(), dim=-1)
+    p = torch.softmax(x @ x.T / 0.1, dim=-1)
+    toks = tx.encode_text(KITTEN, "contextual").tokens
+    (cap,) = [c.value for c in at.caption if c.value.startswith("Query 2")]
+    m = re.search(r"Query 2 · '(.+)' → key 5 · '(.+)': weight ([0-9.e-]+) \(exact", cap.replace("\\", ""))
+    assert m and (m[1], m[2]) == (toks[2], toks[5])
+    assert float(m[3]) == pytest.approx(float(p[2, 5]), rel=1e-5)
+
+
+def test_the_cell_caption_quotes_tokens_as_data():
+    at = open_page({"v": "matrix", "e": "static"})
+    at.text_area(key="text").set_value("**bold** <b>x</b> [a](javascript:alert(1))").run()
+    at.selectbox(key="cell_key").set_value(1).run()
+    assert not at.exception
+    (cap,) = [c.value for c in at.caption if c.value.startswith("Query 0")]
+    assert "\\*" in cap and "\\[" not in cap.replace("\\[", "") and "<b>" not in cap.replace("\\<", "")

@@ -278,3 +278,15 @@ def test_matrix_window_statistics_are_the_window_rows():
     assert ts.received_title(w).endswith("the window's rows 5–14)")
     whole = ts.MatrixWindow(0, 10, 10, enc_rows[:, :10] / enc_rows[:, :10].sum(1, keepdims=True), list("abcdefghij"))
     assert ts.received_title(whole) == "Attention received by each token (mean over all rows)"
+
+
+def test_heatmap_hover_names_the_level_and_the_caption_gives_the_exact_weight():
+    w = np.random.default_rng(1).dirichlet(np.ones(600), size=600)
+    fig = ts.heatmap_figure(w, [f"t{i}" for i in range(600)], lo=0.0, hi=float(w.max()))
+    hover = fig.data[0].hovertemplate
+    assert "colour level %{z} of 255" in hover and "×" not in hover  # a number the reader can use, no formula
+    z = np.asarray(fig.data[0].z)
+    assert z.dtype == np.uint8  # still one byte a cell on the wire
+    cap = ts.cell_caption([f"t{i}" for i in range(600)], 3, 7, float(w[3, 7]), 0.0, float(w.max()))
+    assert cap.startswith(f"Query 3 · 't3' → key 7 · 't7': weight {w[3, 7]:.7g} (exact")
+    assert f"colour level {int(z[3, 7])} of 255" in cap  # the level the heatmap draws that cell with

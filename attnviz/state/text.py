@@ -299,8 +299,8 @@ def heatmap_figure(weights, labels: Sequence[str], first: int = 0, *, title: str
     """A plotly heatmap of ``weights (r, m)`` that stays light on the wire: the cells travel as 8-bit levels
     of the scale ``[lo, hi]`` (one byte each, error <= 1/510 of the scale; a 512 x 512 window is 256 KiB), in
     the token view's colours (level 0 = the page), with the colour bar labelled in weights and the uniform
-    level 1/n marked ("1/n"). Wider than tall; tick labels thinned so they never overlap. Exact values: the
-    CSV, or the row's token view (its hover holds each weight)."""
+    level 1/n marked ("1/n"). Wider than tall; tick labels thinned so they never overlap. Exact values travel
+    only on demand: one cell's in :func:`cell_caption`, a row's in its token view, all of them in the CSV."""
     import plotly.graph_objects as go  # lazily: the state module stays importable without plotly
 
     z = quantise(np.asarray(weights, dtype=np.float64), lo, hi)
@@ -314,15 +314,14 @@ def heatmap_figure(weights, labels: Sequence[str], first: int = 0, *, title: str
         tickvals.append(legend.uniform.position * (LEVELS - 1))
         ticktext.append("1/n")
     rows, cols = tick_labels(labels[:r], first), tick_labels(labels[-m:] if m != r else labels, first)
-    step = (hi - lo) / (LEVELS - 1)
     lines = max(8, (height - 140) // (font + 4))  # y labels that fit without overlapping
     return go.Figure(
         data=[go.Heatmap(
             z=z, x=cols, y=rows, zmin=0, zmax=LEVELS - 1, colorscale=stops, showscale=colorbar,
             colorbar=dict(title=dict(text="weight", font=dict(size=font)), tickvals=tickvals, ticktext=ticktext,
                           tickfont=dict(size=font - 1), thickness=12, len=0.9),
-            hovertemplate=(f"query %{{y}}<br>key %{{x}}<br>weight ≈ %{{z}} × {step:.3g} (level %{{z}} of 255)"
-                           "<extra></extra>"),
+            hovertemplate=("query %{y}<br>key %{x}<br>colour level %{z} of 255<br>"
+                           "exact weight: pick its row and key under the matrix<extra></extra>"),
         )],
         layout=dict(
             title=dict(text=escape_label(title), font=dict(size=font + 1)), font=dict(size=font),
@@ -641,6 +640,15 @@ class MatrixWindow:
         return np.asarray(self.rows, dtype=np.float64).mean(axis=0)
 
 
+def cell_caption(tokens: Sequence[str], query: int, key: int, weight: float, lo: float, hi: float) -> str:
+    """The exact weight of one cell of the matrix (query row ``query``, key ``key``), both tokens quoted with
+    ``repr`` (plain text: the page escapes it for Markdown), and the colour level the heatmap draws it with on
+    the scale ``[lo, hi]``."""
+    level = int(quantise(np.array([[weight]], dtype=np.float64), lo, hi)[0, 0])
+    return (f"Query {query} · {tokens[query]!r} → key {key} · {tokens[key]!r}: weight "
+            f"{weight:.7g} (exact, of the row's total 1; colour level {level} of {LEVELS - 1}).")
+
+
 def received_title(w: MatrixWindow) -> str:
     """The title of the matrix view's "attention received" expander: which rows it averages."""
     if not w.partial:
@@ -722,7 +730,7 @@ __all__ = [
     "TextPageState", "PAGE_MAX_TOKENS", "truncate_tokens", "token_cut_note", "encoding_progress", "clamp_start", "heatmap_last_start", "model_last_start", "sample_text", "truncate_text",
     "window_share", "window_text", "top_token_rows", "top_pair_rows", "entropy_rows", "entropy_summary",
     "has_special", "head_view_label", "row_summary", "model_selection", "downloads",
-    "MatrixWindow", "matrix_window", "received_title", "OWN", "SAMPLE_CHOICES", "SCALES", "URL_MAX_TEXT_PARAM", "encode_text_param",
+    "MatrixWindow", "matrix_window", "received_title", "cell_caption", "OWN", "SAMPLE_CHOICES", "SCALES", "URL_MAX_TEXT_PARAM", "encode_text_param",
     "decode_text_param", "link_note", "query_note", "shared_scale", "scale_words", "heatmap_figure",
     "tick_labels", "TOKEN_BOX_TOKENS", "TOKEN_BOX_HEIGHT", "HEATMAP_HEIGHT", "token_box_height", "token_pieces", "clicked_query",
     "window_tokens", "grid_caption", "FORMULA_MD", "SHARE_OK", "UNTRAINED_NOTE", "ENCODING_SPINNER",
