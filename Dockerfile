@@ -15,6 +15,10 @@ ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
     STREAMLIT_BROWSER_GATHER_USAGE_STATS=false STREAMLIT_SERVER_HEADLESS=true \
     PATH=/opt/venv/bin:$PATH
+# glibc keeps a thread's freed memory in that thread's malloc arena (8 per core by default; every Streamlit
+# session runs in a thread of its own): 2 arenas bring RSS back near idle after a class leaves (docs/limits.md,
+# "Classroom burst"). Must be set before the process starts: app.py cannot set it.
+ENV MALLOC_ARENA_MAX=2
 
 # the CUDA base images carry no Python: install it there (the python image already has it)
 RUN if ! command -v python3 >/dev/null 2>&1; then \

@@ -381,6 +381,7 @@ def run_burst(sessions: int = 30, duration: float = 60.0, think: float = 1.0, ur
                          "latency": summary(results.latencies["text"] + results.latencies["image"])},
         "rss_mib": {"idle_warm": _r1(idle_warm), "idle_before_burst": _r1(idle), "peak": max(rss_values, default=None),
                     "after": after, "after_s": settle[-1][0] if settle else None, "after_cache_clear": cleared,
+                    "settle": settle[:: max(1, len(settle) // 30)] + settle[-1:],
                     "timeline": sampler.rss[:: max(1, len(sampler.rss) // 60)]},
         "errors": {"count": len(errors) + n_tracebacks, "server_log_tracebacks": n_tracebacks,
                    "samples": errors[:20]},
