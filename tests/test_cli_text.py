@@ -138,3 +138,51 @@ def test_real_process_exit_codes(tmp_path):
                          cwd=tmp_path, timeout=120)
     assert bad.returncode == 2 and bad.stdout == b""
     assert bad.stderr.decode().strip() == "attnviz: The text is empty: type or paste some words first."
+
+
+class _RunsCode:
+    """Unpickling this creates ``path``: the proof that a pickle's code ran."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy-tar"])
+def test_a_pickled_model_folder_is_one_line_and_its_pickle_never_runs(tmp_path, zip_format):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    from attnviz.errors import ModelNotFound
+    from attnviz.loaders.hf import default_model_path
+
+    src, folder, marker = Path(default_model_path()), tmp_path / "legacy-bert", tmp_path / "PICKLE_RAN"
+    folder.mkdir()
+    for f in src.iterdir():
+        if f.suffix in (".json", ".txt"):
+            shutil.copy(f, folder)
+    weights = dict(load_file(str(src / "model.safetensors")))
+    weights["pooler.extra"] = _RunsCode(str(marker))  # an ordinary-looking state_dict with one object in it
+    torch.save(weights, folder / "pytorch_model.bin", _use_new_zipfile_serialization=zip_format)
+    assert not list(folder.glob("*.safetensors"))
+    out = subprocess.run([sys.executable, "-m", "attnviz", "text", "--model", str(folder), "hi"], capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.count("\n") == 1 and "\x1b" not in out.stderr, out.stderr  # one line, no colour codes
+    assert out.stderr.startswith(f"attnviz: The weights in {str(folder)!r} are a pickle holding Python objects")
+    assert "safetensors" in out.stderr and "Warning" not in out.stderr
+    assert not marker.exists()
+    with pytest.raises(ModelNotFound, match="could run code"):
+        load_model(str(folder))
+    assert not marker.exists()
+    # the same folder's tensors alone (a legacy but plain pytorch_model.bin) load: only the object was refused
+    del weights["pooler.extra"]
+    torch.save(weights, folder / "pytorch_model.bin", _use_new_zipfile_serialization=zip_format)
+    plain = analyze_text(TEXT, model_path=str(folder))
+    reference = analyze_text(TEXT)
+    np.testing.assert_allclose(plain.scores, reference.scores, atol=1e-6)

@@ -27,6 +27,8 @@ import copy
 import itertools
 import json
 import os
+import pickle
+import re
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -169,6 +171,10 @@ def display_name(folder: Path) -> str:
     return folder.name
 
 
+#: terminal colour codes, which some libraries put in their error messages
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def _load_cpu(key: str) -> LoadedModel:
     if key.startswith(MEMORY_PREFIX):  # registered on another device: a CPU copy
         return _moved(_MEMORY[key], "cpu")
@@ -198,7 +204,13 @@ def _load_cpu(key: str) -> LoadedModel:
     except AttnvizError:
         raise
     except Exception as err:
-        raise ModelNotFound(f"transformers could not load the model in {key!r}: {type(err).__name__}: {err}".split("\n")[0]) from None
+        if isinstance(err, pickle.UnpicklingError) or "Weights only load failed" in str(err):
+            # a legacy pytorch_model.bin with Python objects in its pickle: transformers refused to run it
+            raise ModelNotFound(f"The weights in {key!r} are a pickle holding Python objects, which could run code "
+                                "when loaded, so they are not loaded: use a folder with model.safetensors "
+                                "(save_pretrained writes one).") from None
+        detail = _ANSI.sub("", f"{type(err).__name__}: {err}").split("\n")[0].strip()
+        raise ModelNotFound(f"transformers could not load the model in {key!r}: {detail}") from None
     finally:
         if bar_was_on:
             hf_logging.enable_progress_bar()
