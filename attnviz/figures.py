@@ -415,7 +415,9 @@ def qk_figure(queries, keys, tokens: Sequence[str], weights, *, selected: int | 
                              customdata=[[i, hover[i]] for i in idx],
                              hovertemplate="query %{text}<br>top keys:<br>%{customdata[1]}<br>click to select"
                                            "<extra></extra>"))
-    fig.add_trace(go.Scatter(x=kk[:, 0], y=kk[:, 1], mode="markers", text=labels, name="key k_j",
+    fig.add_trace(go.Scatter(x=kk[:, 0], y=kk[:, 1], mode="markers" if many else "markers+text", text=labels,
+                             name="key k_j", textposition="bottom center",
+                             textfont=dict(color=OUTPUT_COLOUR, size=10),  # keys labelled too, under their diamonds
                              marker=dict(size=7 if many else 12, color=OUTPUT_COLOUR, symbol="diamond",
                                          opacity=0.6 if many else 1),
                              hovertemplate="key %{text}<extra></extra>"))
@@ -500,9 +502,10 @@ def patch_window_figure(photo, grid: tuple[int, int], window: tuple[int, int, in
         for ink, wd in (("#000000", width + 3), (colour, width)):
             fig.add_shape(type="rect", x0=c0 * pw, x1=(c1 + 1) * pw, y0=r0 * ph, y1=(r1 + 1) * ph,
                           line=dict(color=ink, width=wd))
-    fig.update_xaxes(visible=False, range=[0, w])
-    fig.update_yaxes(visible=False, range=[h, 0])
-    fig.update_layout(title=dict(text=escape_label(title)) if title else None, margin=dict(l=0, r=0, t=40 if title else 0, b=0),
+    # constrain="domain": a narrow column (a phone) shrinks the picture instead of pushing it past the chart's edge
+    fig.update_xaxes(visible=False, range=[0, w], constrain="domain")
+    fig.update_yaxes(visible=False, range=[h, 0], constrain="domain")
+    fig.update_layout(title=dict(text=escape_label(title)) if title else None, margin=dict(l=8, r=8, t=40 if title else 0, b=0),  # room for plotly's corner drag handles
                       height=int(min(480, 480 * h / max(w, 1))) + (40 if title else 0), clickmode="event+select",
                       hovermode="closest", dragmode=False)
     return fig

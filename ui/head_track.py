@@ -129,17 +129,26 @@ def _explained(trace, name: str, key: str | None = None, tokens=None, prefix: st
 
 
 def _steps(trace, tokens=None, prefix: str = "head") -> None:
+    _step_body(trace, _step_header(trace, prefix), tokens, prefix)
+
+
+def _step_header(trace, prefix: str = "head"):
+    """Back, Next and the step's title in one row, its sentence under it. Returns the step."""
     steps = head_steps(trace.kind)
     step = min(max(int(st.session_state.get(f"{prefix}_step", 0)), 0), len(steps) - 1)
     st.session_state[f"{prefix}_step"] = step
-    nav = st.columns([1, 1, 5], vertical_alignment="center")
+    nav = st.columns([1, 1, 7], vertical_alignment="center")  # one row: the first matrix stays on the first screen
     nav[0].button("◀ Back", key=f"{prefix}_back", on_click=_go, args=(-1, prefix), disabled=step == 0, width="stretch")
     nav[1].button("Next ▶", key=f"{prefix}_next", on_click=_go, args=(1, prefix), disabled=step == len(steps) - 1,
                   width="stretch")
     cur = steps[step]
-    nav[2].progress((step + 1) / len(steps), text=f"Head step {step + 1} of {len(steps)}: {cur.title}")
-    st.subheader(f"Layer {trace.layer}, head {trace.head} · step {step + 1}. {cur.title}")
+    nav[2].subheader(f"Layer {trace.layer}, head {trace.head} · step {step + 1}. {cur.title} ({step + 1} / {len(steps)})")
     st.markdown(cur.sentence)
+    return cur
+
+
+def _step_body(trace, cur, tokens=None, prefix: str = "head") -> None:
+    """The step's formula, matrix (only ``tokens``' rows and columns when given) and explanation."""
     if cur.key == "qkv":
         st.latex(r"q = h W_Q^\top + b_Q,\quad k = h W_K^\top + b_K,\quad v = h W_V^\top + b_V"
                  rf"\qquad (d_{{head}} = {trace.d_head})")
@@ -167,7 +176,7 @@ def _steps(trace, tokens=None, prefix: str = "head") -> None:
                     "output": r"\mathrm{output} = [\mathrm{context}^{(0)} \cdots \mathrm{context}^{("
                               + str(trace.num_heads - 1) + r")}]\, W_O^\top + b_O"}
         if trace.kind == "image":
-            formulas["h"] = r"h = \mathrm{norm1}(\text{residual stream}) = \mathrm{LayerNorm}(\mathrm{hidden\_states}[\ell])"
+            formulas["h"] = r"h = \mathrm{norm1}(\mathrm{hidden\_states}[\ell])"  # short: it fits a phone
         if cur.key in formulas:
             st.latex(formulas[cur.key])
         _explained(trace, cur.matrix, key=cur.matrix if cur.key != "mask" else "masked", tokens=tokens, prefix=prefix)
@@ -293,6 +302,7 @@ def _photo_track(top) -> None:
         return
     for note in trace.notes:
         st.caption(md_escape(note))
+    cur = _step_header(trace, prefix="head_img") if view == "steps" else None
     pic, main = st.columns([2, 3])  # the photo beside the step: the first matrix stays on a projector's screen
     with pic:
         tokens = _window_picker(trace, source, name)
@@ -303,7 +313,7 @@ def _photo_track(top) -> None:
         elif view == "qk":
             _qk_view(trace, tokens, prefix="head_img")
         else:
-            _steps(trace, tokens=tokens, prefix="head_img")
+            _step_body(trace, cur, tokens=tokens, prefix="head_img")
 
 
 def head_track() -> None:
