@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -61,3 +62,25 @@ def test_click_a_heatmap_cell_picks_its_row(page, app_url):
     row = int(picker.input_value().split(" · ")[0])
     assert abs(row - 24) <= 1  # the clicked row's token is now the picked one
     wait_tokens(page, lambda s: s[row]["selected"])  # and the token view below marks it
+
+
+def test_a_long_text_says_which_window_it_encodes_then_shows_the_matrix(page, app_url):
+    """9,001 word pieces: cut to the page's 4,096 with a notice, encoded window by window under a progress bar
+    that names the window ("Encoding window 3 of 11"), then the matrix of its first 512 tokens."""
+    from attnviz.state.text import PAGE_MAX_TOKENS, encode_text_param
+
+    page.goto(f"{app_url}/text?v=matrix&e=contextual&text={encode_text_param('! ' * 9000 + 'end')}")
+    bar = page.locator('[data-testid="stProgress"]').first
+    bar.wait_for(timeout=120_000)
+    labels = set()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not page.locator(".js-plotly-plot").count():
+        shown = page.evaluate("""() => Array.from(document.querySelectorAll('[data-testid="stProgress"]'),
+                                                  e => e.innerText.trim())""")  # read at once: no wait, no race
+        labels.update(t.splitlines()[0] for t in shown if t)
+        page.wait_for_timeout(100)
+    assert labels and all(re.fullmatch(r"Encoding window (\d+) of 11 \(512 word pieces each\)…", t) for t in labels)
+    assert page.get_by_text(f"this page reads the first {PAGE_MAX_TOKENS:,}").count() == 1
+    page.locator(".js-plotly-plot").first.wait_for()
+    assert page.get_by_text("tokens 0–511 of 4096").count() >= 1
+    assert not page.locator('[data-testid="stProgress"]').count()  # emptied when the encoding is done
