@@ -62,8 +62,6 @@ def choose_source(max_pixels: int) -> tuple[str, bytes, str] | None:
              f"{max_pixels / 1e6:g} megapixels. The file stays on this server only while you use it.")
     sample = right.selectbox("…or pick a sample", list(im.SAMPLES), key="img_sample", disabled=upload is not None,
                              help=" ".join(im.SAMPLES[s][1] for s in im.SAMPLES))
-    with right:
-        share(upload is not None)
     if upload is None:
         return sample, sample_bytes(im.SAMPLES[sample][0]), im.SAMPLES[sample][0]
     refusal = si.upload_refusal(upload.name, upload.size, min(limit, im.MAX_FILE_BYTES))
@@ -135,9 +133,8 @@ def main() -> None:
 def page_body(steps: Steps) -> None:
     ss = st.session_state
     done = ss.setdefault("_img_progress_done", set())  # what this session already waited for
-    st.markdown("The photo is cut into **patches**. *Similarity attention*: every patch attends to every other, "
-                "$a_{ij}=\\mathrm{softmax}_j(s(x_i,x_j)/T)$. *DINOv2's own heads*: what a trained vision "
-                "transformer's heads attend to. **Click the heatmap** to choose a patch.")
+    st.markdown("Every **patch** of the photo attends to every other, $a_{ij}=\\mathrm{softmax}_j(s(x_i,x_j)/T)$, "
+                "or see *DINOv2's own heads*. **Click the heatmap** to choose a patch.")
     try:
         max_pixels = im.configured_max_pixels()
         source = choose_source(max_pixels)
@@ -154,6 +151,8 @@ def page_body(steps: Steps) -> None:
     ss.update(si.click_updates(ss, digest))  # clicks on the heatmap or the thumbnails
 
     stage, panel = st.columns([3, 2], gap="medium")  # the picture first on the left, its controls beside it
+    with panel:  # beside the picture on a projector, below it on a phone
+        share(not sample_file)
     m1, m2 = panel.columns(2)
     mode = m1.radio("Show", si.MODES, key="img_mode", format_func=si.MODE_LABELS.get)
     feats_kind = m2.radio("Patch features", si.FEATURES, key="img_features", format_func=si.FEATURE_LABELS.get,

@@ -169,8 +169,7 @@ def open_link(context, url: str):
 
 
 def selected_head(page) -> str:
-    box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Head").first
-    return box.locator('[data-baseweb="select"]').inner_text().strip()
+    return page.get_by_role("combobox", name="Head", exact=True).input_value().strip()
 
 
 def test_a_shared_link_opens_the_same_patch_and_head_in_a_fresh_browser(browser, app_url):
@@ -198,7 +197,8 @@ def test_a_shared_link_opens_the_same_patch_and_head_in_a_fresh_browser(browser,
         assert selected_head(phone) == "head 1"
         assert (number_value(phone, "Query row"), number_value(phone, "Query column")) == (5, 6)
         # the two overlays are the same picture (same photo, patch, layer and head)
-        a, b = decode(heatmap_src(page)), decode(heatmap_src(phone))
+        src = lambda pg: pg.frame_locator(COMPONENT).first.locator("img#image").get_attribute("src")  # noqa: E731
+        a, b = decode(src(page)), decode(src(phone))
         assert a.shape == b.shape and np.abs(a - b).mean() < 1.0
     finally:
         teacher.close()
@@ -213,10 +213,10 @@ def test_a_slow_model_run_says_what_it_is_doing(browser, app_url):
         seen = []
         page.locator('[data-testid="stSelectbox"]').filter(has_text="Model input").first.click()
         page.get_by_role("option", name="518").click()
-        status = page.get_by_text(re.compile(r"^Running DINOv2 at \d+ × 518 px on (cpu|cuda)"))
+        status = page.get_by_text(re.compile(r"^Running DINOv2 at (518 × \d+|\d+ × 518) px on (cpu|cuda)"))
         status.first.wait_for(timeout=20_000)  # shown while the forward runs (~2-3 s at 518 on 2 cores)
         seen.append(status.first.inner_text())
-        page.get_by_text(re.compile(r"DINOv2 saw a \d+ × 518 px copy")).first.wait_for(timeout=120_000)
+        page.get_by_text(re.compile(r"DINOv2 saw a (518 × \d+|\d+ × 518) px copy")).first.wait_for(timeout=120_000)
         wait_for(lambda: status.count() == 0, what="the progress box to go once the page is drawn")
         assert seen and "×" in seen[0]
     finally:
@@ -239,10 +239,13 @@ def test_the_overlay_is_in_the_first_screen_and_nothing_is_wider_than_the_screen
         box = page.locator(COMPONENT).first.bounding_box()
         assert box["y"] >= 0 and box["y"] + box["height"] <= height, f"the overlay is not in the first screen: {box}"
         assert box["width"] >= min(300, width - 40)
+        # no sideways scrolling, and every Streamlit element (what a person sees: inner parts such as a combobox's
+        # input or KaTeX's screen-reader MathML may run past their clipped box) lies inside the screen
         wide = page.evaluate("""() => {
             const main = document.querySelector('[data-testid="stMain"]');
+            const els = [...main.querySelectorAll('[data-testid]')].filter(e => e.getBoundingClientRect().width > 0);
             return {doc: document.documentElement.scrollWidth, main: main.scrollWidth,
-                    widest: Math.max(...[...main.querySelectorAll('*')].map(e => e.getBoundingClientRect().right))};
+                    widest: Math.max(...els.map(e => e.getBoundingClientRect().right))};
         }""")
         assert wide["doc"] <= width and wide["main"] <= width and wide["widest"] <= width + 1, wide
     finally:
