@@ -317,7 +317,8 @@ def preprocess(image, resolution: int):
     from PIL import Image
 
     h, w = input_size_for(image.width, image.height, check_resolution(resolution))
-    resized = image.convert("RGB").resize((w, h), Image.Resampling.BICUBIC)
+    rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert() copies even an RGB image
+    resized = rgb.resize((w, h), Image.Resampling.BICUBIC)
     x = np.asarray(resized, dtype=np.float32) / 255.0
     x = (x - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None], (h, w)
