@@ -118,7 +118,8 @@ def view_matrix(enc, sim, temp, device) -> None:
     row = tx.analyze_encoding(enc, sim, temp, token=k, include_matrix=False, row_stats=False, device=device)
     j = index_picker("Key token of the cell whose exact weight to show", n, "cell_key", enc.tokens,
                      tx.MATRIX_MAX_TOKENS)
-    st.caption(md_escape(ts.cell_caption(enc.tokens, k, j, float(row.scores[j]), lo, hi)))  # exact, on demand
+    levels = (lo, hi) if w.stop - w.start > ts.CLICK_MAX_TOKENS else None  # the 8-bit heatmap's level, if drawn so
+    st.caption(md_escape(ts.cell_caption(enc.tokens, k, j, float(row.scores[j]), levels)))  # exact, on demand
     pieces = ts.token_pieces(enc)
     tokens_of(*pieces, row.scores, "tv_mrow", selected=k, target="token", label=row.score_label(), labels=list(enc.tokens))
     with st.expander(ts.received_title(w)):

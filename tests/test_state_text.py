@@ -287,6 +287,7 @@ def test_heatmap_hover_names_the_level_and_the_caption_gives_the_exact_weight():
     assert "colour level %{z} of 255" in hover and "×" not in hover  # a number the reader can use, no formula
     z = np.asarray(fig.data[0].z)
     assert z.dtype == np.uint8  # still one byte a cell on the wire
-    cap = ts.cell_caption([f"t{i}" for i in range(600)], 3, 7, float(w[3, 7]), 0.0, float(w.max()))
+    cap = ts.cell_caption([f"t{i}" for i in range(600)], 3, 7, float(w[3, 7]), (0.0, float(w.max())))
     assert cap.startswith(f"Query 3 · 't3' → key 7 · 't7': weight {w[3, 7]:.7g} (exact")
-    assert f"colour level {int(z[3, 7])} of 255" in cap  # the level the heatmap draws that cell with
+    assert cap.endswith(f"; colour level {int(z[3, 7])} of 255).")  # the level the heatmap draws that cell with
+    assert ts.cell_caption(["a", "b"], 0, 1, 0.25) == "Query 0 · 'a' → key 1 · 'b': weight 0.25 (exact, of the row's total 1)."

@@ -640,13 +640,15 @@ class MatrixWindow:
         return np.asarray(self.rows, dtype=np.float64).mean(axis=0)
 
 
-def cell_caption(tokens: Sequence[str], query: int, key: int, weight: float, lo: float, hi: float) -> str:
+def cell_caption(tokens: Sequence[str], query: int, key: int, weight: float,
+                 levels: tuple[float, float] | None = None) -> str:
     """The exact weight of one cell of the matrix (query row ``query``, key ``key``), both tokens quoted with
-    ``repr`` (plain text: the page escapes it for Markdown), and the colour level the heatmap draws it with on
-    the scale ``[lo, hi]``."""
-    level = int(quantise(np.array([[weight]], dtype=np.float64), lo, hi)[0, 0])
+    ``repr`` (plain text: the page escapes it for Markdown); with ``levels = (lo, hi)``, the 8-bit colour level
+    :func:`heatmap_figure` draws it with on that scale (small matrices are drawn in full colour: no level)."""
+    level = "" if levels is None else (
+        f"; colour level {int(quantise(np.array([[weight]], dtype=np.float64), *levels)[0, 0])} of {LEVELS - 1}")
     return (f"Query {query} · {tokens[query]!r} → key {key} · {tokens[key]!r}: weight "
-            f"{weight:.7g} (exact, of the row's total 1; colour level {level} of {LEVELS - 1}).")
+            f"{weight:.7g} (exact, of the row's total 1{level}).")
 
 
 def received_title(w: MatrixWindow) -> str:
