@@ -408,8 +408,62 @@ def diagonal_sentence(trace) -> str:
             "stares at itself; with W_Q ≠ W_K a query need not point at its own key: that is what projections buy.")
 
 
+# ------------------------------------------------------------------------------- numbers in the cells
+# Plotly prints a heatmap cell's number centred on the cell at a fixed size: too many columns for the width
+# and the numbers run into each other ("0.640.91") or past the plot's edge. The size that fits is chosen
+# here, from the longest number and the plot width each screen gives a matrix (measured in Chromium:
+# tests/browser/test_classroom_browser.py checks the boxes of the printed numbers never overlap).
+
+#: the walkthrough's numbers in the cells: two decimals, short enough for a phone (a click or the hover gives
+#: every digit; a tiny positive exp shows as 0.00 there, and its explanation says how small it is)
+CELL_FORMAT = ".2f"
+#: plot-area widths (px) a walkthrough matrix gets: on a 390 px phone, in classroom mode at 1280 x 720 (the
+#: whole width), and beside its explanation at 1280 x 720
+PHONE_PLOT_WIDTH = 170
+PROJECTOR_PLOT_WIDTH = 540
+NORMAL_PLOT_WIDTH = 300
+#: screens up to this width (px) are "narrow": the phone sizes apply (a CSS media query)
+NARROW_SCREEN_PX = 640
+#: a digit's advance is at most this share of the font size (the app's sans-serif), plus a gap per cell
+DIGIT_WIDTH = 0.62
+CELL_GAP_PX = 4
+#: below this size a cell's number is not printed on that screen (the click explanation and the hover give it)
+MIN_CELL_FONT = 7
+
+
+def cell_text(value: float, value_format: str = CELL_FORMAT) -> str:
+    """How plotly (d3-format) prints ``value`` with ``value_format``: ``".Nf"`` (N decimals) or ``".Ng"``
+    (JavaScript's toPrecision: trailing zeros kept, exponent form only below 1e-6 or at 10^N and above)."""
+    kind = value_format[-1:]
+    if kind not in ("f", "g") or not value_format[1:-1].isdigit():
+        raise InvalidParameter(f"Cell formats are '.Nf' or '.Ng', got {value_format!r}.")
+    p = int(value_format[1:-1])
+    v = float(value)
+    if not math.isfinite(v):
+        return str(v)
+    if kind == "f":
+        return f"{v:.{p}f}"
+    if v == 0:
+        return "0." + "0" * (p - 1) if p > 1 else "0"
+    e = math.floor(math.log10(abs(v)))
+    if -7 < e < p:
+        return f"{v:.{max(0, p - 1 - e)}f}"
+    return f"{v:.{p - 1}e}".replace("e-0", "e-").replace("e+0", "e+")
+
+
+def cell_font(values, plot_width: float, largest: float, value_format: str = CELL_FORMAT) -> float:
+    """The font size (px) at which the longest printed number of ``values (n, m)`` fits its cell of a plot
+    ``plot_width`` px wide (at most ``largest``); 0 when even :data:`MIN_CELL_FONT` does not fit."""
+    z = np.asarray(values, dtype=np.float64)
+    m = z.shape[1] if z.ndim == 2 else max(1, z.size)
+    chars = max((len(cell_text(v, value_format)) for v in z.ravel()), default=1)
+    size = min(float(largest), (plot_width / m - CELL_GAP_PX) / (DIGIT_WIDTH * chars))
+    return float(math.floor(size * 2) / 2) if size >= MIN_CELL_FONT else 0.0
+
+
 __all__ = [
-    "WHY_MAX_SUBTRACTED", "PCA_SENTENCE", "Step", "STEPS", "STEP_KEYS", "MATRICES", "CellExplanation", "explain_cell",
+    "CELL_FORMAT", "PHONE_PLOT_WIDTH", "PROJECTOR_PLOT_WIDTH", "NORMAL_PLOT_WIDTH", "NARROW_SCREEN_PX", "DIGIT_WIDTH", "CELL_GAP_PX", "MIN_CELL_FONT",
+    "cell_text", "cell_font", "WHY_MAX_SUBTRACTED", "PCA_SENTENCE", "Step", "STEPS", "STEP_KEYS", "MATRICES", "CellExplanation", "explain_cell",
     "ARTICLE_LATEX", "STANDARD_LATEX", "NOTATION_SENTENCES", "scaled_summary", "FLOAT32_EXP_LIMIT",
     "overflow_summary", "notation_table", "notation_caption", "TRACKS", "HEAD_VIEWS", "HEAD_MATCH_TOLERANCE",
     "HEADS_PER_ROW", "HEAD_FEATURE_COLUMNS", "HEAD_STEPS", "HEAD_STEP_KEYS", "HeadMatrix", "head_matrix",

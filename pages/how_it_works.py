@@ -5,6 +5,7 @@ import streamlit as st
 from attnviz import get_similarity
 from attnviz.explain import (
     ARTICLE_LATEX,
+    CELL_FORMAT,
     MATRICES,
     NOTATION_SENTENCES,
     PCA_SENTENCE,
@@ -25,10 +26,10 @@ from attnviz.text import ENCODERS
 from attnviz.walkthrough import article_literal, image_example, text_example, walk_example
 from attnviz.pages import page
 from ui.cache import memo_data
-from ui.classroom import clickable_matrix, feature_picker, long_formula, md_escape, photo_picker, style_figure
+from ui.classroom import classroom_on, clickable_matrix, feature_picker, long_formula, md_escape, photo_picker, style_figure
 from ui.head_track import head_track
 from ui.shell import require_shell
-from ui.widgets import current_device, explain_similarity, show_error, similarity_picker
+from ui.widgets import current_device, show_error, similarity_picker
 
 require_shell()  # a deep link on a fresh server must still get app.py's sidebar
 
@@ -64,7 +65,8 @@ def _explained_matrix(wt, name: str, caption: str, colorbar: str, side) -> tuple
     title, row_title, col_title = MATRICES[name]
     i, j = clickable_matrix(wt.matrix(name), wt.column_labels(name), list(wt.labels), key=f"hiw_{name}",
                             title=title, x_title=col_title, y_title=row_title, colorbar_title=colorbar,
-                            caption=caption, default=(0, 1 if wt.n > 1 and name not in ("vectors", "outputs") else 0))
+                            caption=caption, default=(0, 1 if wt.n > 1 and name not in ("vectors", "outputs") else 0),
+                            value_format=CELL_FORMAT)
     e = explain_cell(wt, name, i, j)
     with side.container(border=True, key=f"hiw_explain_{name}"):
         col = wt.column_labels(name)[j]
@@ -83,25 +85,31 @@ def _explained_matrix(wt, name: str, caption: str, colorbar: str, side) -> tuple
 st.title(page("pages/how_it_works.py").heading,
          help="A small example, computed in front of you. Next / Back move one step; click any cell of a matrix "
               "(or pick its row and column) to see where that number comes from.")
-top = st.columns([1, 1], vertical_alignment="bottom")
-track = top[0].radio("Track", list(TRACKS), key="hiw_track", horizontal=True, format_func=TRACKS.get)
+track = st.radio("Track", list(TRACKS), key="hiw_track", horizontal=True, format_func=TRACKS.get,
+                 label_visibility="collapsed")
 if track == "head":  # the second track: one head of the trained MiniLM, recomputed from its weights
     head_track()
     st.stop()
-mode = top[1].radio("Example", ["text", "image"], key="hiw_mode", horizontal=True,
-                    format_func=lambda m: "A short sentence" if m == "text" else "A photo, 3 × 3 patches")
 
-bar = st.columns([3, 2, 3], vertical_alignment="top")
+bar = st.columns([2, 2.6, 3.4], vertical_alignment="bottom")
+mode = bar[0].selectbox("Example", ["text", "image"], key="hiw_mode",
+                        format_func=lambda m: "A short sentence" if m == "text" else "A photo, 3 × 3 patches")
 if mode == "text":
     st.session_state.setdefault("hiw_text", DEFAULT_TEXT)
-    text = bar[0].text_input("Your sentence (4 to 8 words)", key="hiw_text", max_chars=300,
+    text = bar[1].text_input("Your sentence (4 to 8 words)", key="hiw_text", max_chars=300,
                              help="Only the first 8 word pieces are used: the walkthrough shows every number.")
-    encoder = bar[1].selectbox("Vectors", list(ENCODERS), key="hiw_encoder", format_func=lambda e: ENCODERS[e].label)
 else:
-    source, photo_name = photo_picker("hiw_photo", container=bar[0])
-    features = feature_picker("hiw_features", container=bar[1])
-with bar[2]:
-    similarity, temperature = similarity_picker("hiw", default="cosine", explain=False)
+    source, photo_name = photo_picker("hiw_photo", container=bar[1])
+shown = get_similarity(st.session_state.get("hiw_sim", "cosine"))  # the popover's label: the settings it holds
+shown_t = st.session_state.get("hiw_temp", shown.default_temperature)
+with bar[2].popover(f"{shown.label.split(' (')[0]}, T = {fmt(shown_t)}", icon=":material/tune:", width="stretch",
+                    help="Where the vectors come from, the similarity function and the temperature T."):
+    if mode == "text":
+        encoder = st.selectbox("Vectors", list(ENCODERS), key="hiw_encoder", format_func=lambda e: ENCODERS[e].label)
+    else:
+        features = feature_picker("hiw_features")
+    similarity, temperature = similarity_picker("hiw", default="cosine")
+    notes = st.container()
 
 try:
     example = (_text_example(text, encoder, current_device()) if mode == "text"
@@ -112,23 +120,23 @@ except Exception as err:  # typed errors become one friendly sentence
     st.stop()
 
 for note in example.notes:
-    st.caption(md_escape(note))
+    notes.caption(md_escape(note))
 
 # ---------------------------------------------------------------------------------------- navigation
 
 step = min(max(int(st.session_state.get(STEP_KEY, 0)), 0), len(STEPS) - 1)
 st.session_state[STEP_KEY] = step
-nav = st.columns([1, 1, 5], vertical_alignment="center")
+nav = st.columns([1.3, 1.3, 6], vertical_alignment="center")
 nav[0].button("◀ Back", key="hiw_back", on_click=_go, args=(-1,), disabled=step == 0, width="stretch")
 nav[1].button("Next ▶", key="hiw_next", on_click=_go, args=(1,), disabled=step == len(STEPS) - 1, width="stretch")
-nav[2].progress((step + 1) / len(STEPS), text=f"Step {step + 1} of {len(STEPS)}: {STEPS[step].title}")
-
 current = STEPS[step]
-st.header(f"Step {step + 1}. {current.title}")
+nav[2].header(f"Step {step + 1} of {len(STEPS)}. {current.title}")
 sim = get_similarity(similarity)
 labels = wt.labels
 what = "token" if mode == "text" else "patch"
-vis, side = st.columns([3, 2], gap="medium")  # the visual first (and first on a phone), its words beside it
+# the visual first (first on a phone too), its words beside it; on a projector the matrix takes the whole width
+# so its numbers can be printed large (attnviz.explain.PROJECTOR_PLOT_WIDTH), and the words follow it
+vis, side = (st.container(), st.container()) if classroom_on() else st.columns([3, 2], gap="medium")
 side.markdown(current.sentence)
 
 if current.key == "vectors":
@@ -147,8 +155,7 @@ if current.key == "vectors":
 
 elif current.key == "scores":
     side.latex(sim.formula + r"\qquad s_{ij} = s(x_i, x_j)")
-    with side.expander(f"About the {sim.label.lower()}", icon=":material/functions:"):
-        explain_similarity(similarity)
+    side.caption(f"{sim.label}: {sim.sentence}")
     with vis:
         _explained_matrix(wt, "scores", f"Row i, column j: how similar {what} i is to j under the "
                           f"{sim.label.lower()}. Brighter means more similar.", "score", side)

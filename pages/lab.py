@@ -23,7 +23,7 @@ from attnviz.lab import (
 )
 from attnviz.text import ENCODERS
 from ui.cache import memo_data
-from ui.classroom import classroom_on, md_escape, photo_picker, style_figure
+from ui.classroom import classroom_on, feature_picker, md_escape, photo_picker, style_figure
 from ui.shell import require_shell
 from ui.widgets import TEMPERATURES, current_device, show_error
 
@@ -39,8 +39,8 @@ def _text_input(text: str, encoder: str, device: str):
 
 
 @memo_data("Cutting the photo into patches…")
-def _image_input(source, long_side: int):
-    return image_input(source, long_side)
+def _image_input(source, long_side: int, features: str, device: str):
+    return image_input(source, long_side, features, device)
 
 
 @memo_data()
@@ -71,6 +71,7 @@ with left:
         source, photo_name = photo_picker("lab_photo")
         long_side = st.select_slider("Patches along the long side", options=[3, 4, 5, 6, 8, 10, 12], value=8,
                                      key="lab_grid")
+        features = feature_picker("lab_features")
 with right:
     st.session_state.setdefault("lab_sims", DEFAULT_SIMS)
     names = st.multiselect("Similarity functions (2 to 4)", list(SIMILARITIES), key="lab_sims",
@@ -81,13 +82,16 @@ if len(names) < 2:
     st.stop()
 
 try:
-    example = _text_input(text, encoder, current_device()) if mode == "text" else _image_input(source, long_side)
+    example = (_text_input(text, encoder, current_device()) if mode == "text"
+               else _image_input(source, long_side, features, current_device()))
 except Exception as err:
     show_error(err)
     st.stop()
 labels, vectors = list(example.labels), example.vectors
 for note in example.notes:
     st.caption(md_escape(note))
+if mode == "image":
+    st.caption(md_escape(example.source))
 if len(labels) < 2:
     st.warning("Attention needs at least two tokens: type a few more words.", icon=":material/info:")
     st.stop()
@@ -113,7 +117,7 @@ except Exception as err:
     st.stop()
 
 st.header("Side by side")
-per_row = 2 if classroom_on() else len(columns)  # on a projector two wide matrices read better than four thin
+per_row = 1 if classroom_on() else min(len(columns), 2)  # projector: one per row, wider than tall
 cols = [slot for start in range(0, len(columns), per_row) for slot in st.columns(per_row)][:len(columns)]
 for c, col in enumerate(columns):
     with cols[c]:

@@ -68,8 +68,7 @@ def test_walkthrough_steps_forward_and_back_showing_the_right_numbers(cat_vector
               "Divide: the attention weights", "The weighted sum", "The seed article's notation"]
     for k in range(1, 9):
         assert at.session_state["hiw_step"] == k - 1
-        assert at.header[0].value.startswith(f"Step {k}. {titles[k - 1]}")
-        assert f"Step {k} of 8" in at.get("progress")[0].proto.text
+        assert at.header[0].value.startswith(f"Step {k} of 8. {titles[k - 1]}")
         if k in expected:
             assert number_at_end(explanation(at)) == pytest.approx(expected[k], rel=6e-4), (k, explanation(at))
         if k < 8:
@@ -80,7 +79,7 @@ def test_walkthrough_steps_forward_and_back_showing_the_right_numbers(cat_vector
         at.button(key="hiw_back").click().run()
         assert at.session_state["hiw_step"] == k - 1
     assert at.button(key="hiw_back").disabled
-    assert at.header[0].value.startswith("Step 1.")
+    assert at.header[0].value.startswith("Step 1 of 8.")
 
 
 def test_any_cell_can_be_explained_by_row_and_column(cat_vectors):
@@ -90,7 +89,7 @@ def test_any_cell_can_be_explained_by_row_and_column(cat_vectors):
     at = open_page("pages/how_it_works.py")
     for _ in range(5):
         at.button(key="hiw_next").click().run()
-    assert at.header[0].value.startswith("Step 6.")
+    assert at.header[0].value.startswith("Step 6 of 8.")
     at.selectbox(key="hiw_weights_row").set_value(2)
     at.selectbox(key="hiw_weights_col").set_value(5).run()
     s, w, _ = cosine_attention(cat_vectors, 0.1)
@@ -161,7 +160,7 @@ def test_the_photo_example_is_a_three_by_three_grid_of_dinov2_cells():
     from attnviz.image import compute_features, load_image, sample_path
 
     at = open_page("pages/how_it_works.py")
-    at.radio(key="hiw_mode").set_value("image").run()
+    at.selectbox(key="hiw_mode").set_value("image").run()
     assert not at.exception and not at.error
     assert at.selectbox(key="hiw_features").value == "dinov2"  # the default
     assert len(at.image) >= 1, "the photo with its grid is shown"
@@ -389,7 +388,7 @@ def test_an_uploaded_file_name_is_shown_as_text_not_markdown():
     buf = io.BytesIO()
     Image.new("RGB", (60, 60), (30, 120, 200)).save(buf, format="PNG")
     at = open_page("pages/how_it_works.py")
-    at.radio(key="hiw_mode").set_value("image").run()
+    at.selectbox(key="hiw_mode").set_value("image").run()
     at.selectbox(key="hiw_photo_sample").set_value("Upload a photo…").run()
     name = "[log in](https://evil.example)![x](https://tracker.example/p.png).png"
     at.file_uploader(key="hiw_photo_upload").set_value((name, buf.getvalue(), "image/png")).run()

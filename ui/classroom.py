@@ -13,6 +13,7 @@ import re
 
 import streamlit as st
 
+from attnviz.explain import NORMAL_PLOT_WIDTH, PHONE_PLOT_WIDTH, PROJECTOR_PLOT_WIDTH, cell_font
 from attnviz.figures import clickable_heatmap
 from ui.clicks import parse_clicked_cell
 
@@ -20,6 +21,7 @@ CLASSROOM_KEY = "classroom"
 
 _COMMON = """
 html { font-size: 20px; }
+[data-testid="stMainBlockContainer"] { padding-top: 3.6rem !important; }
 [data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li { font-size: 1.2rem; line-height: 1.55; }
 [data-testid="stCaptionContainer"], [data-testid="stCaptionContainer"] p { font-size: 1.05rem; opacity: 1 !important; }
 [data-testid="stWidgetLabel"] p { font-size: 1.1rem; font-weight: 600; }
@@ -91,7 +93,8 @@ def classroom_toggle(container=None) -> bool:
 def style_figure(fig):
     """Bigger fonts on a figure in classroom mode (every chart of the classroom pages goes through here)."""
     size = FIGURE_FONT[classroom_on()]
-    fig.update_layout(font=dict(size=size), title_font=dict(size=size + 3), hoverlabel=dict(font_size=size))
+    fig.update_layout(font=dict(size=size), title_font=dict(size=size + 3), hoverlabel=dict(font_size=size),
+                      legend=dict(font=dict(size=size)))
     if classroom_on():
         fig.update_xaxes(title_font=dict(size=size + 1), tickfont=dict(size=size - 2))
         fig.update_yaxes(title_font=dict(size=size + 1), tickfont=dict(size=size - 2))
@@ -99,6 +102,7 @@ def style_figure(fig):
             if getattr(trace, "type", "") == "heatmap":
                 if trace.texttemplate:
                     trace.textfont = dict(size=size - 1)
+                fig.update_xaxes(tickangle=-90)  # upright boxes one text line wide: neighbours never overlap
                 rows = len(trace.y) if trace.y is not None else 0
                 # one line of tick text per row, plus room for the rotated key labels below
                 fig.update_layout(height=max(fig.layout.height or 0, min(1400, rows * (size + 9) + 260)))
@@ -140,10 +144,29 @@ def clickable_matrix(z, x_labels, y_labels, key: str, *, title: str, x_title: st
     # otherwise show the browser's default (the first option) while the page explains the kept cell
     st.session_state[rk], st.session_state[ck] = st.session_state[rk], st.session_state[ck]
     cell = (st.session_state[rk], st.session_state[ck])
-    fig = clickable_heatmap(z, x_labels, y_labels, title=title, x_title=x_title, y_title=y_title,
-                            colorbar_title=colorbar_title, selected=cell, show_values=show_values,
-                            value_format=value_format)
-    st.plotly_chart(style_figure(fig), key=chart_key, on_select="rerun", selection_mode="points", width="stretch")
+    fig = style_figure(clickable_heatmap(z, x_labels, y_labels, title=title, x_title=x_title, y_title=y_title,
+                                         colorbar_title=colorbar_title, selected=cell, show_values=show_values,
+                                         value_format=value_format))
+    heat = fig.data[0]
+    hidden = False
+    if heat.texttemplate:  # numbers sized to fit their cells (attnviz.explain.cell_font), here and on a phone
+        size = cell_font(z, PROJECTOR_PLOT_WIDTH if classroom_on() else NORMAL_PLOT_WIDTH, heat.textfont.size or 13,
+                         value_format)
+        if size:
+            heat.textfont = dict(size=size)
+        else:
+            heat.texttemplate, hidden = None, True
+        phone = int(min(cell_font(z, PHONE_PLOT_WIDTH, min(size or 13, 13), value_format), PHONE_CELL_FONTS[-1]))
+    else:
+        phone = PHONE_CELL_FONTS[-1]
+    # ui/components/page_style.py's stylesheet reads the phone size from the box's class: st-key-..._cellpxN
+    with st.container(key=f"{key}_box_cellpx{phone if phone in PHONE_CELL_FONTS else 0}"):
+        st.plotly_chart(fig, key=chart_key, on_select="rerun", selection_mode="points", width="stretch")
+    if hidden:
+        st.caption("This matrix is too dense to print its numbers here: click a cell (or pick it below) to see one.")
+    elif heat.texttemplate and not phone:
+        with st.container(key=f"{key}_cellnarrow"):  # shown on narrow screens only (the same stylesheet)
+            st.caption("On this narrow screen the numbers are too small to print: tap a cell (or pick it below).")
     st.caption(caption)
     c1, c2 = st.columns(2)
     c1.selectbox(f"{row_label} (or click a cell)", list(range(n)), key=rk,
@@ -151,6 +174,10 @@ def clickable_matrix(z, x_labels, y_labels, key: str, *, title: str, x_title: st
     c2.selectbox(f"{col_label} (or click a cell)", list(range(m)), key=ck,
                  format_func=lambda j: f"{j} · {x_labels[j]}")
     return int(st.session_state[rk]), int(st.session_state[ck])
+
+
+#: the sizes (px) the app's stylesheet gives a matrix's numbers on a narrow screen (0: not printed there)
+PHONE_CELL_FONTS = (0, 7, 8, 9, 10, 11, 12)
 
 
 def photo_picker(key: str, label: str = "Photo", default: int = 0, container=None):
