@@ -338,11 +338,14 @@ def _font(size: int):
 
 
 def colorbar(vmin: float, vmax: float, cmap=DEFAULT_COLORMAP, *, length: int = 256, thickness: int = 18,
-             ticks: int = 5, label: str | None = None, vertical: bool = True, font_size: int = 12) -> np.ndarray:
+             ticks: int = 5, label: str | None = None, vertical: bool = True, font_size: int = 12,
+             fade: float = 0.0) -> np.ndarray:
     """A colour bar with numeric tick labels as an RGB array (white background, grey frame).
 
     Vertical: low values at the bottom, labels on the right. Horizontal: low values on the left,
-    labels below (fewer ticks when the labels would not fit).
+    labels below (fewer ticks when the labels would not fit). ``fade``: draw the bottom of the scale fading
+    into the white background as :func:`show_attention_on_image` fades it into the photo (pass the same
+    ``fade``, e.g. :data:`FADE`); 0 draws every colour in full.
     """
     if length < 8 or thickness < 2:
         raise InvalidParameter("A colour bar needs length >= 8 and thickness >= 2.")
@@ -364,12 +367,15 @@ def colorbar(vmin: float, vmax: float, cmap=DEFAULT_COLORMAP, *, length: int = 2
     title_h = font_size + 6 if label else 0
     pad = font_size // 2 + 2
     ramp = np.linspace(0.0, 1.0, length, dtype=np.float32)
+    strip = colorize(ramp, cmap).astype(np.float64)  # (length, 3), low to high
+    alpha = alpha_table(1.0, fade)[np.floor(ramp * 255 + 0.5).astype(int)][:, None] / 255.0
+    strip = np.round(strip * alpha + 255.0 * (1 - alpha)).astype(np.uint8)
     if vertical:
-        bar = colorize(ramp[::-1, None].repeat(thickness, axis=1), cmap)
+        bar = np.repeat(strip[::-1, None, :], thickness, axis=1)
         x0, y0 = 1, pad + title_h
         size = (max(x0 + thickness + 7 + text_w + 4, label_w), y0 + length + pad)
     else:
-        bar = colorize(ramp[None, :].repeat(thickness, axis=0), cmap)
+        bar = np.repeat(strip[None, :, :], thickness, axis=0)
         x0, y0 = max(1, text_w // 2 + 2), title_h + 1
         size = (max(x0 + length + text_w // 2 + 4, label_w + x0), y0 + thickness + 6 + font_size + 6)
     canvas = Image.new("RGB", size, "white")

@@ -256,6 +256,18 @@ def test_colorbar(vertical):
         colorbar(0, 1, length=3)
 
 
+def test_colorbar_fades_its_bottom_into_the_background_like_the_overlay():
+    lut = colormap("cividis").lut
+    plain = colorbar(0.0, 1.0, "cividis", length=256, thickness=10)
+    faded = colorbar(0.0, 1.0, "cividis", length=256, thickness=10, fade=FADE)
+    col_plain, col = plain[:, 5].astype(int), faded[:, 5].astype(int)
+    ys = [y for y in range(len(col)) if dist(col_plain[y], lut[0]) == 0]  # the bottom of the scale
+    assert ys and all(dist(col[y], (255, 255, 255)) == 0 for y in ys)  # weight 0: the background, as the photo
+    top = [y for y in range(len(col)) if dist(col_plain[y], lut[255]) < 6]
+    assert top and all(dist(col[y], lut[255]) <= 3 for y in top)  # above the fade: the full colour
+    assert any(0 < dist(col[y], col_plain[y]) for y in range(len(col)))
+
+
 def test_png_bytes_roundtrip():
     img = photo()
     data = png_bytes(img)
