@@ -8,7 +8,8 @@
 ``TextAnalysis.save``, ``ModelAttention.save`` and ``ImageAnalysis.save`` all call :func:`save`, so every
 result saves the same way and fails the same way: an unknown suffix is :class:`InvalidParameter`, a
 folder that does not exist :class:`FileNotFound`, any other write error :class:`InvalidParameter`
-saying why. :func:`html_page` is the page every ``to_html`` returns: inline CSS only, no script, no
+saying why. :func:`result_html` is a result's page: its ``to_html``, or (a result with only a notebook view, such as
+:class:`attnviz.trace.HeadTrace`) that view on a page. :func:`html_page` is the page every ``to_html`` returns: inline CSS only, no script, no
 remote resource, and a Content-Security-Policy that allows nothing else (images only as ``data:``).
 """
 
@@ -41,6 +42,19 @@ def html_page(body: str, title: str = "attnviz") -> str:
     )
 
 
+def result_html(result, **style) -> str:
+    """``result.to_html(**style)``, or its notebook view (``_repr_html_``, already escaped) on :func:`html_page`,
+    in a box that scrolls sideways rather than widening a phone's page."""
+    if hasattr(result, "to_html"):
+        return result.to_html(**style)
+    if hasattr(result, "_repr_html_"):
+        if style:
+            raise InvalidParameter(f"A {type(result).__name__} page takes no drawing options, got {', '.join(style)}.")
+        return html_page(f'<div style="overflow-x:auto;max-width:100%">{result._repr_html_()}</div>',
+                         f"attnviz: {type(result).__name__}")
+    raise InvalidParameter(f"A {type(result).__name__} has no HTML view: save it as .json instead.")
+
+
 def save(result, path: str | os.PathLike, *, json_options: dict | None = None, csv_options: dict | None = None,
          png: dict | None = None, page: dict | None = None, **style) -> Path:
     """Write ``result`` to ``path`` by its suffix (:data:`SUFFIXES`); returns the path written.
@@ -53,7 +67,7 @@ def save(result, path: str | os.PathLike, *, json_options: dict | None = None, c
     if suffix == ".png":
         data: bytes | str = result.to_png(**style, **(png or {}))
     elif suffix in (".html", ".htm"):
-        data = result.to_html(**style, **(page or {}))
+        data = result_html(result, **style, **(page or {}))
     elif suffix == ".json":
         data = result.to_json(**(json_options or {}))
     elif suffix == ".csv":
@@ -72,4 +86,4 @@ def save(result, path: str | os.PathLike, *, json_options: dict | None = None, c
     return p
 
 
-__all__ = ["CONTENT_SECURITY_POLICY", "SUFFIXES", "html_page", "save"]
+__all__ = ["CONTENT_SECURITY_POLICY", "SUFFIXES", "html_page", "result_html", "save"]
