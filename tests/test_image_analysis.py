@@ -246,3 +246,33 @@ def test_a_query_that_is_not_a_pair_is_a_typed_error(query):
 
     with pytest.raises(InvalidParameter, match="pair"):
         analyze_image(sample_path("china.jpg"), query=query, features="handcrafted")
+
+
+def test_leaving_the_query_out_of_the_scale(photo, feats):
+    """ImageAnalysis.scale / overlay / colorbar with exclude_query, against the row's own float64 numbers."""
+    res = attend_patches(photo, feats, similarity="cosine", temperature=0.1, query=(3, 5))
+    w = np.asarray(res.scores, dtype=np.float64).ravel()
+    qi = 3 * feats.grid.cols + 5
+    others = np.delete(w, qi)
+    sc = res.scale(True)
+    assert w[qi] == w.max() and w[qi] > 5 * others.max()  # the query takes most of its own row
+    assert (sc.vmin, sc.vmax) == pytest.approx((others.min(), others.max())) and sc.query_excluded
+    assert sc.query_value == pytest.approx(w[qi]) and sc.query_off_scale
+    plain = res.scale(False)
+    assert (plain.vmin, plain.vmax) == pytest.approx((w.min(), w.max())) and not plain.query_excluded
+    # the overlay: the runner-up patch reaches the top colour only with the query left out
+    from attnviz.render import colormap
+
+    top = colormap("cividis").lut[255].astype(float)
+    r2, c2 = divmod(int(np.argmax(np.where(np.arange(w.size) == qi, -1, w))), feats.grid.cols)
+    cy, cx = int((r2 + 0.5) * photo.height / feats.grid.rows), int((c2 + 0.5) * photo.width / feats.grid.cols)
+    on = res.overlay(opacity=1.0, exclude_query=True)[cy, cx].astype(float)
+    off = res.overlay(opacity=1.0, exclude_query=False)[cy, cx].astype(float)
+    assert np.abs(on - top).max() < 12 and np.abs(off - top).max() > 60
+    # other views have no query: the switch does nothing there
+    received = attend_patches(photo, feats, similarity="cosine", temperature=0.1, view="received", query=(3, 5))
+    assert not received.scale(True).query_excluded
+    assert np.array_equal(received.overlay(exclude_query=True), received.overlay(exclude_query=False))
+    # the colour bar's ends are the scale's
+    bar_on, bar_off = res.colorbar(exclude_query=True), res.colorbar(exclude_query=False)
+    assert bar_on.shape != bar_off.shape or not np.array_equal(bar_on, bar_off)  # other tick numbers
