@@ -243,7 +243,7 @@ def _overview_view(ov, prefix: str = "head") -> None:
     sel = (int(st.session_state.get(f"{prefix}_layer", 0)), int(st.session_state.get(f"{prefix}_head", 0)))
     photo = ov.kind == "image"
     fig = heads_overview_figure(ov.pictures, ov.order(by, desc), ov.metrics[metric], labels[metric],
-                                cols=int(per_row), selected=sel, width=560 if photo else 760)
+                                cols=int(per_row), selected=sel)
     st.plotly_chart(style_figure(fig), key=f"{prefix}_overview_chart", on_select="rerun", selection_mode="points",
                     width="stretch")
     what = f"{IMAGE_THUMBNAIL_REASON} " if photo else ""
