@@ -202,13 +202,17 @@ def photo_example(image, grid=(IMAGE_GRID, IMAGE_GRID), features: str | None = N
     from PIL import Image as _Image
 
     from .image import HANDCRAFTED_FEATURES, compute_features, load_upload, patch_grid, patch_label
-    from .image.vit_features import FEATURE_KINDS, VisionModelMissing, check_features, fallback_notice
+    from .image.vit_features import (FEATURE_KINDS, VisionModelMissing, check_features, fallback_notice,
+                                     features_available)
 
     img = image if isinstance(image, _Image.Image) else load_upload(image)  # under ATTNVIZ_MAX_IMAGE_PIXELS
     kind = "dinov2" if features is None else check_features(features)
     cells = patch_grid(img, grid=grid)
     labels = tuple(patch_label(r, c) for r in range(cells.rows) for c in range(cells.cols))
     notes: list[str] = []
+    if kind == "dinov2" and not features_available("dinov2"):  # checked without loading anything
+        kind = "handcrafted"
+        notes.append(fallback_notice())
     if kind == "dinov2":
         try:  # features=None: compute_features falls back (with its notice) when the photo is too small
             feats = compute_features(img, features=features, device=device)

@@ -119,3 +119,24 @@ def test_figures_have_axis_titles():
     cols = compare(X, ["dot", "cosine"])
     for fig in (effective_figure(cols, list("abcdefg")), sweep_figure([temperature_sweep(X, "dot")])):
         assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text and fig.layout.title.text
+
+
+def test_the_photo_input_pools_dinov2_tokens_into_the_grid_by_default():
+    from attnviz.image import load_image, sample_path
+    from attnviz.image.vit_features import cached_vit, dinov2_features
+    from attnviz.lab import image_input
+
+    ex = image_input(sample_path("china.jpg"), long_side=8)
+    img = load_image(sample_path("china.jpg"))
+    vit = cached_vit(img.convert("RGB"))
+    z = dinov2_features(vit).astype(np.float64)
+    rows, cols = vit.grid
+    g = ex.grid
+    assert (g.rows, g.cols) == (5, 8)  # 427 x 640: 8 along the long side
+    # independent: a token's centre (r + 0.5) / rows of the height falls in cell floor(that * g.rows)
+    cell = np.array([int((r + 0.5) * g.rows // rows) * g.cols + int((c + 0.5) * g.cols // cols)
+                     for r in range(rows) for c in range(cols)])
+    expected = np.stack([z[cell == k].mean(0) for k in range(g.n)])
+    np.testing.assert_allclose(ex.vectors, expected, rtol=1e-6, atol=1e-7)
+    hand = image_input(sample_path("china.jpg"), long_side=8, features="handcrafted")
+    assert hand.vectors.shape == (40, 13) and hand.grid.shape == g.shape

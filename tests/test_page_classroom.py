@@ -245,6 +245,10 @@ def test_lab_wants_two_functions_and_takes_photos():
     at.radio(key="lab_mode").set_value("image").run()
     assert not at.exception and not at.error
     assert len(at.image) >= 2  # one overlay per similarity
+    assert at.selectbox(key="lab_features").value == "dinov2"
+    assert any("DINOv2" in c.value and "centres fall inside it" in c.value for c in at.caption)
+    at.selectbox(key="lab_features").set_value("handcrafted").run()
+    assert not at.exception and any("Hand" in c.value and "13 numbers" in c.value for c in at.caption)
 
 
 def test_lab_offers_every_registered_similarity_with_its_use():

