@@ -2,7 +2,8 @@
 
 * Threads analyse different texts (and images) at the same moment on the one shared model: each gets its
   own answer, equal to the one computed alone (no forward hooks, no shared mutable state).
-* Every Streamlit cache in pages/ and ui/ is bounded (``max_entries``), so memory cannot grow with visitors.
+* Pages and ui/ cache only through ui/cache.py: shipped samples shared and bounded, a user's own input per
+  session (bounded, dropped with the session), so memory cannot grow with visitors; freed heap goes back.
 * A CUDA out-of-memory, or a CUDA device that disappears, falls back to the CPU with a notice — through the
   library and through the real pages (no GPU here: torch's CUDA initialisation is monkeypatched to fail the
   way it does on a real machine).
