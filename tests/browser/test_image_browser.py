@@ -101,8 +101,8 @@ def sky_then_trees(page, heat, aspect: float, rows: int, cols: int, what: str) -
     Each map is compared with the other one of the same photo, so the photo's own colours cancel out."""
     sky = click_cell(page, heat, aspect, rows, cols, 1, 1, f"{what}: sky")
     h = sky.shape[0]
-    ys = yellowness(sky)
-    assert ys[: h // 8].mean() > ys[-h // 5:].mean() + 10  # measured: 16 (DINOv2), 43 (hand-made)
+    ys = yellowness(sky)  # (the overlay leaves the photo as it is at the bottom of the scale, so a map is only
+    # compared with another map of the same photo: the trees are yellow-green in the photo itself)
     # the caption below is redrawn a moment after the heatmap: poll it rather than read it once
     wait_for(lambda: all(r < 0.45 * rows for r, _ in strongest(page)),
              what=f"the strongest patches to be sky patches ({what})")
