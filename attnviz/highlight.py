@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import InvalidParameter, ShapeMismatch
-from .render import COLORMAPS, DEFAULT_COLORMAP, Tick, colormap, format_number, legend
+from .render import COLORMAPS, DEFAULT_COLORMAP, Tick, colormap, format_number, legend, tick_anchor
 
 #: the container keeps the user's line breaks and runs of spaces
 _BOX_STYLE = ("white-space:pre-wrap;overflow-wrap:anywhere;line-height:{lh};font-size:{fs};"
@@ -227,24 +227,20 @@ def highlight_legend(weights, scale: str = "view", theme: str = "light", cmap: s
     return HighlightLegend(lo, hi, scale, theme, str(label), words, marks, stops, umark)
 
 
-def _anchor(position: float) -> str:
-    """Shift of a label at ``position`` along the bar so that it stays inside the bar's width."""
-    return "0" if position < 0.15 else ("-100%" if position > 0.85 else "-50%")
-
-
 def highlight_legend_html(legend: HighlightLegend, classroom: bool = False) -> str:
     """The legend as inline-styled HTML: label, colour bar, numeric ticks, the 1/n mark, the words."""
     th = theme_of(legend.theme)
     fg = hex_of(th.text)
     gradient = ", ".join(f"{c} {100 * p:.0f}%" for p, c in legend.stops)
     tick_html = "".join(
-        f'<span style="position:absolute;left:{100 * t.position:.1f}%;transform:translateX(-50%)">'
+        f'<span style="position:absolute;left:{100 * t.position:.1f}%;'
+        f'transform:translateX({tick_anchor(t.position)})">'
         f"{html.escape(t.text)}</span>" for t in legend.ticks)
     mark = ""
     if legend.uniform is not None:
         left = f"{100 * legend.uniform.position:.1f}%"
         mark = (f'<div style="position:absolute;left:{left};top:-3px;height:18px;border-left:2px dashed {fg}"></div>'
-                f'<div style="position:absolute;left:{left};top:19px;transform:translateX({_anchor(legend.uniform.position)});'
+                f'<div style="position:absolute;left:{left};top:19px;transform:translateX({tick_anchor(legend.uniform.position)});'
                 'white-space:nowrap;'
                 f'font-size:0.9em">{html.escape(legend.uniform.text)}</div>')
     size = "1.05em" if classroom else "0.8em"

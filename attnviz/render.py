@@ -140,13 +140,20 @@ def legend(vmin: float, vmax: float, cmap_name: str = DEFAULT_COLORMAP, label: s
                   tuple((i / (stops - 1), cmap.hex(i / (stops - 1))) for i in range(stops)))
 
 
+def tick_anchor(position: float) -> str:
+    """The ``translateX`` of a label at ``position`` (0..1) along a bar, so that it stays inside the bar's width:
+    the first labels start at their mark, the last end at it, the others are centred on it."""
+    return "0" if position < 0.15 else ("-100%" if position > 0.85 else "-50%")
+
+
 def legend_html(vmin: float, vmax: float, cmap_name: str = DEFAULT_COLORMAP, label: str = "attention weight",
                 ticks: int = 5) -> str:
     """A horizontal colour bar with its numeric scale, as inline-styled HTML (no JS, no CDN)."""
     lg = legend(vmin, vmax, cmap_name, label, ticks)
     gradient = ", ".join(f"{colour} {100 * pos:.0f}%" for pos, colour in lg.stops)
     tick_html = "".join(
-        f'<span style="position:absolute;left:{100 * t.position:.1f}%;transform:translateX(-50%)">'
+        f'<span style="position:absolute;left:{100 * t.position:.1f}%;'
+        f'transform:translateX({tick_anchor(t.position)})">'
         f"{html.escape(t.text)}</span>"
         for t in lg.ticks
     )

@@ -112,3 +112,16 @@ def test_to_json_arrays_and_no_nan():
     assert json.loads(render.to_json({"a": torch.tensor([1.0, 2.0]), "b": np.float32(0.5)})) == {"a": [1.0, 2.0], "b": 0.5}
     with pytest.raises(ValueError):
         render.to_json({"a": float("nan")})
+
+
+def test_the_end_tick_labels_stay_inside_the_bar():
+    """The first label starts at its mark and the last ends at it, so a legend as wide as a phone's column
+    never pushes the page wider than the screen (the middle ones are centred on their marks)."""
+    import re
+
+    from attnviz.render import legend_html
+
+    spans = re.findall(r'left:([\d.]+)%;transform:translateX\(([^)]*)\)">([^<]*)</span>', legend_html(0.0, 0.5))
+    assert [float(left) for left, _, _ in spans] == [0.0, 25.0, 50.0, 75.0, 100.0]
+    assert [shift for _, shift, _ in spans] == ["0", "-50%", "-50%", "-50%", "-100%"]
+    assert spans[0][2] == "0" and spans[-1][2] == "0.5"
