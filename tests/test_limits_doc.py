@@ -23,6 +23,7 @@ def test_text_limits_are_the_code_s():
     assert f"the text at most {ts.URL_MAX_TEXT_CHARS:,} characters" in DOC
     assert f"query at most {ts.URL_MAX_QUERY_CHARS} printable characters" in DOC
     assert f"| {tx.MAX_QUERY_CHARS:,} characters |" in DOC
+    assert f"{ts.PAGE_MAX_TOKENS:,} word pieces (`attnviz.state.text.PAGE_MAX_TOKENS`)" in DOC
 
 
 def test_image_limits_are_the_code_s():
