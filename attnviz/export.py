@@ -51,8 +51,19 @@ def result_html(result, **style) -> str:
         if style:
             raise InvalidParameter(f"A {type(result).__name__} page takes no drawing options, got {', '.join(style)}.")
         return html_page(f'<div style="overflow-x:auto;max-width:100%">{result._repr_html_()}</div>',
-                         f"attnviz: {type(result).__name__}")
+                         _page_title(result))
     raise InvalidParameter(f"A {type(result).__name__} has no HTML view: save it as .json instead.")
+
+
+def _page_title(result) -> str:
+    """A readable page title for a result shown by its notebook view; the class name for any other."""
+    from .trace import HeadTrace, SwapResult
+
+    if isinstance(result, HeadTrace):
+        return f"attnviz: layer {result.layer}, head {result.head} of {result.model_name}"
+    if isinstance(result, SwapResult):
+        return f"attnviz: similarity swap, layer {result.layer}"
+    return f"attnviz: {type(result).__name__}"
 
 
 def save(result, path: str | os.PathLike, *, json_options: dict | None = None, csv_options: dict | None = None,

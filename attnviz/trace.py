@@ -58,6 +58,8 @@ SWAP_IMPLEMENTATION = "attnviz_swap"
 SEED_SIMILARITY = "cosine"
 #: at most this many rows and columns in the notebook HTML
 HTML_MAX_TOKENS = 64
+#: the most moved tokens a swap's notebook HTML lists
+HTML_MOVED_TOKENS = 5
 
 #: the long side, in pixels, of the photo a DINOv2 trace reads (224: 16 patches of 14; see attnviz.vit)
 DEFAULT_IMAGE_RESOLUTION = 224
@@ -267,6 +269,56 @@ class SwapResult:
                 "temperature": self.temperature, "swapped_weights": r(self.swapped_weights[list(self.heads)]),
                 "overlap": self.overlap, "drift": self.drift, "moved_tokens": [list(m) for m in self.moved_tokens[:10]],
                 "last_hidden_max_diff": self.last_hidden_max_diff, "notice": self.notice}
+
+    def _repr_html_(self) -> str:
+        """Notebook view: a header with the numbers, the first rescored head's weights before and after as two
+        heat tables side by side, and the most moved tokens; tokens escaped, colours built from numbers only."""
+        h = self.heads[0]
+        n = len(self.tokens)
+        m = min(n, HTML_MAX_TOKENS)
+        embedding = "[CLS] embedding" if self.kind == "image" else "sentence embedding"
+        heads = ", ".join(str(x) for x in self.heads)
+        lines = [f"Similarity swap in layer {self.layer} ({n} tokens): head{'s' if len(self.heads) > 1 else ''} "
+                 f"{heads} rescored with {html.escape(self.similarity)} at T = {self.temperature:g}; "
+                 f"overlap {self.overlap:.4f}; drift (cosine of the {embedding} before and after) {self.drift:.6f}; "
+                 f"max |Δ| of the final hidden states {self.last_hidden_max_diff:.2e}"]
+        if len(self.heads) > 1:
+            lines.append(f"showing head {h}, the first of the {len(self.heads)} rescored heads "
+                         f"(its overlap {float(self.head_overlap[0]):.4f})")
+        if self.notice:
+            lines.append(html.escape(self.notice))
+        lines.extend(html.escape(note) for note in self.notes)
+        if m < n:
+            lines.append(f"showing the first {m} of {n} tokens")
+        tables = "".join(
+            f'<div style="margin:4px 12px 4px 0"><div>{label}, head {h}</div>{_heat_table(w[h], self.tokens[:m])}</div>'
+            for label, w in (("original", self.original_weights), (f"swapped ({html.escape(self.similarity)})",
+                                                                  self.swapped_weights)))
+        cell = "padding:1px 6px;font:11px monospace"
+        moved = "".join(f'<tr><td style="{cell};text-align:right">{i}</td><td style="{cell}">{html.escape(t)}</td>'
+                        f'<td style="{cell};text-align:right" title="{d:.6e}">{d:.3e}</td></tr>'
+                        for i, t, d in self.moved_tokens[:HTML_MOVED_TOKENS])
+        head_row = "".join(f'<th style="{cell}">{x}</th>' for x in ("position", "token", "1 − cos"))
+        return ("<div>" + "<br>".join(lines) + f'<div style="display:flex;flex-wrap:wrap">{tables}</div>'
+                + "<div>the most moved tokens (1 − cos of each token's final vector, before and after)</div>"
+                + f'<table style="border-collapse:collapse"><tr>{head_row}</tr>{moved}</table></div>')
+
+
+def _heat_table(weights: np.ndarray, tokens) -> str:
+    """``(n, n)`` weights -> an HTML heat table of its first ``len(tokens)`` rows and columns; each cell's title
+    holds its weight to 4 decimals, its colour is built from that number only."""
+    m = len(tokens)
+    toks = [html.escape(t) for t in tokens]
+    cell = "padding:1px 3px;font:11px monospace;text-align:right"
+    rows = ["<tr><th></th>" + "".join(f'<th style="{cell};writing-mode:vertical-rl">{t}</th>' for t in toks) + "</tr>"]
+    for i in range(m):
+        tds = []
+        for j in range(m):
+            w = float(weights[i, j])
+            ink = "#fff" if w > 0.55 else "#000"
+            tds.append(f'<td style="{cell};background:rgba(31,78,160,{w:.3f});color:{ink}" title="{w:.4f}">{w:.2f}</td>')
+        rows.append(f'<tr><th style="{cell}">{toks[i]}</th>' + "".join(tds) + "</tr>")
+    return '<table style="border-collapse:collapse">' + "".join(rows) + "</table>"
 
 
 # ------------------------------------------------------------------------------------------- helpers

@@ -3,7 +3,10 @@ that, every registered similarity runs, and the shared model is never changed (a
 
 from __future__ import annotations
 
+import html
+import re
 import threading
+from html.parser import HTMLParser
 
 import numpy as np
 import pytest
@@ -114,3 +117,136 @@ def test_concurrent_swaps_and_plain_runs_do_not_mix(m):
             np.testing.assert_allclose(w, serial[j], atol=1e-6)
     for p in got["plain"]:
         torch.testing.assert_close(p, plain, atol=1e-6, rtol=0)
+
+
+# ------------------------------------------------------------------------------------- the notebook view
+
+
+class _Page(HTMLParser):
+    """Every start tag, every table (rows of cells: (tag, text, title)) and the text outside tables."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tags, self.tables, self.text = [], [], []
+        self._cell = None
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = [tag, "", dict(attrs).get("title")]
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append(tuple(self._cell))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell[1] += data
+        else:
+            self.text.append(data)
+
+
+def _parsed(result) -> _Page:
+    page = _Page()
+    page.feed(result._repr_html_())
+    page.close()
+    return page
+
+
+def _check_heat_table(table, tokens, weights):
+    """A heat table: the header row and the row headers are ``tokens``; each cell's title is its weight."""
+    assert [c[1] for c in table[0][1:]] == list(tokens)
+    assert len(table) == len(tokens) + 1
+    for i, row in enumerate(table[1:]):
+        assert row[0][:2] == ("th", tokens[i])
+        titles = [c[2] for c in row[1:]]
+        assert titles == [f"{float(w):.4f}" for w in weights[i, : len(tokens)]]
+
+
+def _header_number(text: str, label: str) -> float:
+    found = re.search(re.escape(label) + r"[^0-9]*?(-?\d+\.\d+(?:e[-+]\d+)?)", text)
+    assert found, (label, text[:400])
+    return float(found.group(1))
+
+
+HOSTILE = 'A <b>x</b> & "quoted" <script>alert(1)</script> bank.'
+
+
+def test_the_swap_notebook_view_shows_the_results_own_numbers(m):
+    r = swap_head_similarity(HOSTILE, 2, 7, "cosine", 0.1, model=m)
+    page = _parsed(r)
+    text = "".join(page.text)
+    # only the view's own tags: the input's <b> and <script> are characters
+    assert set(page.tags) <= {"div", "br", "table", "tr", "th", "td"}, set(page.tags)
+    assert "<script" not in r._repr_html_() and "<b>" not in r._repr_html_()
+    assert {"<", ">", "&", '"', "b", "script"} <= set(r.tokens)  # the word pieces of the markup
+    raw = r._repr_html_()
+    for t in ("<", ">", "&", '"'):  # entities in both tables, header row and row headers (a lone "<" parses as text either way)
+        assert raw.count(f">{html.escape(t)}</th>") == 4 * r.tokens.count(t) and f">{t}</th>" not in raw
+    original, swapped, moved = page.tables
+    _check_heat_table(original, r.tokens, r.original_weights[7])
+    _check_heat_table(swapped, r.tokens, r.swapped_weights[7])
+    assert original != swapped
+    assert _header_number(text, "overlap") == pytest.approx(r.overlap, abs=5e-5)
+    assert _header_number(text, "before and after)") == pytest.approx(r.drift, abs=5e-7)
+    assert _header_number(text, "final hidden states") == pytest.approx(r.last_hidden_max_diff, rel=5e-3)
+    assert "layer 2" in text and "head 7 rescored with cosine at T = 0.1" in text
+    assert "sentence embedding" in text and "[CLS] embedding" not in text
+    # the most moved tokens: position, token, 1 - cos, in the result's order
+    assert [c[1] for c in moved[0]] == ["position", "token", "1 − cos"]
+    want = r.moved_tokens[:5]
+    assert [(int(a[1]), b[1], float(c[2])) for a, b, c in moved[1:]] == [
+        (i, t, pytest.approx(d, rel=1e-6)) for i, t, d in want]
+
+
+def test_the_swap_view_of_a_whole_layer_names_the_head_it_shows(m):
+    r = swap_head_similarity(TEXT, 3, None, "euclidean", 0.5, model=m)
+    page = _parsed(r)
+    text = "".join(page.text)
+    assert "showing head 0, the first of the 12 rescored heads" in text
+    assert _header_number(text, "its overlap") == pytest.approx(float(r.head_overlap[0]), abs=5e-5)
+    _check_heat_table(page.tables[1], r.tokens, r.swapped_weights[0])
+
+
+def test_a_long_swap_shows_the_first_tokens_and_says_so(m):
+    from attnviz.trace import HTML_MAX_TOKENS
+
+    text = " ".join(f"w{i}" for i in range(HTML_MAX_TOKENS))
+    r = swap_head_similarity(text, 1, 0, "dot", model=m)
+    n = len(r.tokens)
+    assert n > HTML_MAX_TOKENS
+    page = _parsed(r)
+    assert f"showing the first {HTML_MAX_TOKENS} of {n} tokens" in "".join(page.text)
+    _check_heat_table(page.tables[0], r.tokens[:HTML_MAX_TOKENS], r.original_weights[0])
+
+
+def test_the_swap_page_is_titled_by_its_layer(m, tmp_path):
+    from attnviz.export import save
+
+    r = swap_head_similarity(TEXT, 2, 5, "cosine", 0.1, model=m)
+    page = save(r, tmp_path / "swap.html").read_text(encoding="utf-8")
+    assert "<title>attnviz: similarity swap, layer 2</title>" in page and "<script" not in page
+    trace = head_trace(TEXT, 2, 5, model=m)
+    page = save(trace, tmp_path / "trace.html").read_text(encoding="utf-8")
+    assert f"<title>attnviz: layer 2, head 5 of {trace.model_name}</title>" in page
+
+
+def test_a_photo_swap_view_shows_patch_labels_and_the_cls_embedding():
+    from attnviz.image import load_upload, sample_path
+    from attnviz.trace import swap_head_similarity_image
+
+    photo = load_upload(str(sample_path("china.jpg")))
+    r = swap_head_similarity_image(photo, 9, 2, "cosine", 0.1, resolution=168, device="cpu")  # 12 x 8 patches
+    assert r.kind == "image" and r.tokens == ("[CLS]",) + tuple(f"r{i}c{j}" for i in range(8) for j in range(12))
+    page = _parsed(r)
+    text = "".join(page.text)
+    assert "[CLS] embedding" in text and "sentence embedding" not in text
+    assert f"showing the first 64 of {len(r.tokens)} tokens" in text
+    _check_heat_table(page.tables[0], r.tokens[:64], r.original_weights[2])
+    _check_heat_table(page.tables[1], r.tokens[:64], r.swapped_weights[2])
+    assert _header_number(text, "before and after)") == pytest.approx(r.drift, abs=5e-7)
