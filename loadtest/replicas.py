@@ -17,8 +17,8 @@ link** (the query string the page last wrote into the address bar; no widget sta
 per session: the replica before and after, the seconds from the drop to the page drawn again, and whether
 the view drawn is the one before the drop (the token view's text and legend label on the text page, the
 images' captions on the image page). Checks: every session on the killed replica came back on another one,
-with its view where its link carried one (the image page keeps no state in its link: its sessions come back
-to the page's defaults, which the report lists under ``links_empty``); the sessions on the other replicas
+with its view where its link carried one (both pages keep their settings in the link; a page whose link is
+empty comes back to its defaults, which the report lists under ``links_empty``); the sessions on the other replicas
 never dropped; 0 errors (the dropped action itself is Streamlit's "Connecting" notice in a browser, not an
 error).
 
