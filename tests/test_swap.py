@@ -186,7 +186,7 @@ def test_the_swap_notebook_view_shows_the_results_own_numbers(m):
     assert "<script" not in r._repr_html_() and "<b>" not in r._repr_html_()
     assert {"<", ">", "&", '"', "b", "script"} <= set(r.tokens)  # the word pieces of the markup
     raw = r._repr_html_()
-    for t in ("<", ">", "&", '"'):  # entities in both tables, header row and row headers (a lone "<" parses as text either way)
+    for t in ("<", ">", "&", '"'):  # 4: two tables, header row + row headers
         assert raw.count(f">{html.escape(t)}</th>") == 4 * r.tokens.count(t) and f">{t}</th>" not in raw
     original, swapped, moved = page.tables
     _check_heat_table(original, r.tokens, r.original_weights[7])

@@ -75,7 +75,7 @@ def pages(tmp_path_factory):
     from attnviz.export import save
     from attnviz.image import analyze_image, sample_path
     from attnviz.text import analyze_text, model_attentions
-    from attnviz.trace import head_trace
+    from attnviz.trace import head_trace, swap_head_similarity
 
     out = tmp_path_factory.mktemp("exports")
     rng = np.random.default_rng(0)
@@ -100,10 +100,12 @@ def pages(tmp_path_factory):
     found["vit"] = (save(image.vit, out / "vit.html"), [], True, True)
     trace = head_trace(TEXT, 2, 5)
     found["head-trace"] = (save(trace, out / "head-trace.html"), ["kitten", "sat", "bank"], False, False)
+    swap = swap_head_similarity(TEXT, 2, 5, "cosine", 0.1)
+    found["swap"] = (save(swap, out / "swap.html"), ["kitten", "sat", "bank", "similarity swap"], False, False)
     return found
 
 
-PAGES = ["text", "model", "byo-numpy", "byo-tuple", "byo-list", "image", "vit", "head-trace"]
+PAGES = ["text", "model", "byo-numpy", "byo-tuple", "byo-list", "image", "vit", "head-trace", "swap"]
 
 
 def _open(chromium, path, width, height, shot=None) -> tuple[dict, list[str]]:
@@ -149,13 +151,7 @@ def test_an_exported_page_renders_in_chromium(chromium, pages, name, size):
         assert got["legends"] == []
 
 
-#: render.legend_html centres every tick label on its position, so the last one (at 100 %) pokes half its width
-#: past a legend that fills a phone's column (and the first past its left edge): attnviz/render.py, not export code
-LEGEND_END_TICKS = pytest.mark.xfail(strict=True, reason="legend_html's end tick labels overflow a 390 px page")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=LEGEND_END_TICKS) if n in ("text", "image", "vit") else n
-                                  for n in PAGES])  # the others' legends sit in a box that scrolls sideways
+@pytest.mark.parametrize("name", PAGES)  # the legends' end tick labels end at the bar's ends (render.tick_anchor)
 def test_an_exported_page_fits_a_phone(chromium, pages, name):
     path = pages[name][0]
     got, _ = _open(chromium, path, *SIZES["phone"])
