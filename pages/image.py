@@ -1,8 +1,9 @@
 """Image attention: similarity attention between a photo's patches, and DINOv2's own heads.
 
 Widgets -> attnviz.image / attnviz.vit / attnviz.state.image -> show. Caching (docs/image.md): the photo and
-DINOv2's attention per (photo, resolution, device) in ``st.cache_resource`` (shared, never modified);
-hand-made features in ``st.cache_data``; full-size PNGs only when their download button is pressed."""
+DINOv2's attention per (photo, resolution, device) as a resource (never modified), hand-made features as
+data, both under ui/cache.py's policy (a sample shared by the class, an upload kept in its session only);
+full-size PNGs only when their download button is pressed."""
 
 from __future__ import annotations
 

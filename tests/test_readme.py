@@ -17,6 +17,10 @@ def test_exactly_two_commands_app_and_tests():
     assert len(cmds) == 2
     app, tests = cmds
     assert "pip install -r requirements.txt" in app and app.endswith("streamlit run app.py")
+    # two malloc arenas: what a class's closed sessions freed goes back to the OS (docs/deploy.md, the Dockerfile)
+    from loadtest.run import SERVER_MALLOC_ARENA_MAX
+
+    assert f"MALLOC_ARENA_MAX={SERVER_MALLOC_ARENA_MAX} .venv/bin/streamlit run app.py" in app
     assert "pip install -r requirements-dev.txt" in tests and "pytest" in tests
 
 
