@@ -174,13 +174,17 @@ def measure_scaling(device=None, similarity: str = "scaled_dot", d: int = 64, bu
                     start_n: int = 256, max_n: int = 1 << 16, growth: int = 2,
                     block_elements: int = DEMO_BLOCK_ELEMENTS, seed: int = 0,
                     clock=time.perf_counter, on_wait: Callable[[int], None] | None = None,
-                    wait_s: float = WAIT_S) -> ScalingResult:
+                    wait_s: float = WAIT_S,
+                    on_progress: Callable[[float, str], None] | None = None) -> ScalingResult:
     """Time and peak memory of full vs blocked attention for n = start_n, start_n*growth, ... on ``device``.
 
     One measurement runs at a time in a process (:data:`attnviz.measure.EXCLUSIVE`: torch.profiler and the
     CUDA peak counters are process-wide, and two timings at once would slow each other): a second caller
     waits, ``on_wait(n_waiting)`` is called once when it has to, and ``result.waited_s`` says how long it
-    waited (at most ``wait_s``, then :class:`attnviz.measure.MeasurementBusy`).
+    waited (at most ``wait_s``, then :class:`attnviz.measure.MeasurementBusy`). ``on_progress(fraction,
+    text)`` is called before each size and method is timed, before the memory runs and at the end
+    (fraction 1.0): ``fraction`` is the share of the time budget spent (0..1, never decreasing) and ``text``
+    says what runs now, e.g. "Timing blocked attention at n = 4,096 (2.1 of 6 s)".
 
     Each size is timed after an untimed warm-up, :data:`MIN_REPEATS` to :data:`REPEATS` times (the median,
     with the fastest and slowest as the spread). The whole run stays within about ``budget_s`` seconds
@@ -199,12 +203,13 @@ def measure_scaling(device=None, similarity: str = "scaled_dot", d: int = 64, bu
         raise InvalidParameter("start_n must be at least 2, growth at least 2 and d at least 1.")
     with EXCLUSIVE.hold(on_wait=on_wait, timeout=wait_s) as slot:
         result = _measure_scaling(dev, similarity, d, float(budget_s), start_n, max_n, growth, block_elements,
-                                  seed, clock)
+                                  seed, clock, on_progress)
     result.waited_s = slot.waited_s
     return result
 
 
-def _measure_scaling(dev, similarity, d, budget_s, start_n, max_n, growth, block_elements, seed, clock):
+def _measure_scaling(dev, similarity, d, budget_s, start_n, max_n, growth, block_elements, seed, clock,
+                     on_progress=None):
     on_cuda = dev.type == "cuda"
     sync = sync_for(dev)
     gen = torch.Generator().manual_seed(seed)
@@ -219,6 +224,13 @@ def _measure_scaling(dev, similarity, d, budget_s, start_n, max_n, growth, block
     sync()
     gc.collect()  # once, before the clock starts: a collection takes up to a second with torch loaded
     t0 = clock()
+    spent = [0.0]
+
+    def progress(text: str, done: bool = False) -> None:
+        if on_progress is not None:
+            spent[0] = 1.0 if done else max(spent[0], min(1.0, (clock() - t0) / budget_s))
+            on_progress(spent[0], text)
+
     alive = {"full": True, "blocked": True}
     last: dict[str, float | None] = {"full": None, "blocked": None}
     inputs: dict[int, torch.Tensor] = {}
@@ -250,6 +262,7 @@ def _measure_scaling(dev, similarity, d, budget_s, start_n, max_n, growth, block
                         f"{room / 2**20:,.0f} MiB this demo allows itself"))
                     alive[method] = False
                     continue
+            progress(f"Timing {method} attention at n = {n:,} ({clock() - t0:.1f} of {budget_s:g} s)")
             call = (lambda m=method, x=x, b=block: _run(m, x, similarity, b))
             timing = time_call(call, repeats=REPEATS, min_repeats=MIN_REPEATS, warmup=1, sync=sync, clock=clock,
                                budget_s=left, collect=False)
@@ -260,9 +273,11 @@ def _measure_scaling(dev, similarity, d, budget_s, start_n, max_n, growth, block
                                               repeats=timing.repeats))
         n *= growth
     if dev.type == "cpu":
+        progress(f"Measuring the peak memory of each size ({clock() - t0:.1f} of {budget_s:g} s)")
         _cpu_memory(result, inputs, similarity, block_elements, budget_s, t0, clock)
     inputs.clear()
     result.elapsed_s = clock() - t0
+    progress("Done", done=True)
     return result
 
 

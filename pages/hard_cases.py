@@ -80,19 +80,21 @@ with long_tab:
         st.caption("Another measurement is running on this server now: yours will wait for it to finish.")
     if st.button(f"▶ Measure now on {device_label(device)}", key="hc_measure"):
         queue = st.empty()
+        bar = st.progress(0.0, text=f"Timing full and blocked attention for growing n, for at most {budget} s…")
         try:
-            with st.spinner(f"Timing full and blocked attention for growing n, for at most {budget} s…"):
-                result, used, warning = run_with_fallback(lambda dev: hc.measure_scaling(
-                    dev, sim_name, d=width, budget_s=float(budget),
-                    on_wait=lambda ahead: queue.info(f"Waiting for another measurement to finish ({ahead} waiting "
-                                                     "in all): one runs at a time, so each is timed fairly.",
-                                                     icon=":material/hourglass_empty:")), device)
+            result, used, warning = run_with_fallback(lambda dev: hc.measure_scaling(
+                dev, sim_name, d=width, budget_s=float(budget),
+                on_wait=lambda ahead: queue.info(f"Waiting for another measurement to finish ({ahead} waiting "
+                                                 "in all): one runs at a time, so each is timed fairly.",
+                                                 icon=":material/hourglass_empty:"),
+                on_progress=lambda share, text: bar.progress(share, text=text)), device)
             st.session_state["hc_scaling"] = result
             if warning:
                 st.warning(warning)
         except Exception as err:
             show_error(err)
         queue.empty()
+        bar.empty()
     result = st.session_state.get("hc_scaling")
     if result is None:
         st.info("Press the button: the measurement runs live on this machine and stops when the time budget is "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
 import numpy as np
 import pytest
@@ -76,6 +77,23 @@ def test_the_budget_stops_the_growth():
     stopped = [p for p in r.points if p.status.startswith("stopped")]
     assert {p.method for p in stopped} == {"full", "blocked"}  # both lines end with a reason
     assert max(p.n for p in r.points) < 1 << 14  # it did not run on to a million
+
+
+def test_the_measurement_reports_its_progress_through_the_budget():
+    """What runs now and the share of the budget spent: one call before each timed size and method, one
+    before the memory runs, then 1.0; the share never goes back."""
+    ticks = itertools.count()
+    clock = lambda: next(ticks) * 0.01  # noqa: E731 - a fake clock: every reading is 10 ms later
+    seen = []
+    r = measure_scaling("cpu", budget_s=0.5, start_n=64, max_n=256, clock=clock,
+                        on_progress=lambda f, text: seen.append((f, text)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and all(0.0 <= f <= 1.0 for f in fractions) and seen[-1] == (1.0, "Done")
+    timed = [(p.method, p.n) for p in r.points if p.status == "measured"]
+    announced = [re.match(r"Timing (\w+) attention at n = ([\d,]+) \(", t) for _, t in seen if t.startswith("Timing")]
+    assert timed and [(m.group(1), int(m.group(2).replace(",", ""))) for m in announced] == timed
+    assert any(t.startswith("Measuring the peak memory") for _, t in seen)
+    assert any("of 0.5 s)" in t for _, t in seen)
 
 
 def test_cpu_peak_is_measured_from_the_allocator():
