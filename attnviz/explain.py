@@ -288,8 +288,6 @@ HEAD_STEP_KEYS = tuple(s.key for s in HEAD_STEPS)
 HEAD_INPUTS: dict[str, str] = {"text": "Sentence", "image": "Photo"}
 #: the head a photo opens on (layer, head) of DINOv2-small; its matrices show a 4 x 4 window of patches
 DEFAULT_IMAGE_HEAD = (9, 2)
-#: the views of the track for a photo (the overview and the q/k picture read sentences only, for now)
-HEAD_IMAGE_VIEWS: dict[str, str] = {k: HEAD_VIEWS[k] for k in ("steps", "swap")}
 
 _IMAGE_STEP_SENTENCES = {
     "h": "Each patch (and [CLS]) arrives at the layer as a vector in the residual stream. DINOv2 is pre-LayerNorm: "
@@ -422,13 +420,18 @@ CELL_FORMAT = ".2f"
 PHONE_PLOT_WIDTH = 170
 PROJECTOR_PLOT_WIDTH = 540
 NORMAL_PLOT_WIDTH = 300
-#: screens up to this width (px) are "narrow": the phone sizes apply (a CSS media query)
+#: screens up to this width (px) are "narrow": the phone sizes apply (ui/components/page_style.py's media query)
 NARROW_SCREEN_PX = 640
 #: a digit's advance is at most this share of the font size (the app's sans-serif), plus a gap per cell
 DIGIT_WIDTH = 0.62
 CELL_GAP_PX = 4
 #: below this size a cell's number is not printed on that screen (the click explanation and the hover give it)
 MIN_CELL_FONT = 7
+#: the largest size (px) of a matrix's numbers on a narrow screen
+PHONE_MAX_CELL_FONT = 12
+#: the sizes (px) the app's stylesheet can give a matrix's numbers on a narrow screen, whole pixels (CSS rules
+#: are written per size); 0: not printed there
+PHONE_CELL_FONTS: tuple[int, ...] = (0, *range(MIN_CELL_FONT, PHONE_MAX_CELL_FONT + 1))
 
 
 def cell_text(value: float, value_format: str = CELL_FORMAT) -> str:
@@ -461,12 +464,20 @@ def cell_font(values, plot_width: float, largest: float, value_format: str = CEL
     return float(math.floor(size * 2) / 2) if size >= MIN_CELL_FONT else 0.0
 
 
+def phone_cell_font(values, largest: float, value_format: str = CELL_FORMAT) -> int:
+    """The size (px, one of :data:`PHONE_CELL_FONTS`) of the numbers of ``values (n, m)`` on a narrow screen: the
+    whole pixels that fit a cell of a :data:`PHONE_PLOT_WIDTH` plot, at most ``largest`` and
+    :data:`PHONE_MAX_CELL_FONT`; 0 when even :data:`MIN_CELL_FONT` does not fit."""
+    size = int(cell_font(values, PHONE_PLOT_WIDTH, min(float(largest), PHONE_MAX_CELL_FONT), value_format))
+    return size if size in PHONE_CELL_FONTS else 0
+
+
 __all__ = [
     "CELL_FORMAT", "PHONE_PLOT_WIDTH", "PROJECTOR_PLOT_WIDTH", "NORMAL_PLOT_WIDTH", "NARROW_SCREEN_PX", "DIGIT_WIDTH", "CELL_GAP_PX", "MIN_CELL_FONT",
-    "cell_text", "cell_font", "WHY_MAX_SUBTRACTED", "PCA_SENTENCE", "Step", "STEPS", "STEP_KEYS", "MATRICES", "CellExplanation", "explain_cell",
+    "PHONE_MAX_CELL_FONT", "PHONE_CELL_FONTS", "cell_text", "cell_font", "phone_cell_font", "WHY_MAX_SUBTRACTED", "PCA_SENTENCE", "Step", "STEPS", "STEP_KEYS", "MATRICES", "CellExplanation", "explain_cell",
     "ARTICLE_LATEX", "STANDARD_LATEX", "NOTATION_SENTENCES", "scaled_summary", "FLOAT32_EXP_LIMIT",
     "overflow_summary", "notation_table", "notation_caption", "TRACKS", "HEAD_VIEWS", "HEAD_MATCH_TOLERANCE",
     "HEADS_PER_ROW", "HEAD_FEATURE_COLUMNS", "HEAD_STEPS", "HEAD_STEP_KEYS", "HeadMatrix", "head_matrix",
     "head_match_sentence",
-    "diagonal_sentence", "HEAD_INPUTS", "DEFAULT_IMAGE_HEAD", "HEAD_IMAGE_VIEWS", "head_steps",
+    "diagonal_sentence", "HEAD_INPUTS", "DEFAULT_IMAGE_HEAD", "head_steps",
 ]

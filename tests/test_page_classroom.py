@@ -6,6 +6,7 @@ torch / numpy, not read back from the library that produced it.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -399,3 +400,102 @@ def test_an_uploaded_file_name_is_shown_as_text_not_markdown():
     captions = [c for im in at.image for c in im.captions]
     assert any("log in" in c for c in captions), captions
     assert_page_inert(at)
+
+
+# ------------------------------------------------------------------ matrix numbers on a narrow screen
+
+
+def _css_rules(css: str) -> list[tuple[str, str, str]]:
+    """``(media, selector, declarations)`` for every rule of a flat stylesheet with one level of @media."""
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
+    rules, media, i = [], "", 0
+    for m in re.finditer(r"([^{}]*)\{|\}", css):
+        if m.group(0) == "}":
+            if media and m.start() >= i:  # a brace closing the @media block (rules' own braces are consumed)
+                media = ""
+            continue
+        head = m.group(1).strip()
+        if head.startswith("@media"):
+            media, i = head, m.end()
+            continue
+        end = css.index("}", m.end())
+        rules.append((media, head, css[m.end():end].strip()))
+        i = end + 1
+    return rules
+
+
+def test_the_phone_stylesheet_is_built_from_the_explain_constants():
+    """The narrow-screen breakpoint and the sizes a matrix's numbers get there live in attnviz.explain; the
+    stylesheet has one rule per size, and a box's class matches the rule for its own size only."""
+    from attnviz.explain import MIN_CELL_FONT, NARROW_SCREEN_PX, PHONE_CELL_FONTS, PHONE_MAX_CELL_FONT
+    from ui.classroom import cell_box_key
+    from ui.components.page_style import CSS
+
+    rules = _css_rules(CSS)
+    medias = {media for media, _, _ in rules if media}
+    assert medias == {f"@media (max-width: {NARROW_SCREEN_PX}px)"}, medias
+    sizes = {}
+    for media, selector, decls in rules:
+        m = re.fullmatch(r'\[class\*="([^"]+)"\] \.heatmap-label text', selector)
+        if m:
+            assert media, selector  # phone sizes only on a narrow screen
+            sizes[m.group(1)] = decls
+    assert PHONE_CELL_FONTS == (0, *range(MIN_CELL_FONT, PHONE_MAX_CELL_FONT + 1))
+    assert len(sizes) == len(PHONE_CELL_FONTS)
+    for px in PHONE_CELL_FONTS:
+        cls = "st-key-" + cell_box_key("hiw_scores", px)  # the class Streamlit gives the keyed box
+        matched = [decls for pattern, decls in sizes.items() if pattern in cls]
+        assert matched == ["display: none;" if px == 0 else f"font-size: {px}px !important;"], (px, matched)
+    narrow = [(media, decls) for media, selector, decls in rules if selector == '[class*="_cellnarrow"]']
+    assert narrow == [("", "display: none;"), (f"@media (max-width: {NARROW_SCREEN_PX}px)", "display: block;")]
+
+
+def _boxes_with_charts(node, found):
+    """Every keyed matrix box (its key's phone size) on an AppTest page with the plotly specs inside it."""
+    for child in getattr(node, "children", {}).values():
+        m = re.search(r"_box_cellpx(\d+)px$", getattr(getattr(child, "proto", None), "id", "") or "")
+        if m:
+            found.append((int(m.group(1)), [json.loads(c.proto.spec) for c in child.get("plotly_chart")]))
+        else:
+            _boxes_with_charts(child, found)
+    return found
+
+
+def test_each_matrix_box_names_the_phone_size_its_numbers_fit():
+    """Steps 2-7 of How it works (6 x 6 and 6 x 7 text matrices) and the 9 x 9 photo matrix: the size in each box's
+    key is the largest whole pixel size, 7 to 12 and at most the page's own, at which the longest printed number
+    fits a cell of the phone's plot width (d3's .2f printing and the width rule, recomputed here)."""
+    from attnviz.explain import CELL_GAP_PX, DIGIT_WIDTH, PHONE_PLOT_WIDTH
+
+    def values(z):  # plotly's JSON sends arrays as {"dtype", "bdata" (base64), "shape"}
+        if isinstance(z, dict):
+            shape = tuple(int(d) for d in str(z["shape"]).split(","))
+            return np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape).astype(np.float64)
+        return np.asarray(z, dtype=np.float64)
+
+    def expected(z, fmt, page_size):
+        chars = max(len(f"{v:.{int(fmt[1:-1])}f}") for v in z.ravel())
+        fits = [s for s in range(7, 13) if s <= page_size and chars * DIGIT_WIDTH * s + CELL_GAP_PX
+                <= PHONE_PLOT_WIDTH / z.shape[1]]
+        return max(fits, default=0)
+
+    at = open_page("pages/how_it_works.py")
+    seen = []
+    for mode in ("text", "image"):
+        at.selectbox(key="hiw_mode").set_value(mode).run()
+        while not at.button(key="hiw_back").disabled:
+            at.button(key="hiw_back").click().run()
+        for step in range(1, 8):
+            assert not at.exception
+            for px, specs in _boxes_with_charts(at._tree, []):
+                assert len(specs) == 1
+                heat = specs[0]["data"][0]
+                template = heat.get("texttemplate")
+                if template:
+                    fmt = re.fullmatch(r"%\{z:(\.\d+f)\}", template).group(1)
+                    z = values(heat["z"])
+                    assert px == expected(z, fmt, heat["textfont"]["size"]), (mode, step, px)
+                    seen.append((mode, z.shape, px))
+            at.button(key="hiw_next").click().run()
+    assert {(mode, shape[1]) for mode, shape, _ in seen} >= {("text", 6), ("text", 7), ("image", 9)}, seen
+    assert {px for *_, px in seen} >= {0, 9}, seen  # sizes that fit, and a 9-column photo matrix too dense

@@ -267,6 +267,23 @@ def test_cell_numbers_are_sized_to_fit_their_cells():
     assert cell_font(np.zeros((1, 40)), 120, 13, ".2f") == 0 < MIN_CELL_FONT  # too dense: not printed
 
 
+@pytest.mark.parametrize("columns", [1, 3, 6, 7, 9, 12])
+@pytest.mark.parametrize("value_format", [".2f", ".3f"])
+def test_phone_cell_sizes_are_the_whole_pixels_that_fit(columns, value_format):
+    """On a narrow screen a matrix's numbers get the largest whole size in PHONE_CELL_FONTS that fits a cell of
+    the phone's plot width (at most the size asked for), recomputed here from the width rule; 0 when none fits."""
+    from attnviz.explain import (CELL_GAP_PX, DIGIT_WIDTH, MIN_CELL_FONT, PHONE_CELL_FONTS, PHONE_MAX_CELL_FONT,
+                                 PHONE_PLOT_WIDTH, phone_cell_font)
+
+    z = np.random.default_rng(columns).uniform(-1, 1, (4, columns))
+    chars = max(len(f"{v:.{int(value_format[1:-1])}f}") for v in z.ravel())
+    for largest in (8, 10.5, 13, 30):
+        fits = [s for s in range(MIN_CELL_FONT, PHONE_MAX_CELL_FONT + 1)
+                if s <= largest and chars * DIGIT_WIDTH * s + CELL_GAP_PX <= PHONE_PLOT_WIDTH / columns]
+        got = phone_cell_font(z, largest, value_format)
+        assert got == max(fits, default=0) and got in PHONE_CELL_FONTS, (largest, got, fits)
+
+
 def test_a_photo_becomes_nine_patches():
     from attnviz.image import sample_path
 

@@ -13,7 +13,7 @@ import re
 
 import streamlit as st
 
-from attnviz.explain import NORMAL_PLOT_WIDTH, PHONE_PLOT_WIDTH, PROJECTOR_PLOT_WIDTH, cell_font
+from attnviz.explain import NORMAL_PLOT_WIDTH, PHONE_MAX_CELL_FONT, PROJECTOR_PLOT_WIDTH, cell_font, phone_cell_font
 from attnviz.figures import clickable_heatmap
 from ui.clicks import parse_clicked_cell
 
@@ -156,11 +156,10 @@ def clickable_matrix(z, x_labels, y_labels, key: str, *, title: str, x_title: st
             heat.textfont = dict(size=size)
         else:
             heat.texttemplate, hidden = None, True
-        phone = int(min(cell_font(z, PHONE_PLOT_WIDTH, min(size or 13, 13), value_format), PHONE_CELL_FONTS[-1]))
+        phone = phone_cell_font(z, size or PHONE_MAX_CELL_FONT, value_format)
     else:
-        phone = PHONE_CELL_FONTS[-1]
-    # ui/components/page_style.py's stylesheet reads the phone size from the box's class: st-key-..._cellpxN
-    with st.container(key=f"{key}_box_cellpx{phone if phone in PHONE_CELL_FONTS else 0}"):
+        phone = PHONE_MAX_CELL_FONT
+    with st.container(key=cell_box_key(key, phone)):
         st.plotly_chart(fig, key=chart_key, on_select="rerun", selection_mode="points", width="stretch")
     if hidden:
         st.caption("This matrix is too dense to print its numbers here: click a cell (or pick it below) to see one.")
@@ -176,8 +175,11 @@ def clickable_matrix(z, x_labels, y_labels, key: str, *, title: str, x_title: st
     return int(st.session_state[rk]), int(st.session_state[ck])
 
 
-#: the sizes (px) the app's stylesheet gives a matrix's numbers on a narrow screen (0: not printed there)
-PHONE_CELL_FONTS = (0, 7, 8, 9, 10, 11, 12)
+def cell_box_key(key: str, phone: int) -> str:
+    """The key of the box around a matrix whose numbers get ``phone`` px on a narrow screen (one of
+    attnviz.explain.PHONE_CELL_FONTS): ui/components/page_style.py's stylesheet reads the size from the box's
+    class, st-key-<key>_box_cellpx<phone>px (the closing "px" keeps "_cellpx1px" from matching "_cellpx12px")."""
+    return f"{key}_box_cellpx{phone}px"
 
 
 def photo_picker(key: str, label: str = "Photo", default: int = 0, container=None):

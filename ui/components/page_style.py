@@ -6,10 +6,25 @@ from __future__ import annotations
 
 import streamlit as st
 
+from attnviz.explain import NARROW_SCREEN_PX, PHONE_CELL_FONTS
+from ui.classroom import cell_box_key
+
+
+def _phone_cell_rule(px: int) -> str:
+    box = f'[class*="{cell_box_key("", px)}"] .heatmap-label text'
+    return f"{box} {{ display: none; }}" if px == 0 else f"{box} {{ font-size: {px}px !important; }}"
+
+
+#: matrix numbers on a narrow screen (ui/classroom.py clickable_matrix): the size its box's key names, and the
+#: "too small to print" caption; the breakpoint and the sizes are attnviz.explain's
+PHONE_CELL_CSS = (f'[class*="_cellnarrow"] {{ display: none; }} @media (max-width: {NARROW_SCREEN_PX}px) {{ '
+                  f'[class*="_cellnarrow"] {{ display: block; }} '
+                  + " ".join(_phone_cell_rule(px) for px in PHONE_CELL_FONTS) + " }")
+
 CSS = """
 [data-testid="stMainBlockContainer"] { padding-top: 2.6rem; padding-bottom: 2rem; }
 .st-key-attnviz_page_style { display: none; }
-[class*="_cellnarrow"] { display: none; } @media (max-width: 640px) { [class*="_cellnarrow"] { display: block; } [class*="_cellpx0"] .heatmap-label text { display: none; } [class*="_cellpx7"] .heatmap-label text { font-size: 7px !important; } [class*="_cellpx8"] .heatmap-label text { font-size: 8px !important; } [class*="_cellpx9"] .heatmap-label text { font-size: 9px !important; } [class*="_cellpx10"] .heatmap-label text { font-size: 10px !important; } [class*="_cellpx11"] .heatmap-label text { font-size: 11px !important; } [class*="_cellpx12"] .heatmap-label text { font-size: 12px !important; } }  /* matrix numbers on a phone: ui/classroom.py clickable_matrix */
+""" + PHONE_CELL_CSS + """
 /* home page cards (st.container(key="card_<page>")): the page link stretches over the whole card */
 [class*="st-key-card_"] { position: relative; }
 [class*="st-key-card_"] a::after { content: ""; position: absolute; inset: 0; }
