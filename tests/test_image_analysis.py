@@ -276,3 +276,43 @@ def test_leaving_the_query_out_of_the_scale(photo, feats):
     # the colour bar's ends are the scale's
     bar_on, bar_off = res.colorbar(exclude_query=True), res.colorbar(exclude_query=False)
     assert bar_on.shape != bar_off.shape or not np.array_equal(bar_on, bar_off)  # other tick numbers
+
+
+def bar_strip(bar: np.ndarray, vertical: bool) -> np.ndarray:
+    """The colours inside a colour bar's grey frame along its length, low end first, ``(length, 3)``: the frame is
+    the one rectangle of (96, 96, 96) pixels whose sides run the bar's length."""
+    grey = (bar == 96).all(-1)
+    if vertical:
+        grey = grey.T  # columns become rows: the long sides are then rows
+        bar = bar.transpose(1, 0, 2)
+    sides = np.flatnonzero(grey.sum(1) > grey.shape[1] // 3)
+    top, bottom = sides.min(), sides.max()
+    xs = np.flatnonzero(grey[top])
+    strip = bar[(top + bottom) // 2, xs.min() + 1:xs.max()]
+    return strip[::-1] if vertical else strip  # a vertical bar has its low end at the bottom
+
+
+def faded_ramp(length: int, cmap: str = "cividis", fade: float = 0.2) -> np.ndarray:
+    """The overlay's documented rule drawn on white, in float64: level L of the colour map at alpha
+    ``min(1, L / (255 * fade))`` (the photo shows as it is at the bottom of the scale; white stands for it)."""
+    from attnviz.render import colormap
+
+    levels = np.floor(np.linspace(0.0, 1.0, length) * 255 + 0.5).astype(int)
+    alpha = np.minimum(1.0, levels / (255 * fade))[:, None]
+    return colormap(cmap).lut[levels].astype(np.float64) * alpha + 255.0 * (1 - alpha)
+
+
+@pytest.mark.parametrize("vertical", [True, False])
+def test_the_colour_bar_fades_its_low_end_as_the_overlay_does(photo, feats, vertical):
+    """The legend shows only what the photo can: the bottom of the scale is the background (the overlay leaves the
+    photo itself there), full colour from a fifth of the scale up (the overlay's FADE)."""
+    res = attend_patches(photo, feats, query=(1, 2))
+    strip = bar_strip(res.colorbar("cividis", vertical=vertical, length=300), vertical).astype(np.float64)
+    assert strip.shape == (300, 3)
+    assert (strip[0] == 255).all()  # the lowest value: nothing drawn over the photo
+    assert np.abs(strip - faded_ramp(300)).max() <= 1
+    from attnviz.render import colormap
+
+    assert np.abs(strip[-1] - colormap("cividis").lut[255]).max() <= 1  # the top: the colour in full
+    plain = bar_strip(res.colorbar("cividis", vertical=vertical, length=300, fade=0.0), vertical)
+    assert np.abs(plain[0].astype(float) - colormap("cividis").lut[0]).max() <= 1  # fade=0 still draws every colour

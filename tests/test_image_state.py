@@ -227,7 +227,8 @@ def test_the_first_photo_keeps_the_links_patch_when_it_fits():
     from attnviz.image import patch_size_range
 
     sizes = patch_size_range(480, 320)
-    assert si.patch_updates({"img_patch": sizes.lo + 1}, "d1", sizes)["img_patch"] == sizes.lo + 1
+    assert si.patch_updates({"img_patch": sizes.lo + 1, "_img_patch_for": "d1"}, "d1", sizes)["img_patch"] == \
+        sizes.lo + 1
     assert si.patch_updates({"img_patch": sizes.lo + 1, "_img_patch_for": "d0"}, "d1", sizes)["img_patch"] == \
         sizes.default
 
@@ -244,3 +245,54 @@ def test_the_share_note_says_an_upload_cannot_travel():
     note = si.share_note(True, "Dahlia (photo)")
     assert note.startswith("An uploaded photo cannot travel in a link") and note.count(". ") == 0
     assert "patch" in si.share_note(False, "Dahlia (photo)")
+
+
+def test_the_scale_sentence_says_where_the_left_out_patch_lies():
+    """Above, below or inside the other patches' range: each case its own words, checked against the overlay that
+    is drawn with that scale (the query patch's pixels)."""
+    import numpy as np
+
+    from attnviz import state
+    from attnviz.overlay import OverlayScale, show_attention_on_image
+
+    si = state.image
+    below = si.scale_words(OverlayScale(0.45, 0.50, True, 0.05), "weight")  # the reviewer's case
+    assert "its own weight 0.0500 is below the bottom, so it is drawn as the bottom of the scale." in below
+    assert "inside" not in below and "above" not in below
+    assert "is above the top" in si.scale_words(OverlayScale(0.45, 0.50, True, 0.9), "weight")
+    assert "is inside that range" in si.scale_words(OverlayScale(0.45, 0.50, True, 0.47), "weight")
+    assert "least to its largest" in si.scale_words(OverlayScale(0.05, 0.50, False, None), "weight")
+    # a real map: the query patch the least of its row; the overlay leaves the photo itself on it (the bottom)
+    grid = patch_grid((120, 80), patch=20)  # 4 x 6
+    rng = np.random.default_rng(3)
+    values = rng.uniform(0.45, 0.50, grid.shape)
+    values[1, 2] = 0.05
+    photo = np.full((80, 120, 3), 200, np.uint8)
+    out, scale = show_attention_on_image(photo, values, grid=grid, query=(1, 2), exclude_query=True, opacity=1.0,
+                                         method="nearest", return_scale=True)  # no bicubic spill from neighbours
+    assert (scale.vmin, scale.vmax) == pytest.approx((np.delete(values.ravel(), 8).min(), values.max()), rel=1e-6)
+    assert f"its own weight {values[1, 2]:.4f} is below the bottom" in si.scale_words(scale, "weight")
+    assert (out[25:35, 45:55] == 200).all()  # inside its outline: the photo as it is
+    assert (np.abs(out.astype(int) - 200).sum(-1) > 60).mean() > 0.3  # while the other patches are coloured
+
+
+def test_a_links_patch_size_stays_with_the_links_photo():
+    """A link's p= belongs to the photo of the session's first run, even when that run shows the heads view (no
+    hand-made grid yet): a later upload reaching the hand-made grid starts from its own default size."""
+    from attnviz import state
+    from attnviz.image import patch_size_range
+
+    si = state.image
+    sizes = patch_size_range(480, 320)
+    _, session = si.run_settings({}, {"m": "heads", "p": str(sizes.lo + 1)})
+    session.update(si.link_patch_owner(session, "link-photo"))  # the first run: the link's photo, heads view
+    assert session["_img_patch_for"] == "link-photo" and session["img_patch"] == sizes.lo + 1
+    assert si.link_patch_owner(session, "upload") == {}  # later photos do not take it over
+    later = {**session, "img_mode": "similarity"}
+    assert si.patch_updates(later, "upload", sizes)["img_patch"] == sizes.default
+    # the link's own photo keeps it when it reaches the hand-made grid
+    assert si.patch_updates(later, "link-photo", sizes)["img_patch"] == sizes.lo + 1
+    # no link: the first photo starts from its default
+    _, plain = si.run_settings({}, {})
+    plain.update(si.link_patch_owner(plain, "d1"))
+    assert si.patch_updates(plain, "d1", sizes)["img_patch"] == sizes.default

@@ -269,10 +269,13 @@ class ImageAnalysis:
                                        show_grid=show_grid, query=query, exclude_query=excluded)
 
     def colorbar(self, cmap: str = DEFAULT_COLORMAP, exclude_query: bool = False, **kw) -> np.ndarray:
-        """The legend of :meth:`overlay` drawn with the same ``exclude_query``: its ends are that scale's."""
-        from ..overlay import colorbar
+        """The legend of :meth:`overlay` drawn with the same ``exclude_query``: its ends are that scale's, and its
+        low end fades into the background as the overlay's fades into the photo (``fade``, default the overlay's
+        :data:`attnviz.overlay.FADE`; other keywords as :func:`attnviz.overlay.colorbar`)."""
+        from ..overlay import FADE, colorbar
 
         sc = self.scale(exclude_query)
+        kw.setdefault("fade", FADE)
         return colorbar(sc.vmin, sc.vmax, cmap, label=kw.pop("label", "weight"), **kw)
 
     def to_png(self, **kw) -> bytes:

@@ -28,6 +28,7 @@ from ..image.features import PatchFeatures
 from ..image.grid import PatchGrid, patch_grid, thumbnail
 from ..image.samples import SAMPLE_QUERY, SAMPLES
 from ..loaders.dinov2 import NUM_HEADS, NUM_LAYERS, PATCH_SIZE
+from ..overlay import FADE
 from ..vit import DEFAULT_KEEP_FRACTION, DEFAULT_SINK_TOP, ViTAttention
 from ..render import COLORMAPS, DEFAULT_COLORMAP
 from ..similarity import SIMILARITIES, get_similarity
@@ -40,6 +41,9 @@ URL_MAX_INDEX = 4096
 #: the opacity slider's steps and the position-weight slider's range and steps
 OPACITY_STEP = 0.05
 POSITION_MAX, POSITION_STEP = 3.0, 0.25
+#: the legend under the heatmap (both views): a horizontal bar, its low end fading into the white background
+#: as the overlay's low end fades into the photo (the same ``fade``), so the bar shows only colours the photo can
+LEGEND_BAR = {"vertical": False, "length": 420, "thickness": 14, "font_size": 13, "fade": FADE}
 #: the page's default overlay opacity (a little above the library's 0.5: the photo still shows through)
 DEFAULT_OPACITY = 0.55
 #: what the page shows: similarity attention over patch features, or the vision transformer's own heads
@@ -311,8 +315,12 @@ def scale_words(scale, label: str) -> str:
     overlay was drawn with; ``label``: what the map's values are)."""
     ends = f"{scale.vmin:.4f} (bottom colour) to {scale.vmax:.4f} (top colour)"
     if scale.query_excluded and scale.query_value is not None:
-        where = ("above the top, so it is drawn in the top colour" if scale.query_off_scale
-                 else "inside that range")
+        if scale.query_value > scale.vmax:
+            where = "above the top, so it is drawn in the top colour"
+        elif scale.query_value < scale.vmin:  # e.g. a patch unlike itself at a large temperature
+            where = "below the bottom, so it is drawn as the bottom of the scale"
+        else:
+            where = "inside that range"
         return (f"Colour scale: {label}, over the other patches only, {ends}. The chosen patch (outlined) is left "
                 f"out: its own weight {scale.query_value:.4f} is {where}.")
     return f"Colour scale: {label}, from the map's least to its largest weight, {ends}."
@@ -435,11 +443,21 @@ def click_updates(values: Mapping[str, object], digest: str) -> dict:
     return out
 
 
+def link_patch_owner(values: Mapping[str, object], digest: str) -> dict:
+    """Session values that give a link's patch size (``img_patch``, read on the session's first run) to the photo
+    of that first run (``digest``) only: called with every run's photo before anything can fail, it records the
+    first one in ``_img_patch_for``, so a later photo (an upload) reaching the hand-made grid starts from its own
+    default (:func:`patch_updates`) even when the link was opened in the heads view."""
+    return {} if "_img_patch_for" in values else {"_img_patch_for": digest}
+
+
 def patch_updates(values: Mapping[str, object], digest: str, sizes) -> dict:
-    """The hand-made grid's patch size for this run: a new photo starts from its own default size
-    (``sizes``: :class:`attnviz.image.PatchSizeRange`), a stale value is clamped into the photo's range."""
-    first = "_img_patch_for" not in values and values.get("img_patch") is not None  # a link's patch size
-    patch = sizes.default if values.get("_img_patch_for") != digest and not first else values.get("img_patch")
+    """The hand-made grid's patch size for this run: the value in ``img_patch`` when it belongs to this photo
+    (``_img_patch_for``: :func:`link_patch_owner`, then each run's), else the photo's own default size
+    (``sizes``: :class:`attnviz.image.PatchSizeRange`); a stale value is clamped into the photo's range."""
+    patch = values.get("img_patch")
+    if values.get("_img_patch_for") != digest or patch is None:
+        patch = sizes.default
     return {"img_patch": sizes.clamp(patch), "_img_patch_for": digest}
 
 
@@ -692,7 +710,7 @@ __all__ = [
     "RESOLUTION_SECONDS", "resolution_note", "vit_grid", "head_map", "kept_map",
     "trained_patch_row", "row_overlap", "sink_summary", "HeadThumbnails", "head_thumbnails", "MODE_LABELS",
     "FEATURE_LABELS", "HEAD_MAP_LABELS", "VIEW_LABELS", "head_label", "heads_caption", "features_caption",
-    "upload_refusal", "TooSmallForViT", "NO_VIT_NOTICE", "check_vit_fits", "fallback_notice", "map_summary", "query_updates", "click_updates", "patch_updates", "similarity_metrics",
+    "upload_refusal", "TooSmallForViT", "NO_VIT_NOTICE", "check_vit_fits", "fallback_notice", "map_summary", "query_updates", "click_updates", "link_patch_owner", "patch_updates", "LEGEND_BAR", "similarity_metrics",
     "similarity_downloads", "SAMPLE_IDS", "SELF_SET_KEYS", "run_settings", "link_params", "FIELD_WORDS",
     "ignored_note", "outside_note", "share_note", "share_link", "scale_words", "EXCLUDE_QUERY_LABEL",
     "EXCLUDE_QUERY_HELP", "OPEN_STEP", "DRAW_STEP", "vit_step", "shows_progress",
