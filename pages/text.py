@@ -67,7 +67,7 @@ def cached_model_attention(_enc: tx.Encoding, text: str, key: tuple, start: int,
 
 
 def heatmap(weights, labels, first, title, key, lo, hi, n_keys, selectable=False, **kw) -> None:
-    if selectable and len(labels) <= ts.CLICK_MAX_TOKENS:  # small windows: every cell clickable
+    if not ts.drawn_in_levels(len(labels), selectable):  # small windows: every cell clickable, full colour
         return matrix_chart(clickable_heatmap(weights, labels, title=title, x_title="key (attended to)", y_title="query "
                             "(attending)", show_values=False, hover_hint="", first_index=first, colorbar_title="weight"),
                             key, clickable=True)
@@ -118,7 +118,7 @@ def view_matrix(enc, sim, temp, device) -> None:
     row = tx.analyze_encoding(enc, sim, temp, token=k, include_matrix=False, row_stats=False, device=device)
     j = index_picker("Key token of the cell whose exact weight to show", n, "cell_key", enc.tokens,
                      tx.MATRIX_MAX_TOKENS)
-    levels = (lo, hi) if w.stop - w.start > ts.CLICK_MAX_TOKENS else None  # the 8-bit heatmap's level, if drawn so
+    levels = (lo, hi) if ts.drawn_in_levels(w.stop - w.start) else None  # the 8-bit heatmap's level, if drawn so
     st.caption(md_escape(ts.cell_caption(enc.tokens, k, j, float(row.scores[j]), levels)))  # exact, on demand
     pieces = ts.token_pieces(enc)
     tokens_of(*pieces, row.scores, "tv_mrow", selected=k, target="token", label=row.score_label(), labels=list(enc.tokens))
@@ -129,8 +129,7 @@ def view_matrix(enc, sim, temp, device) -> None:
         st.dataframe(ts.entropy_rows(w.rows, w.entropy, enc.tokens, w.start), hide_index=True, width="stretch",
                      height=300)
     show_notes(row.notes, enc.notes)
-    downloads_popover(ts.downloads(row, w.square, [f"{w.start + i}:{t}" for i, t in enumerate(w.labels)],
-                                   name="self_attention"))
+    downloads_popover(ts.matrix_downloads(w, row, k, lo, hi))  # the window shown, then the picked row
 
 
 def view_model(enc, key, sim, temp, device) -> None:

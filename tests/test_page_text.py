@@ -190,8 +190,10 @@ def test_matrix_view_heatmap_pairs_and_entropy(at):
     ent = at.dataframe[1].value
     np.testing.assert_allclose(ent["entropy (nats)"], ref.entropy, atol=2e-3)
     assert len(highlights(at)) == 2  # attention received + the picked token's row
+    k = at.selectbox(key="token").value
     labels = [b.label for b in at.get("download_button")]
-    assert labels == ["Weights (CSV)", "Weights (JSON)", "Highlighted text (HTML)", "Matrix (PNG)"]
+    assert labels == ["Matrix shown, tokens 0–40 (CSV)", "Matrix shown, tokens 0–40 (PNG)", f"Row of token {k} (JSON)",
+                      f"Row of token {k}, highlighted text (HTML)"]
 
 
 def test_model_heads_beside_similarity(at):
@@ -454,7 +456,56 @@ def test_the_matrix_gives_one_cell_s_exact_weight_on_demand():
 def test_the_cell_caption_quotes_tokens_as_data():
     at = open_page({"v": "matrix", "e": "static"})
     at.text_area(key="text").set_value("**bold** <b>x</b> [a](javascript:alert(1))").run()
-    at.selectbox(key="cell_key").set_value(1).run()
+    tokens = tx.encode_text(at.text_area(key="text").value, "static").tokens
+    k, j = tokens.index("<"), tokens.index("[")  # the query '<', the key '['
+    at.selectbox(key="token").set_value(k).run()
+    at.selectbox(key="cell_key").set_value(j).run()
     assert not at.exception
-    (cap,) = [c.value for c in at.caption if c.value.startswith("Query 0")]
-    assert "\\*" in cap and "\\[" not in cap.replace("\\[", "") and "<b>" not in cap.replace("\\<", "")
+    (cap,) = [c.value for c in at.caption if c.value.startswith(f"Query {k} ")]
+    assert f"Query {k} · '\\<' → key {j} · '\\['" in cap  # both tokens backslash-escaped
+    assert "'<'" not in cap and "'['" not in cap  # and never raw Markdown / HTML
+
+
+def test_the_matrix_view_downloads_the_matrix_shown_and_the_picked_row(monkeypatch):
+    """The matrix view's files hold what their names say: the shown window's matrix (CSV with "index:token"
+    labels, PNG) and, named for it, the picked token's row (JSON, HTML) - checked against float64 softmax."""
+    import csv
+    import io
+
+    import streamlit
+    from PIL import Image
+
+    files, real = {}, streamlit.download_button
+
+    def record(label, data, file_name=None, mime=None, **kw):
+        files[file_name] = (label, data)
+        return real(label, data, file_name, mime, **kw)
+
+    monkeypatch.setattr(streamlit, "download_button", record)
+    at = open_page({"v": "matrix", "s": "cosine", "t": "0.1"})
+    files.clear()
+    at.selectbox(key="token").set_value(7).run()
+    assert not at.exception
+    enc = tx.encode_text(KITTEN, "contextual")
+    x = torch.nn.functional.normalize(enc.vectors.double(), dim=-1)
+    p = torch.softmax(x @ x.T / 0.1, dim=-1).numpy()
+    n = len(enc.tokens)
+    assert sorted(files) == sorted([f"self_attention_0-{n - 1}.csv", f"self_attention_0-{n - 1}.png",
+                                    "row_7.json", "row_7.html"])
+    assert [b.label for b in at.get("download_button")] == [
+        f"Matrix shown, tokens 0–{n - 1} (CSV)", f"Matrix shown, tokens 0–{n - 1} (PNG)", "Row of token 7 (JSON)",
+        "Row of token 7, highlighted text (HTML)"]
+    rows = list(csv.reader(io.StringIO(files[f"self_attention_0-{n - 1}.csv"][1]())))
+    labels = [f"{i}:{t}" for i, t in enumerate(enc.tokens)]
+    assert rows[0] == ["query \\ key", *labels] and [r[0] for r in rows[1:]] == labels
+    np.testing.assert_allclose(np.array([[float(v) for v in r[1:]] for r in rows[1:]]), p, rtol=1e-5, atol=1e-9)
+    png = Image.open(io.BytesIO(files[f"self_attention_0-{n - 1}.png"][1]())).convert("RGB")
+    pixels = np.asarray(png).reshape(-1, 3)
+    assert min(png.size) >= n and len(np.unique(pixels, axis=0)) > 20  # cells drawn in many colours
+    row = json.loads(files["row_7.json"][1]())
+    assert row["tokens"] == list(enc.tokens) and row["weights"] is None
+    np.testing.assert_allclose(row["scores"], p[7], atol=1e-6)
+    saved = Tokens()
+    saved.feed(files["row_7.html"][1]())
+    assert [s["text"] for s in saved.spans] == [KITTEN[a:b] for a, b in enc.offsets]
+    np.testing.assert_allclose([s["w"] for s in saved.spans], p[7], rtol=5.1e-3, atol=1e-9)

@@ -291,3 +291,39 @@ def test_heatmap_hover_names_the_level_and_the_caption_gives_the_exact_weight():
     assert cap.startswith(f"Query 3 · 't3' → key 7 · 't7': weight {w[3, 7]:.7g} (exact")
     assert cap.endswith(f"; colour level {int(z[3, 7])} of 255).")  # the level the heatmap draws that cell with
     assert ts.cell_caption(["a", "b"], 0, 1, 0.25) == "Query 0 · 'a' → key 1 · 'b': weight 0.25 (exact, of the row's total 1)."
+
+
+def test_matrix_downloads_hold_the_window_shown_and_the_picked_row():
+    """A partial window's files: its (w, w) block of the full float64 softmax (not renormalised), labelled
+    with absolute indices, and the picked row named for its token."""
+    import csv
+    import io
+    import json
+
+    from PIL import Image
+
+    enc = tx.encode_text("The kitten chased the red car down the street. " * 70, "static")
+    n = len(enc.tokens)
+    assert n > ts.HEATMAP_TOKENS + 100
+    w = ts.matrix_window(enc, None, "cosine", 0.1, 100)
+    x = torch.nn.functional.normalize(enc.vectors.double(), dim=-1)
+    p = torch.softmax(x @ x.T / 0.1, dim=-1).numpy()
+    row = tx.analyze_encoding(enc, "cosine", 0.1, token=130, include_matrix=False)
+    files = ts.matrix_downloads(w, row, 130, 0.0, float(w.square.max()))
+    assert [f[2] for f in files] == ["self_attention_100-611.csv", "self_attention_100-611.png", "row_130.json",
+                                     "row_130.html"]
+    assert files[0][0] == "Matrix shown, tokens 100–611 (CSV)" and files[2][0] == "Row of token 130 (JSON)"
+    rows = list(csv.reader(io.StringIO(files[0][1]())))
+    assert rows[0][1] == f"100:{enc.tokens[100]}" and rows[-1][0] == f"611:{enc.tokens[611]}" and len(rows) == 513
+    got = np.array([[float(v) for v in r[1:]] for r in rows[1:]])
+    np.testing.assert_allclose(got, p[100:612, 100:612], rtol=1e-5, atol=1e-12)
+    png = Image.open(io.BytesIO(files[1][1]())).convert("RGB")
+    assert min(png.size) >= 512 and len(np.unique(np.asarray(png).reshape(-1, 3), axis=0)) > 20
+    np.testing.assert_allclose(json.loads(files[2][1]())["scores"], p[130], atol=1e-6)
+    assert 'class="attnviz-tok"' in files[3][1]()
+
+
+def test_one_rule_says_when_a_heatmap_is_drawn_in_levels():
+    assert [ts.drawn_in_levels(n) for n in (1, ts.CLICK_MAX_TOKENS, ts.CLICK_MAX_TOKENS + 1, 512)] == [
+        False, False, True, True]
+    assert ts.drawn_in_levels(2, clickable=False)  # the model view's heatmaps are always 8-bit

@@ -35,7 +35,7 @@ import torch
 from ..attention import effective_tokens, row_entropy, top_pairs
 from ..errors import InvalidParameter
 from ..highlight import LEVELS, hex_of, highlight_legend, palette, quantise, scale_for
-from ..render import escape_label, format_number, matrix_png, weights_csv
+from ..render import escape_label, format_number, labelled_matrix_png, matrix_png, weights_csv
 from ..similarity import SIMILARITIES, get_similarity
 from ..text import ENCODERS, MAX_QUERY_CHARS, attention_overlap, renormalise_rows, self_attention_rows
 from . import TEMPERATURES, nearest_temperature, parse_flag, parse_index, parse_params, parse_temperature
@@ -565,6 +565,30 @@ def downloads(analysis=None, matrix: np.ndarray | None = None, labels: Sequence[
     return files
 
 
+def matrix_downloads(w: MatrixWindow, row, k: int, lo: float, hi: float) -> list[tuple[str, Callable[[], str | bytes], str, str]]:
+    """The matrix view's files, each named for what it holds: the shown window's matrix ``w.square`` (w, w) as
+    CSV (rows and columns labelled ``"index:token"``, absolute indices) and as a PNG with those labels and a
+    colour bar on the view's scale ``[lo, hi]``; then the selected token ``k``'s row (``row``, a
+    ``TextAnalysis`` of that one query) as JSON and as highlighted text."""
+    labels = [f"{w.start + i}:{t}" for i, t in enumerate(w.labels)]
+    name, span = f"self_attention_{w.start}-{w.stop - 1}", f"tokens {w.start}–{w.stop - 1}"
+    return [
+        (f"Matrix shown, {span} (CSV)", lambda: weights_csv(w.square, labels, labels), f"{name}.csv", "text/csv"),
+        (f"Matrix shown, {span} (PNG)", lambda: labelled_matrix_png(w.square, labels, labels, vmin=lo, vmax=hi,
+                                                                     title=f"Self-attention, {span}"),
+         f"{name}.png", "image/png"),
+        (f"Row of token {k} (JSON)", row.to_json, f"row_{k}.json", "application/json"),
+        (f"Row of token {k}, highlighted text (HTML)", row.to_html, f"row_{k}.html", "text/html"),
+    ]
+
+
+def drawn_in_levels(n: int, clickable: bool = True) -> bool:
+    """Whether a heatmap of ``n`` tokens is drawn as 8-bit colour levels (:func:`heatmap_figure`) rather than
+    in full colour with every cell clickable: a clickable one (the matrix view's) only up to
+    :data:`CLICK_MAX_TOKENS` tokens; any other always in levels."""
+    return not clickable or n > CLICK_MAX_TOKENS
+
+
 def top_token_rows(analysis, k: int = TOP_K) -> list[dict]:
     """The ``k`` strongest tokens of a ``TextAnalysis``'s scores as table rows (rank, index, token, text, weight)."""
     return [{"rank": r, "index": i, "token": tok, "text": analysis.text[slice(*analysis.offsets[i])], "weight": round(w, 5)}
@@ -731,7 +755,8 @@ __all__ = [
     "QUERY_PARAMS", "SAMPLES", "TOP_K", "URL_MAX_INDEX", "URL_MAX_QUERY_CHARS", "URL_MAX_TEXT_CHARS", "VIEWS",
     "TextPageState", "PAGE_MAX_TOKENS", "truncate_tokens", "token_cut_note", "encoding_progress", "clamp_start", "heatmap_last_start", "model_last_start", "sample_text", "truncate_text",
     "window_share", "window_text", "top_token_rows", "top_pair_rows", "entropy_rows", "entropy_summary",
-    "has_special", "head_view_label", "row_summary", "model_selection", "downloads",
+    "has_special", "head_view_label", "row_summary", "model_selection", "downloads", "matrix_downloads",
+    "drawn_in_levels",
     "MatrixWindow", "matrix_window", "received_title", "cell_caption", "OWN", "SAMPLE_CHOICES", "SCALES", "URL_MAX_TEXT_PARAM", "encode_text_param",
     "decode_text_param", "link_note", "query_note", "shared_scale", "scale_words", "heatmap_figure",
     "tick_labels", "TOKEN_BOX_TOKENS", "TOKEN_BOX_HEIGHT", "HEATMAP_HEIGHT", "token_box_height", "token_pieces", "clicked_query",
