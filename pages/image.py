@@ -15,7 +15,7 @@ from attnviz import image as im
 from attnviz.loaders.dinov2 import VisionModelMissing
 from attnviz.overlay import colorbar, png_bytes, show_attention_on_image
 from attnviz.render import COLORMAPS
-from ui.cache import memo_data, memo_resource, shared_data
+from ui.cache import is_shipped, memo_data, memo_resource, shared_data
 from ui.classroom import md_escape
 from ui.shell import require_shell
 from ui.widgets import current_device, explain_similarity, show_error, similarity_picker
@@ -45,7 +45,8 @@ def patch_features(digest: str, patch: int, position_weight: float, _image) -> i
 def vit_of(digest: str, resolution: int, device: str, no_sinks: bool, _image):
     if no_sinks:  # the same attention with the highest-norm patches left out as keys
         return vit_of(digest, resolution, device, False, _image).without_sinks()
-    return im.cached_vit(_image, resolution, device)  # the one forward compute_features reads too
+    # a sample's run is kept for the class in VIT_RUNS; an upload's only here, in its session (ui/cache.py)
+    return im.cached_vit(_image, resolution, device, keep=is_shipped(digest))
 
 
 @shared_data()
@@ -275,7 +276,7 @@ def show_similarity(vit, photo, shown, digest, sample_file, feats_kind, style, c
         if feats_kind == "dinov2":
             layer = panel.slider("Token layer", 0, vit.num_layers - 1, key="img_flayer", help="0 first, 11 last.")
             feats = im.compute_features(photo, features="dinov2", layer=layer, resolution=ss["img_res"],
-                                        device=current_device())  # the same forward as vit_of: a cache hit
+                                        device=current_device(), vit=vit)  # vit_of's run: no model run
         else:
             sizes = im.patch_size_range(photo.width, photo.height)
             ss.update(si.patch_updates(ss, digest, sizes))  # a new photo starts from its own default grid
