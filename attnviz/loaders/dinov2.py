@@ -319,6 +319,10 @@ def preprocess(image, resolution: int):
     h, w = input_size_for(image.width, image.height, check_resolution(resolution))
     rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert() copies even an RGB image
     resized = rgb.resize((w, h), Image.Resampling.BICUBIC)
-    x = np.asarray(resized, dtype=np.float32) / 255.0
-    x = (x - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None], (h, w)
+    # channels first while still 8-bit, then one float copy edited in place: the same float32 operations
+    # ((x / 255 - mean) / std) as three whole-array temporaries and a transposed copy, bit for bit
+    x = np.ascontiguousarray(np.asarray(resized).transpose(2, 0, 1), dtype=np.float32)
+    x /= np.float32(255.0)
+    x -= np.asarray(IMAGENET_MEAN, np.float32)[:, None, None]
+    x /= np.asarray(IMAGENET_STD, np.float32)[:, None, None]
+    return torch.from_numpy(x)[None], (h, w)
