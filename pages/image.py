@@ -150,6 +150,7 @@ def page_body(steps: Steps) -> None:
     except Exception as err:  # noqa: BLE001 - typed errors become one friendly sentence
         show_error(err)
         return
+    ss.update(si.link_patch_owner(ss, digest))  # a link's patch size is the first photo's, never a later upload's
     ss.update(si.click_updates(ss, digest))  # clicks on the heatmap or the thumbnails
 
     stage, panel = st.columns([3, 2], gap="medium")  # the picture first on the left, its controls beside it
@@ -202,7 +203,7 @@ def place_overlay(stage, overlay, bar, scale_words: str) -> None:
     with stage:
         streamlit_image_coordinates(overlay, key="img_click", use_column_width="always", image_format="JPEG",
                                     jpeg_quality=90, cursor="crosshair")
-        st.image(bar)
+        st.image(bar, output_format="PNG")  # lossless: JPEG would smear the ticks and the faded end
         st.caption(scale_words)
 
 
@@ -233,8 +234,7 @@ def show_heads(vit, photo, shown, digest, sample_file, kind, style, caption, nam
     except Exception as err:  # noqa: BLE001
         show_error(err)
         return
-    place_overlay(stage, overlay, colorbar(scale.vmin, scale.vmax, style["cmap"], vertical=False, length=420,
-                                           thickness=14, font_size=13, label="attention"),
+    place_overlay(stage, overlay, colorbar(scale.vmin, scale.vmax, style["cmap"], label="attention", **si.LEGEND_BAR),
                   si.scale_words(scale, "attention"))
     with panel:
         st.image(norms, caption=f"Norm of each patch token (last block) — {caption}", width="stretch")
@@ -297,8 +297,8 @@ def show_similarity(vit, photo, shown, digest, sample_file, feats_kind, style, c
         return
     if res.warning:
         st.warning(res.warning, icon=":material/warning:")
-    place_overlay(stage, overlay, res.colorbar(style["cmap"], exclude, vertical=False, length=420, thickness=14,
-                                               font_size=13, label=VIEW_LABELS[view].lower()),
+    bar = res.colorbar(style["cmap"], exclude, label=VIEW_LABELS[view].lower(), **si.LEGEND_BAR)
+    place_overlay(stage, overlay, bar,
                   si.scale_words(res.scale(exclude), VIEW_LABELS[view].lower()))
     with panel:
         if trained is None:

@@ -653,3 +653,76 @@ def test_the_progress_steps_say_what_runs_where():
     done: set = set()
     assert si.shows_progress(done, ("d", 518, "cpu", False)) and not si.shows_progress(done, ("d", 518, "cpu", False))
     assert si.shows_progress(done, ("d", 224, "cpu", False))
+
+
+# ------------------------------------------------------------------ the legend matches the overlay (review)
+
+@pytest.fixture
+def media(monkeypatch) -> dict[str, bytes]:
+    """The bytes of every image the page hands Streamlit's media store, by file id (AppTest's store is gone
+    after each run)."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    stored: dict[str, bytes] = {}
+    real = MemoryMediaFileStorage.load_and_get_id
+
+    def keep(self, path_or_data, mimetype, kind, filename=None):
+        file_id = real(self, path_or_data, mimetype, kind, filename)
+        stored[file_id] = path_or_data
+        return file_id
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", keep)
+    return stored
+
+
+def legend_strip(at: AppTest, media: dict[str, bytes]) -> np.ndarray:
+    """The colours inside the legend's grey frame, low end first (the bar is the one image without a caption)."""
+    urls = [i.url for img in at.image for i in img.proto.imgs if not i.caption]
+    assert len(urls) == 1, urls
+    png = media[Path(urls[0]).stem]
+    assert png.startswith(b"\x89PNG"), "the legend is sent lossless"
+    bar = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    grey = (bar == 96).all(-1)
+    sides = np.flatnonzero(grey.sum(1) > grey.shape[1] // 3)  # the frame's two long sides
+    xs = np.flatnonzero(grey[sides.min()])
+    return bar[(sides.min() + sides.max()) // 2, xs.min() + 1:xs.max()].astype(np.float64)
+
+
+def check_fades_like_the_overlay(strip: np.ndarray) -> None:
+    """White (the photo itself) at the bottom, rising to full colour at a fifth of the scale, as the overlay's
+    alpha ``min(1, L / (0.2 * 255))`` (the rule drawn_levels inverts on the heatmap's own pixels)."""
+    from attnviz.render import colormap
+
+    levels = np.floor(np.linspace(0.0, 1.0, len(strip)) * 255 + 0.5).astype(int)
+    alpha = np.minimum(1.0, levels / (0.2 * 255))[:, None]
+    expected = colormap("cividis").lut[levels].astype(np.float64) * alpha + 255.0 * (1 - alpha)
+    assert (strip[:2] >= 250).all()  # the low end is the background: the photo shows there, unpainted
+    assert np.abs(strip - expected).max() <= 1  # the page sends the bar as PNG: no JPEG smear
+
+
+def test_the_legend_fades_into_the_background_as_the_overlay_fades_into_the_photo(media, sample_vit):
+    at = image_page()  # the similarity view, a patch chosen
+    at.number_input(key="img_row").set_value(3).run()
+    strip = legend_strip(at, media)
+    assert len(strip) == 420
+    check_fades_like_the_overlay(strip)
+    at.radio(key="img_mode").set_value("heads").run()  # DINOv2's own heads: the same legend rule
+    assert not at.exception, at.exception
+    check_fades_like_the_overlay(legend_strip(at, media))
+    at.radio(key="img_hmap").set_value("patch").run()
+    check_fades_like_the_overlay(legend_strip(at, media))
+
+
+def test_a_links_patch_size_is_not_given_to_a_later_upload(china_bytes, sample_vit):
+    at = linked_page({"sample": "china", "m": "heads", "p": "33"})  # p= read while the heads view shows
+    assert at.session_state["img_patch"] == 33
+    upload(at, "mine.jpg", china_bytes)  # 640 x 427: its own default is 27 px
+    at.radio(key="img_mode").set_value("similarity").run()
+    at.radio(key="img_features").set_value("handcrafted").run()
+    assert not at.exception, at.exception
+    assert at.slider(key="img_patch").value == 27 and "640 × 427" in photo_caption(at)
+    # the link's own photo keeps the link's size when it reaches the hand-made grid
+    back = linked_page({"sample": "china", "m": "heads", "p": "33"})
+    back.radio(key="img_mode").set_value("similarity").run()
+    back.radio(key="img_features").set_value("handcrafted").run()
+    assert back.slider(key="img_patch").value == 33
