@@ -259,6 +259,22 @@ def test_a_users_own_photo_is_never_kept_in_the_process_wide_cache(monkeypatch):
         compute_features(own, features="handcrafted", vit=vit)
     with pytest.raises(InvalidParameter, match="must be a ViTAttention"):
         compute_features(own, features="dinov2", vit="not a run")
+    # inside vit_runs_in(a cache of the caller's): new runs go there; a sample's shared run is read, not copied
+    from attnviz.image.vit_features import vit_runs_in
+
+    mine = ViTCache(entries=2)
+    other = Image.fromarray(rng.integers(0, 256, (140, 140, 3), np.uint8))
+    n, keys = calls.n, set(VIT_RUNS.keys())
+    with vit_runs_in(mine):
+        f = compute_features(other, features="dinov2", layer=2)  # keep=True, the default, inside the block
+        r = attend_patches(other, f, "cosine", query=(0, 0))  # reads the run back from mine: no forward
+        assert cached_vit(china) is kept and compute_features(other, features="dinov2", layer=5).vit_key == f.vit_key
+    assert calls.n == n + 1 and r.vit is mine.peek(f.vit_key) is not None and mine.keys() == [f.vit_key]
+    assert set(VIT_RUNS.keys()) == keys and VIT_RUNS.peek(f.vit_key) is None
+    assert cached_vit(other, keep=False) is not r.vit and calls.n == n + 2  # outside the block: mine is not read
+    with pytest.raises(InvalidParameter, match="needs a ViTCache"):
+        with vit_runs_in({}):
+            pass
 
 
 # -------------------------------------------------------------------------- the trained heads

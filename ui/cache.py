@@ -7,7 +7,16 @@
   ``scope="session"``): at most :data:`SESSION_ENTRIES` per function and session, so a layer, head or view
   switch never recomputes, and **dropped when the session's websocket closes** (``disconnect_session`` ->
   ``AppSession.clear_session_caches``; checked in streamlit 1.67). A student who reconnects recomputes
-  once. Nothing of a closed session's results stays in the process.
+  once.
+- **DINOv2's runs** (``attnviz.image.vit_features.VIT_RUNS``, process-wide, up to 4 runs / 1.5 GiB) hold only
+  the shipped samples' runs: a call on a user's own input runs inside ``vit_runs_in(<its session's
+  ViTCache>)`` (:func:`session_vit_runs`: at most :data:`SESSION_VIT_RUNS` runs and
+  :data:`SESSION_VIT_BYTES`), so an upload's forward is kept in its session, shared by that session's
+  pages and views, and dropped with the session's caches (tests/test_concurrency.py checks that nothing
+  in the process holds it afterwards).
+- So when a session closes its own results go at once; Streamlit keeps only its widget state and upload
+  for ``server.disconnectedSessionTTL`` (120 s) in case the browser reconnects, and drops them on its
+  session store's next write after that. Once that has happened, nothing of the closed session stays.
 - Model objects are not cached here: they live in ``attnviz.loaders``' process cache (one per process).
 
 Why (docs/limits.md, "Classroom burst"): with one shared cache (ttl 3600 s) the process kept the class's
@@ -31,6 +40,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from attnviz.image.vit_features import ViTCache, vit_runs_in
 from attnviz.measure import release_memory
 
 #: per cached function: results of shipped inputs kept for the whole class
@@ -41,6 +51,10 @@ SHARED_TTL_S = 3600
 SESSION_ENTRIES = 4
 #: seconds between two :func:`attnviz.measure.release_memory` calls of the app's release thread
 RELEASE_EVERY_S = 20.0
+#: per session: DINOv2 runs of the session's own photos (its current photo at two resolutions)
+SESSION_VIT_RUNS = 2
+#: per session: bytes of those runs (one 518 px run is ~600 MB; the newest run always stays)
+SESSION_VIT_BYTES = 640 * 2 ** 20
 
 
 # ---------------------------------------------------------------------------------- what is shipped
@@ -88,6 +102,12 @@ def is_shipped(value, extra: tuple = ()) -> bool:
 # ---------------------------------------------------------------------------------------- decorators
 
 
+@st.cache_resource(max_entries=1, scope="session", show_spinner=False)
+def session_vit_runs() -> ViTCache:
+    """This session's cache of DINOv2 runs of its own photos (dropped with the session's caches)."""
+    return ViTCache(entries=SESSION_VIT_RUNS, max_bytes=SESSION_VIT_BYTES)
+
+
 def _memo(kind: str, show_spinner, inputs: tuple[str, ...] | None, shipped: tuple, hash_funcs):
     make = st.cache_data if kind == "data" else st.cache_resource
 
@@ -107,8 +127,10 @@ def _memo(kind: str, show_spinner, inputs: tuple[str, ...] | None, shipped: tupl
         @functools.wraps(func)
         def call(*args, **kwargs):
             bound = signature.bind(*args, **kwargs)
-            is_class_wide = all(is_shipped(bound.arguments.get(n), extra) for n in chosen)
-            return (shared if is_class_wide else own)(*args, **kwargs)
+            if all(is_shipped(bound.arguments.get(n), extra) for n in chosen):
+                return shared(*args, **kwargs)
+            with vit_runs_in(session_vit_runs()):  # a DINOv2 run of the user's photo stays in the session
+                return own(*args, **kwargs)
 
         def clear() -> None:
             shared.clear()
@@ -162,5 +184,6 @@ def start_memory_release(every_s: float = RELEASE_EVERY_S) -> bool:
         return True
 
 
-__all__ = ["SHARED_ENTRIES", "SHARED_TTL_S", "SESSION_ENTRIES", "RELEASE_EVERY_S", "is_shipped", "memo_data",
-           "memo_resource", "shared_data", "start_memory_release"]
+__all__ = ["SHARED_ENTRIES", "SHARED_TTL_S", "SESSION_ENTRIES", "RELEASE_EVERY_S", "SESSION_VIT_RUNS",
+           "SESSION_VIT_BYTES", "is_shipped", "memo_data", "memo_resource", "shared_data", "session_vit_runs",
+           "start_memory_release"]

