@@ -311,23 +311,25 @@ def show_attention_on_image(image, values, *, cmap=DEFAULT_COLORMAP, opacity: fl
     v = _as_map(values)
     scale = attention_scale(v, vmin=vmin, vmax=vmax, exclude=qi if exclude_query else None)
     scaled, _, _ = normalise(v, scale.vmin, scale.vmax)
+    if g is not None and show_grid:
+        grid_lines = (g.row_edges, g.col_edges)
+    if qi is not None:
+        outline = g.box(*divmod(qi, g.cols))
+    # np.asarray(PIL image) is one copy (read-only); the lines and the outline below copy it again anyway
+    pixels = np.asarray if grid_lines is not None or outline is not None else np.array
     if a == 0.0:
-        out = np.array(base)
+        out = pixels(base)
     else:
         levels = _levels(scaled, base.height, base.width, method)
         heat = _coloured(levels, _lut(cmap))
         if alphas.min() == alphas.max() == 255:
-            out = np.array(heat)
+            out = pixels(heat)
         elif alphas.min() == alphas.max():  # a uniform veil (fade = 0)
-            out = np.array(Image.blend(base, heat, a))
+            out = pixels(Image.blend(base, heat, a))
         else:
-            out = np.array(Image.composite(heat, base, levels.point(alphas.tolist())))
-    if g is not None and show_grid:
-        grid_lines = (g.row_edges, g.col_edges)
+            out = pixels(Image.composite(heat, base, levels.point(alphas.tolist())))
     if grid_lines is not None:
         out = draw_grid_lines(out, grid_lines[0], grid_lines[1])
-    if qi is not None:
-        outline = g.box(*divmod(qi, g.cols))
     if outline is not None:
         out = outline_box(out, outline)
     return (out, scale) if return_scale else out

@@ -377,3 +377,21 @@ def test_a_large_png_is_deflated_on_threads_and_decodes_to_the_same_pixels(monke
         back.load()  # a full decode: CRCs, the deflate stream and its Adler-32 are checked
         assert back.mode == "RGB" and np.array_equal(np.asarray(back), img)
     assert data != single and abs(len(data) - len(single)) < 0.01 * len(single)  # two pieces cost < 1 % more
+
+
+@pytest.mark.parametrize("opacity", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("query, show_grid", [(None, False), ((1, 2), False), (None, True), ((0, 0), True)])
+def test_the_overlay_is_a_fresh_writable_array_of_its_own(opacity, query, show_grid):
+    from attnviz.image import PatchGrid
+
+    img = photo(84, 112, seed=9)
+    grid = PatchGrid.of(img.shape[1], img.shape[0], 3, 4) if query is not None or show_grid else None
+    if grid is None:
+        out = show_attention_on_image(img, np.arange(12.0).reshape(3, 4), opacity=opacity)
+    else:
+        out = show_attention_on_image(img, np.arange(12.0), grid=grid, query=query, show_grid=show_grid,
+                                      opacity=opacity)
+    assert out.flags.writeable and out.flags.c_contiguous and not np.shares_memory(out, img)
+    before = img.copy()
+    out[:] = 0  # the caller may draw on it: the photo is untouched
+    assert np.array_equal(img, before)
