@@ -440,3 +440,33 @@ def test_the_hard_cases_page_follows_a_click_on_photo_a_into_photo_b(monkeypatch
     r, c = divmod(int(expected.argmax()), vb.grid[1])
     caption = [cap for img in at.image for cap in img.captions if cap.startswith("Photo B")][0]
     assert f"strongest at patch ({r}, {c})" in caption
+
+
+# ------------------------------------------------------------------ the page-update bench (issue 15 finding 6)
+
+
+def test_the_update_bench_reaches_every_hard_cases_widget():
+    """bench/page_update.py's Hard cases plan drives the real page (the ragged batch, text -> text,
+    text -> photo, two uploads for photo -> photo): every step finds its widget and no update raises."""
+    import io
+
+    from PIL import Image
+
+    from attnviz.image import SAMPLES, sample_path
+    from bench.page_update import PLANS, measure
+
+    with Image.open(sample_path(next(iter(SAMPLES.values()))[0])) as im:
+        small = im.convert("RGB").resize((640, 400))
+    buf = io.BytesIO()
+    small.save(buf, "JPEG")
+    rows = measure("hard_cases", buf.getvalue())
+    assert [r.get("error") for r in rows if "error" in r] == []
+    assert [r["step"] for r in rows] == [label for label, *_ in PLANS["hard_cases"][1] if label is not None]
+    assert all(r["problems"] == [] and r["cpu_s"] > 0 for r in rows)
+
+
+def test_the_largest_ragged_batch_the_page_accepts_is_8_by_16_pieces():
+    """The page's bound on the ragged batch: its box holds 3,000 characters; 8 lines of 370 '!' (370 pieces
+    each) are attended over 16 pieces each, so the padded batch is 8 x 16 x 16 whatever the lines hold."""
+    demo = hc.ragged_text_batch(["!" * 370] * 8, "static")
+    assert list(demo.lengths) == [16] * 8

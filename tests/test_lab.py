@@ -140,3 +140,43 @@ def test_the_photo_input_pools_dinov2_tokens_into_the_grid_by_default():
     np.testing.assert_allclose(ex.vectors, expected, rtol=1e-6, atol=1e-7)
     hand = image_input(sample_path("china.jpg"), long_side=8, features="handcrafted")
     assert hand.vectors.shape == (40, 13) and hand.grid.shape == g.shape
+
+
+# ------------------------------------------------------------------ the page-update bench (issue 15 finding 6)
+
+
+def _small_photo() -> bytes:
+    import io
+
+    from PIL import Image
+
+    from attnviz.image import SAMPLES, sample_path
+
+    with Image.open(sample_path(next(iter(SAMPLES.values()))[0])) as im:
+        small = im.convert("RGB").resize((640, 400))
+    buf = io.BytesIO()
+    small.save(buf, "JPEG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("plan", ["lab_text", "lab_photo"])
+def test_the_update_bench_reaches_every_lab_widget(plan):
+    """bench/page_update.py's plans drive the real page: every step finds its widget and no update raises, so
+    the CPU table in docs/limits.md cannot lose a row when a widget key changes (a small photo here)."""
+    from bench.page_update import PLANS, measure
+
+    rows = measure(plan, _small_photo())
+    assert [r.get("error") for r in rows if "error" in r] == []
+    assert [r["step"] for r in rows] == [label for label, *_ in PLANS[plan][1] if label is not None]
+    assert all(r["problems"] == [] and r["cpu_s"] > 0 for r in rows)
+
+
+def test_the_longest_text_the_lab_accepts_is_compared_on_48_pieces():
+    """The lab's bound: whatever the box holds (2,000 characters, 2,000 pieces of '!'), the matrices are 48 x 48."""
+    from attnviz.lab import MAX_TEXT_TOKENS, compare, text_input
+
+    ex = text_input("!" * 2000, "static")
+    assert MAX_TEXT_TOKENS == 48 and len(ex.labels) == 48 and ex.vectors.shape[0] == 48
+    assert ex.notes[0] == "The text has 2000 tokens; the lab compares the first 48."
+    cols = compare(ex.vectors, ["scaled_dot", "cosine", "rbf", "euclidean"], {})
+    assert all(c.weights.shape == (48, 48) for c in cols)
