@@ -19,8 +19,11 @@ from streamlit.testing.v1 import AppTest
 from attnviz import SIMILARITIES
 from attnviz import text as tx
 from attnviz.errors import InvalidParameter
+from attnviz.image.analysis import VIEWS as IMAGE_VIEWS
 from attnviz.pages import page
+from attnviz.render import COLORMAPS
 from attnviz.state import TEMPERATURES
+from attnviz.state import image as si
 from attnviz.state import text as ts
 from attnviz.state.text import QUERY_PARAMS, TextPageState
 from inert import assert_page_inert
@@ -29,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: pages that read st.query_params -> their link parameters (a new page that reads them must be added here)
 PAGES_WITH_PARAMS = {"pages/text.py": set(QUERY_PARAMS),
-                     "ui/widgets.py": set(QUERY_PARAMS)}  # read_link / write_link: only the text page uses them
+                     "ui/widgets.py": set(QUERY_PARAMS),  # read_link / write_link: the text page's
+                     "pages/image.py": set(si.QUERY_PARAMS)}
 
 
 def _index_ok(v: str, limit: int) -> bool:
@@ -233,7 +237,7 @@ def test_percent_encoding_that_is_not_utf8_arrives_as_replacement_characters():
     assert at.session_state["text"] == ts.sample_text("kitten")
 
 
-@pytest.mark.parametrize("page", ["pages/image.py", "pages/home.py"])
+@pytest.mark.parametrize("page", ["pages/home.py"])
 def test_pages_without_parameters_ignore_garbage(page):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.query_params.update({"s": "<script>", "t": "NaN", "text": "\x00" * 100, "k": "-1", "img_row": "9" * 50})
@@ -277,3 +281,76 @@ def test_a_20000_character_text_survives_the_link_round_trip():
     again.text_area(key="text").set_value(too_long).run()
     assert "text" not in again.query_params  # too long for a link: the teacher is told before copying it
     assert any("20,009 characters" in w.value and "at most 20,000" in w.value for w in again.warning)
+
+
+# --------------------------------------------------------------------------- the image page's link
+
+
+def _step_ok(v: str, lo: float, hi: float, step: float) -> bool:
+    try:
+        x = float(v)
+    except ValueError:
+        return False
+    k = (x - lo) / step if math.isfinite(x) else 0.5
+    return lo <= x <= hi and abs(k - round(k)) < 1e-6
+
+
+def _flag(v: str) -> bool:
+    return v in ("0", "1")
+
+
+#: the image page's link parameters, specified independently of attnviz.state.image's parsers
+IMAGE_VALID = {
+    "sample": lambda v: v in si.SAMPLE_IDS or v in si.SAMPLE_IDS.values(),
+    "s": lambda v: v in SIMILARITIES,
+    "t": _temperature_ok,
+    "p": lambda v: _index_ok(v, si.URL_MAX_PATCH) and int(v) >= 1,
+    "v": lambda v: v in ("query", "received", "pooling"),
+    "c": lambda v: v in COLORMAPS,
+    "o": lambda v: _step_ok(v, 0.0, 1.0, 0.05),
+    "g": _flag,
+    "pos": lambda v: _step_ok(v, 0.0, 3.0, 0.25),
+    "r": lambda v: _index_ok(v, si.URL_MAX_INDEX),
+    "col": lambda v: _index_ok(v, si.URL_MAX_INDEX),
+    "m": lambda v: v in ("similarity", "heads"),
+    "f": lambda v: v in ("dinov2", "handcrafted"),
+    "res": lambda v: v in ("224", "336", "448", "518"),
+    "fl": lambda v: _index_ok(v, 12),
+    "l": lambda v: _index_ok(v, 12),
+    "h": lambda v: v == "mean" or _index_ok(v, 6),
+    "hm": lambda v: v in ("cls", "patch", "rollout"),
+    "k": _flag,
+    "kf": lambda v: _step_ok(v, 0.1, 0.95, 0.05),
+    "ns": _flag,
+    "xq": _flag,
+}
+
+#: hostile values, and a few that are valid for some of the image page's parameters
+IMAGE_VALUES = ["", "garbage", "-1", "NaN", "1e309", "１２", "9" * 5000, "x" * 20_000, "<script>alert(1)</script>",
+                "[x](javascript:alert(1))", "\x00\x1b[31m", "😀" * 60, "../../etc/passwd", "1", "0.5", "mean"]
+
+
+def test_the_image_specification_covers_every_parameter():
+    assert set(IMAGE_VALID) == set(si.QUERY_PARAMS)
+    assert set(IMAGE_VIEWS) == {"query", "received", "pooling"}  # the specification's views are the page's
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("value", IMAGE_VALUES, ids=IDS)
+def test_every_image_parameter_at_once(value):
+    """All of the image page's link parameters set to one hostile value: the page opens inert, says in one
+    warning that the link was not valid when any parameter was refused, and writes only valid values back."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params.update({p: value for p in si.QUERY_PARAMS})
+    at.switch_page("pages/image.py").run()
+    assert not at.exception, at.exception
+    assert_page_inert(at)
+    assert at.title and at.title[0].value == page("pages/image.py").heading
+    refused = {p for p in si.QUERY_PARAMS if not IMAGE_VALID[p](value)}
+    notices = [w.value for w in at.warning if "link" in w.value]
+    assert len(notices) == (1 if refused else 0), notices
+    for param in si.QUERY_PARAMS:
+        if param in at.query_params:
+            v = at.query_params[param]
+            v = v[-1] if isinstance(v, list) else v
+            assert IMAGE_VALID[param](v), (param, v[:80])

@@ -103,7 +103,9 @@ def fresh_app_url(browser, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def browser(app_url):
+def chromium_alone():
+    """Debian's Chromium under playwright, one per test session, with no server (files open in it too).
+    Playwright's sync API allows one instance per thread, so every browser test shares this one."""
     problem = browser_problem()
     if problem:
         _missing(problem)
@@ -116,6 +118,12 @@ def browser(app_url):
     finally:
         b.close()
         pw.stop()
+
+
+@pytest.fixture(scope="session")
+def browser(app_url, chromium_alone):
+    """The shared Chromium, once the app's server is up."""
+    return chromium_alone
 
 
 @pytest.fixture

@@ -35,28 +35,11 @@ MEASURE = """() => ({
 })"""
 
 
-def _browser_conftest(config):
-    """tests/browser/conftest.py as pytest loaded it (its Chromium settings and its skip-or-fail rule)."""
-    return next(p for p in config.pluginmanager.get_plugins()
-                if str(getattr(p, "__file__", "")).replace("\\", "/").endswith("tests/browser/conftest.py"))
-
-
 @pytest.fixture(scope="module")
-def chromium(request):
-    """Chromium alone: the pages are files, so no streamlit server is started."""
-    conf = _browser_conftest(request.config)
-    problem = conf.browser_problem()
-    if problem:
-        conf._missing(problem)
-    from playwright import sync_api
-
-    pw = sync_api.sync_playwright().start()
-    b = pw.chromium.launch(executable_path=conf.CHROMIUM, headless=True, args=conf.CHROMIUM_ARGS)
-    try:
-        yield b
-    finally:
-        b.close()
-        pw.stop()
+def chromium(chromium_alone):
+    """Chromium alone (tests/browser/conftest.py's, shared with the other browser tests: playwright's sync
+    API allows one instance per thread): the pages are files, so no streamlit server is started."""
+    return chromium_alone
 
 
 def _softmax_rows(rng, shape):
