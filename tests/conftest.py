@@ -22,3 +22,19 @@ def _streamlit_navigation_only():
 
     navigation_only()
     yield
+
+
+@pytest.fixture(scope="session")
+def small_photo() -> bytes:
+    """A shipped sample as a 640 x 400 JPEG upload: a real photo, small enough for quick page runs."""
+    import io
+
+    from PIL import Image
+
+    from attnviz.image import SAMPLES, sample_path
+
+    with Image.open(sample_path(next(iter(SAMPLES.values()))[0])) as im:
+        small = im.convert("RGB").resize((640, 400))
+    buf = io.BytesIO()
+    small.save(buf, "JPEG")
+    return buf.getvalue()

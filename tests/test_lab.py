@@ -145,27 +145,13 @@ def test_the_photo_input_pools_dinov2_tokens_into_the_grid_by_default():
 # ------------------------------------------------------------------ the page-update bench (issue 15 finding 6)
 
 
-def _small_photo() -> bytes:
-    import io
-
-    from PIL import Image
-
-    from attnviz.image import SAMPLES, sample_path
-
-    with Image.open(sample_path(next(iter(SAMPLES.values()))[0])) as im:
-        small = im.convert("RGB").resize((640, 400))
-    buf = io.BytesIO()
-    small.save(buf, "JPEG")
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize("plan", ["lab_text", "lab_photo"])
-def test_the_update_bench_reaches_every_lab_widget(plan):
+def test_the_update_bench_reaches_every_lab_widget(plan, small_photo):
     """bench/page_update.py's plans drive the real page: every step finds its widget and no update raises, so
     the CPU table in docs/limits.md cannot lose a row when a widget key changes (a small photo here)."""
     from bench.page_update import PLANS, measure
 
-    rows = measure(plan, _small_photo())
+    rows = measure(plan, small_photo)
     assert [r.get("error") for r in rows if "error" in r] == []
     assert [r["step"] for r in rows] == [label for label, *_ in PLANS[plan][1] if label is not None]
     assert all(r["problems"] == [] and r["cpu_s"] > 0 for r in rows)

@@ -395,27 +395,13 @@ def test_the_photo_q_k_picture_shows_the_window_and_a_click_selects_the_query(ph
 # ------------------------------------------------------------------ the page-update bench (issue 15 finding 6)
 
 
-def _small_photo() -> bytes:
-    import io
-
-    from attnviz.image import SAMPLES, sample_path
-
-    from PIL import Image
-
-    with Image.open(sample_path(next(iter(SAMPLES.values()))[0])) as im:
-        small = im.convert("RGB").resize((640, 400))
-    buf = io.BytesIO()
-    small.save(buf, "JPEG")
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize("plan", ["walkthrough_text", "walkthrough_photo", "head_text", "head_photo"])
-def test_the_update_bench_reaches_every_how_it_works_widget(plan):
+def test_the_update_bench_reaches_every_how_it_works_widget(plan, small_photo):
     """bench/page_update.py's How it works plans drive the real page: every step finds its widget (the Next
     buttons, the swap toggle, the views) and no update raises, so docs/limits.md's CPU table keeps every row."""
     from bench.page_update import PLANS, measure
 
-    rows = measure(plan, _small_photo())
+    rows = measure(plan, small_photo)
     assert [r.get("error") for r in rows if "error" in r] == []
     assert [r["step"] for r in rows] == [label for label, *_ in PLANS[plan][1] if label is not None]
     assert all(r["problems"] == [] and r["cpu_s"] > 0 for r in rows)
