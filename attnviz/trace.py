@@ -33,12 +33,9 @@ stream, d_head 64) fills the same fields with patch labels as ``tokens``, ``kind
 from __future__ import annotations
 
 import contextvars
-import copy
 import html
 import math
 import os
-import threading
-import weakref
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -709,10 +706,6 @@ class _SwapSpec:
 
 
 _SWAP: contextvars.ContextVar[_SwapSpec | None] = contextvars.ContextVar("attnviz_swap", default=None)
-_REGISTER_LOCK = threading.Lock()
-_REGISTERED = False
-_TWINS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-_TWINS_LOCK = threading.Lock()
 
 
 def _eager(query, key, value, attention_mask, scaling):
@@ -743,45 +736,17 @@ def swap_attention(module, query, key, value, attention_mask, scaling=None, drop
     return out, weights
 
 
-def _register_swap() -> None:
-    """Register the swap attention (and the eager mask for it) with transformers, once, on first use."""
-    global _REGISTERED
-    if _REGISTERED:
-        return
-    with _REGISTER_LOCK:
-        if _REGISTERED:
-            return
-        from transformers import AttentionInterface
-        from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
-
-        AttentionInterface.register(SWAP_IMPLEMENTATION, swap_attention)
-        AttentionMaskInterface.register(SWAP_IMPLEMENTATION, ALL_MASK_ATTENTION_FUNCTIONS["eager"])
-        _REGISTERED = True
-
-
 def _bert_attention_modules(hf_model) -> list:
     return [_blocks(hf_model, i).self_attention for i in range(len(_layers(hf_model)))]
 
 
 def _twin(hf_model, attention_modules: Callable = _bert_attention_modules):
-    """``(twin, layer_of)``: a copy of the module tree sharing every parameter and buffer, whose attention
-    implementation is the swap; built once per model. The shared model itself is never changed.
-    ``attention_modules(model)``: each layer's module that calls the attention function (it is passed to it)."""
-    found = _TWINS.get(hf_model)
-    if found is not None:
-        return found
-    _register_swap()
-    with _TWINS_LOCK:
-        found = _TWINS.get(hf_model)
-        if found is not None:
-            return found
-        memo = {id(t): t for t in list(hf_model.parameters()) + list(hf_model.buffers())}
-        twin = copy.deepcopy(hf_model, memo)  # modules and config copied; tensors shared
-        twin.set_attn_implementation(SWAP_IMPLEMENTATION)
-        twin.eval()
-        layer_of = {id(mod): i for i, mod in enumerate(attention_modules(twin))}
-        _TWINS[hf_model] = (twin, layer_of)
-        return twin, layer_of
+    """``(twin, layer_of)``: the model's twin whose attention implementation is the swap
+    (:func:`attnviz.loaders.twin.attention_twin`: built once per model, every tensor shared, the shared model
+    never changed). ``attention_modules(model)``: each layer's module that calls the attention function."""
+    from .loaders.twin import attention_twin
+
+    return attention_twin(hf_model, SWAP_IMPLEMENTATION, swap_attention, attention_modules)
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

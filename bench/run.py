@@ -83,11 +83,13 @@ TINY = dict(n=64, d=16, long_n=1024, long_d=16, text_positions=24, image=(160, 1
             cold_runs=1)
 
 #: repeats per mode: kernel pairs (targeted similarities, the others, the SLOW ones), text pairs and similarity
-#: switches, image runs and switches, warm AppTest sessions per page; sizes are the same in both modes
+#: switches, image runs and switches, ViT pairs (a 224 px forward is ~0.07 s and varies by +-20 % between runs on
+#: two threads: three pairs made the ratio's median swing 1.11-1.31 run to run), warm AppTest sessions per page;
+#: sizes are the same in both modes
 REPEATS = {
-    "full": dict(kernel=15, kernel_other=7, kernel_slow=3, text=15, switch=15, image=5, image_switch=9, app_warm=5, app_switch=5,
+    "full": dict(kernel=15, kernel_other=7, kernel_slow=3, text=15, switch=15, image=5, image_switch=9, vit=15, app_warm=5, app_switch=5,
                  cold=5),
-    "quick": dict(kernel=7, kernel_other=3, kernel_slow=2, text=9, switch=7, image=3, image_switch=5, app_warm=3, app_switch=3,
+    "quick": dict(kernel=7, kernel_other=3, kernel_slow=2, text=9, switch=7, image=3, image_switch=5, vit=9, app_warm=3, app_switch=3,
                   cold=3),
 }
 #: similarities whose attend is far slower than the reference (fewer repeats), from the registry
@@ -566,7 +568,7 @@ def run(quick: bool = False, only: tuple[str, ...] = SECTIONS, log=None, sizes: 
         "long": lambda: bench_long(z["long_n"], z["long_d"]),
         "text": lambda: bench_text(z["text_positions"], repeats=rep["text"], switch_repeats=rep["switch"]),
         "image": lambda: bench_image(*z["image"], repeats=rep["image"], switch_repeats=rep["image_switch"]),
-        "vit": lambda: bench_vit(*z["vit"], resolution=z["vit_resolution"], repeats=rep["image"],
+        "vit": lambda: bench_vit(*z["vit"], resolution=z["vit_resolution"], repeats=rep["vit"],
                                  switch_repeats=rep["image_switch"],
                                  resolutions=(z["vit_resolution"],) if quick or sizes else VIT_RESOLUTIONS),
         "app": lambda: bench_app(warm_runs=rep["app_warm"], pages=z["app_pages"], switch_rounds=rep["app_switch"]),

