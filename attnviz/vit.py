@@ -13,7 +13,7 @@ loading, so sessions and threads share it. The forward runs on its twin (:mod:`a
 weight shared) whose attention implementation is ``"attnviz_capture"``, registered with transformers'
 ``AttentionInterface``: transformers' eager formula, bit for bit, except that each layer's softmax writes its
 weights straight into one ``(layers, 1, heads, N, N)`` array that the call owns (a ``ContextVar``), so the
-weights are neither collected by ``output_attentions`` nor copied again by a stack (1.5-4 ms less at 224 px).
+weights are neither collected by ``output_attentions`` nor copied again by a stack (2-3 ms less at 224 px).
 
 Resolution: the image is resized (whole, no crop) so its long side is ``resolution`` pixels and both sides
 are whole patches of 14. Measured on 2 CPU cores (a square image, median of 3 after a warm-up, the whole
