@@ -708,21 +708,13 @@ class _SwapSpec:
 _SWAP: contextvars.ContextVar[_SwapSpec | None] = contextvars.ContextVar("attnviz_swap", default=None)
 
 
-def _eager(query, key, value, attention_mask, scaling):
-    """transformers' eager attention (models/bert/modeling_bert.py ``eager_attention_forward``), no dropout."""
-    w = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if attention_mask is not None:
-        w = w + attention_mask
-    return torch.softmax(w, dim=-1)
-
-
 def swap_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """The ``"attnviz_swap"`` attention function: eager attention, except in the layer and heads that the
     current call's swap names, where the weights are ``masked_softmax(sim(q, k) / T)``.
     Shapes as transformers passes them: q, k, v ``(batch, heads, n, d)`` -> ``((batch, n, heads, d), weights)``."""
-    if scaling is None:
-        scaling = query.size(-1) ** -0.5
-    weights = _eager(query, key, value, attention_mask, scaling)
+    from .loaders.twin import eager_weights, weighted_values
+
+    weights = eager_weights(query, key, attention_mask, scaling)
     spec = _SWAP.get()
     if spec is not None and spec.layer_of.get(id(module)) == spec.layer:
         key_mask = None
@@ -732,8 +724,7 @@ def swap_attention(module, query, key, value, attention_mask, scaling=None, drop
         for h in spec.heads:
             s = spec.score(query[:, h], key[:, h]) / spec.temperature  # (batch, n, n)
             weights[:, h] = masked_softmax(s, key_mask)
-    out = torch.matmul(weights, value).transpose(1, 2).contiguous()
-    return out, weights
+    return weighted_values(weights, value), weights
 
 
 def _bert_attention_modules(hf_model) -> list:
@@ -816,10 +807,6 @@ def _vit_blocks(vit_model, layer: int) -> _Blocks:
     return _Blocks(att.q_proj, att.k_proj, att.v_proj, att.o_proj, att)
 
 
-def _vit_attention_modules(vit_model) -> list:
-    return [layer.attention for layer in vit_model.encoder.layer]
-
-
 def _photo_inputs(image, resolution: int):
     """``(pixel_values (1, 3, H, W), grid (rows, cols), tokens)``: [CLS], then the patches row by row."""
     from .image import patch_label
@@ -883,7 +870,7 @@ def swap_head_similarity_image(image, layer: int, head: int | None = None, simil
     """:func:`swap_head_similarity` for a photo and DINOv2-small, on a twin of the model (weights shared, the
     same ``"attnviz_swap"`` attention): drift is the cosine of the [CLS] embedding (the final LayerNorm's
     [CLS] output) before and after. ``scaled_dot`` at T = 1 is the model itself."""
-    from .loaders.dinov2 import load_dinov2
+    from .loaders.dinov2 import attention_modules, load_dinov2
 
     sim = get_similarity(similarity)
     t = _temperature(sim.name, temperature)
@@ -897,7 +884,7 @@ def swap_head_similarity_image(image, layer: int, head: int | None = None, simil
         pv = pixel_values.to(dev)
         with torch.inference_mode():
             base = m(pixel_values=pv, output_attentions=True)
-        twin, layer_of = _twin(m, _vit_attention_modules)
+        twin, layer_of = _twin(m, attention_modules)
         token = _SWAP.set(_SwapSpec(li, heads, lambda q, k: sim(q, k), t, layer_of))
         try:
             with torch.inference_mode():

@@ -275,41 +275,30 @@ _CAPTURE = contextvars.ContextVar("attnviz_capture", default=None)
 
 
 def capture_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """The ``"attnviz_capture"`` attention function: transformers' eager attention (``softmax(q k^T * scaling
-    + mask) v``, the same operations in the same order, no dropout: the model runs in eval mode), whose
-    weights go straight into the current call's capture array, at the module's layer. Outside a capture it
-    is the eager formula alone. Shapes as transformers passes them: q, k, v ``(batch, heads, n, d)`` ->
+    """The ``"attnviz_capture"`` attention function: transformers' eager attention
+    (:func:`attnviz.loaders.twin.eager_weights`, no dropout: the model runs in eval mode), whose weights go
+    straight into the current call's capture array, at the module's layer. Outside a capture it is the eager
+    formula alone. Shapes as transformers passes them: q, k, v ``(batch, heads, n, d)`` ->
     ``((batch, n, heads, d), weights)``."""
-    import torch
+    from .loaders.twin import eager_weights, weighted_values
 
-    if scaling is None:
-        scaling = query.size(-1) ** -0.5
-    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if attention_mask is not None:
-        scores = scores + attention_mask
     capture = _CAPTURE.get()
     layer = None if capture is None else capture[1].get(id(module))
-    if layer is None:
-        weights = torch.softmax(scores, dim=-1)
-    else:
-        weights = torch.softmax(scores, dim=-1, out=capture[0][layer])
+    weights = eager_weights(query, key, attention_mask, scaling, out=None if layer is None else capture[0][layer])
+    if layer is not None:
         capture[2].add(layer)
-    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
-
-
-def _attention_modules(model) -> list:
-    return [layer.attention for layer in model.encoder.layer]
+    return weighted_values(weights, value), weights
 
 
 def _forward(device, pixel_values):
     """``(attentions (L, H, N, N), hidden states (L + 1, N, D))`` float32 numpy arrays of one forward."""
     import torch
 
-    from .loaders.dinov2 import PATCH_SIZE, load_dinov2
+    from .loaders.dinov2 import PATCH_SIZE, attention_modules, load_dinov2
     from .loaders.twin import attention_twin
 
     model = load_dinov2(device).model
-    twin, layer_of = attention_twin(model, CAPTURE_IMPLEMENTATION, capture_attention, _attention_modules)
+    twin, layer_of = attention_twin(model, CAPTURE_IMPLEMENTATION, capture_attention, attention_modules)
     cfg = model.config
     n = 1 + (pixel_values.shape[-2] // PATCH_SIZE) * (pixel_values.shape[-1] // PATCH_SIZE)
     with torch.inference_mode():

@@ -340,10 +340,10 @@ def test_both_deflate_backends_write_pngs_that_decode_to_the_same_pixels(monkeyp
 
     if backend == "isal":
         import isal  # noqa: F401  a requirement (requirements.txt): never skipped
-        overlay._ISAL.clear()
+        overlay.isal_zlib.cache_clear()
         assert overlay.isal_zlib() is not None
     else:  # isal missing: the standard library's zlib with png_strategy
-        monkeypatch.setattr(overlay, "_ISAL", [None])
+        monkeypatch.setattr(overlay, "isal_zlib", lambda: None)
     from sklearn.datasets import load_sample_image
 
     img = show_attention_on_image(load_sample_image("china.jpg"), np.random.default_rng(1).random((11, 16)))
@@ -368,7 +368,7 @@ def test_isal_is_the_encoder_when_installed(monkeypatch):
 
     from attnviz import overlay
 
-    overlay._ISAL.clear()
+    overlay.isal_zlib.cache_clear()
     data = np.random.default_rng(2).integers(0, 8, 200_000, dtype=np.uint8).tobytes()
     fast = overlay.deflate(data, 1)
     z = zlib.compressobj(1, zlib.DEFLATED, 15, 8, overlay.png_strategy(1))

@@ -259,7 +259,7 @@ def test_a_layer_that_bypasses_the_capture_is_a_typed_error(monkeypatch, photo):
 
     model = dinov2.load_dinov2("cpu").model
     found, layer_of = twin.attention_twin(model, vit.CAPTURE_IMPLEMENTATION, vit.capture_attention,
-                                          vit._attention_modules)
+                                          dinov2.attention_modules)
     first = next(key for key, layer in layer_of.items() if layer == 0)
     monkeypatch.delitem(layer_of, first)  # layer 0's module is no longer known: its weights are not written
     pixels, _ = dinov2.preprocess(photo, 224)

@@ -283,6 +283,12 @@ def load_dinov2(device=None, path: str | os.PathLike | None = None) -> LoadedDin
     return MODELS.get("dinov2", (key, dev), move)
 
 
+def attention_modules(model) -> list:
+    """Each layer's ``Dinov2Attention`` of a ``Dinov2Model``: the module that calls the attention function
+    (what :func:`attnviz.loaders.twin.attention_twin` maps to layer indices)."""
+    return [layer.attention for layer in model.encoder.layer]
+
+
 # ------------------------------------------------------------------------------------ preprocessing
 
 

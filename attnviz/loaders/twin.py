@@ -40,6 +40,29 @@ def register_attention(name: str, function: Callable) -> None:
         _REGISTERED.add(name)
 
 
+def eager_weights(query, key, attention_mask=None, scaling=None, out=None):
+    """transformers' eager attention weights (``eager_attention_forward`` of its BERT and DINOv2 models, no
+    dropout: twins run in eval mode): ``softmax(q k^T * scaling + mask)``, the same operations in the same
+    order, so the result is the model's own bit for bit. ``scaling`` defaults to ``1/sqrt(d)``; ``out``: the
+    tensor to write the weights into (a capture array's slice). q, k ``(batch, heads, n, d)``."""
+    import torch
+
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    return torch.softmax(scores, dim=-1, out=out)
+
+
+def weighted_values(weights, value):
+    """The attention output as transformers' eager attention returns it: ``weights @ v``, ``(batch, n, heads,
+    d)`` contiguous."""
+    import torch
+
+    return torch.matmul(weights, value).transpose(1, 2).contiguous()
+
+
 def attention_twin(hf_model, name: str, function: Callable, attention_modules: Callable[[object], list]):
     """``(twin, layer_of)``: a twin of ``hf_model`` whose attention implementation is ``name`` (``function``,
     registered on first use), built once per model and name. ``attention_modules(model)``: each layer's module
@@ -62,4 +85,4 @@ def attention_twin(hf_model, name: str, function: Callable, attention_modules: C
         return per_model[name]
 
 
-__all__ = ["register_attention", "attention_twin"]
+__all__ = ["register_attention", "eager_weights", "weighted_values", "attention_twin"]
