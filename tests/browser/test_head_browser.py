@@ -96,15 +96,20 @@ def first_matrix_top(page, view_key: str) -> float:
     return box["y"]
 
 
-def test_clicking_a_thumbnail_opens_that_head(app_url, page):
+def open_overview(page, app_url: str, photo: bool, prefix: str, timeout: float = 90.0) -> None:
+    """The track on the projector, its steps' screenshot, then the overview of every head (and its screenshot)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size(PROJECTOR)
-    open_track(page, app_url, photo=False)
-    page.screenshot(path=str(SHOTS / "head_steps_1280x720.png"))
+    open_track(page, app_url, photo=photo)
+    page.screenshot(path=str(SHOTS / f"{prefix}_steps_1280x720.png"))
     page.get_by_text("All heads at a glance", exact=True).first.click()
-    wait_for_text(page, "Click a thumbnail to open that head step by step")
+    wait_for_text(page, "Click a thumbnail to open that head step by step", timeout=timeout)
     time.sleep(1.5)
-    page.screenshot(path=str(SHOTS / "head_overview_1280x720.png"))
+    page.screenshot(path=str(SHOTS / f"{prefix}_overview_1280x720.png"))
+
+
+def test_clicking_a_thumbnail_opens_that_head(app_url, page):
+    open_overview(page, app_url, photo=False, prefix="head")
     click_marker(page, 72, [4, 7], "Layer 4, head 7 · step 1. The layer input h")
     assert page.get_by_text("Layer 2, head 5 · step", exact=False).count() == 0
     time.sleep(1.0)
@@ -120,18 +125,11 @@ def test_clicking_a_thumbnail_opens_that_head(app_url, page):
 
 
 def test_the_photo_overview_opens_a_head_and_a_patch_moves_the_window(app_url, page):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.set_viewport_size(PROJECTOR)
-    open_track(page, app_url, photo=True)
-    page.screenshot(path=str(SHOTS / "head_photo_steps_1280x720.png"))
-    page.get_by_text("All heads at a glance", exact=True).first.click()
-    wait_for_text(page, "Click a thumbnail to open that head step by step", timeout=120)
-    time.sleep(1.5)
+    open_overview(page, app_url, photo=True, prefix="head_photo", timeout=120)
     layout = page.evaluate("""() => { const gd = [...document.querySelectorAll('.js-plotly-plot')].find(
         g => g.data && g.data.length > 1 && g.data[1].x && g.data[1].x.length === 72);
         return [new Set(gd.data[1].y).size, new Set(gd.data[1].x).size]; }""")
     assert layout == [12, 6]  # 12 layers x 6 heads
-    page.screenshot(path=str(SHOTS / "head_photo_overview_1280x720.png"))
     click_marker(page, 72, [4, 3], "Layer 4, head 3 · step 1.")
     assert page.get_by_text("Layer 9, head 2 · step", exact=False).count() == 0
     time.sleep(1.5)
